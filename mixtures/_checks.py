@@ -1,0 +1,160 @@
+"""Host-side validation of user input.
+
+Every check here runs on concrete values before anything is traced, and raises
+``TypeError`` (wrong kind of value) or ``ValueError`` (right kind, wrong value)
+with a message naming the argument, what was received and what was expected.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def is_traced(x) -> bool:
+    """Whether ``x`` is an abstract value inside a JAX transformation."""
+    return isinstance(x, jax.core.Tracer)
+
+
+def float_dtype_for(dtype) -> np.dtype:
+    """The floating dtype data of ``dtype`` is computed in.
+
+    float64 needs JAX's x64 mode; without it float64 input is computed in
+    float32, which is JAX's own rule for every array it is given.
+    """
+    dtype = np.dtype(dtype)
+    if dtype == np.float64 and jax.config.read("jax_enable_x64"):
+        return np.dtype(np.float64)
+    if dtype == np.float64 or dtype == np.float32:
+        return np.dtype(np.float32)
+    if jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer):
+        return np.dtype(jnp.zeros(()).dtype)  # the default float
+    raise AssertionError(dtype)  # callers reject other kinds first
+
+
+def as_data(x, name: str = "x", n_features: int | None = None):
+    """Checks and converts a data matrix of shape (N, D).
+
+    Accepts any array-like of real numbers: floating dtypes are kept (float64
+    only with x64 enabled), integer dtypes are converted to the default float.
+
+    Args:
+      x: the array-like to check.
+      name: the argument's name, used in messages.
+      n_features: if given, the number of columns required.
+
+    Returns:
+      A ``jax.Array`` of shape (N, D) and floating dtype. Traced input is
+      returned unchanged apart from its dtype; only its shape is checked.
+    """
+    if is_traced(x) or isinstance(x, jax.Array):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except (TypeError, ValueError) as err:
+            raise TypeError(
+                f"`{name}` must be an array-like of real numbers with shape "
+                f"(n_samples, n_features); could not convert a {type(x).__name__}: {err}"
+            ) from None
+    dtype = np.dtype(arr.dtype)
+    if dtype == np.bool_ or not (
+        jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)
+    ):
+        raise TypeError(
+            f"`{name}` must hold real numbers (a floating or integer dtype); "
+            f"received dtype {dtype}."
+        )
+    if arr.ndim != 2:
+        raise ValueError(
+            f"`{name}` must be 2-D with shape (n_samples, n_features); received "
+            f"an array of shape {tuple(arr.shape)}. Reshape 1-D data with "
+            f"x.reshape(-1, 1) (one feature) or x.reshape(1, -1) (one sample)."
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(
+            f"`{name}` must have at least one sample and one feature; received "
+            f"shape {tuple(arr.shape)}."
+        )
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(
+            f"`{name}` must have {n_features} features (columns), as the mixture "
+            f"was fitted with; received {arr.shape[1]}."
+        )
+    if not is_traced(arr):
+        values = np.asarray(arr)
+        if jnp.issubdtype(dtype, jnp.floating) and not np.all(np.isfinite(values)):
+            bad = np.argwhere(~np.isfinite(values))[0]
+            raise ValueError(
+                f"`{name}` must contain only finite values; received "
+                f"{values[bad[0], bad[1]]} at row {bad[0]}, column {bad[1]}."
+            )
+    return jnp.asarray(arr, dtype=float_dtype_for(dtype))
+
+
+def as_sample_weight(weight, n_samples: int, name: str = "sample_weight"):
+    """Checks per-sample weights: shape (N,), finite, non-negative, not all zero."""
+    if weight is None:
+        return None
+    if not is_traced(weight):
+        try:
+            values = np.asarray(weight)
+        except (TypeError, ValueError):
+            values = np.asarray(weight, dtype=object)
+        if values.dtype == np.bool_ or not (
+            np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)
+        ):
+            raise TypeError(
+                f"`{name}` must hold real numbers; received dtype {values.dtype}."
+            )
+        if values.shape != (n_samples,):
+            raise ValueError(
+                f"`{name}` must have shape ({n_samples},), one weight per sample; "
+                f"received shape {values.shape}."
+            )
+        if not np.all(np.isfinite(values)) or np.any(values < 0):
+            i = int(np.argmax(~np.isfinite(values) | (values < 0)))
+            raise ValueError(
+                f"`{name}` must be finite and non-negative; received {values[i]} at index {i}."
+            )
+        if not np.any(values > 0):
+            raise ValueError(f"`{name}` must have at least one positive weight; all are zero.")
+    return weight
+
+
+def positive_int(value, name: str, *, upper: int | None = None, upper_name: str = "") -> int:
+    """Checks a positive Python integer, optionally bounded above."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be a positive integer; received {value!r}.")
+    value = int(value)
+    if value < 1:
+        raise ValueError(f"`{name}` must be a positive integer; received {value}.")
+    if upper is not None and value > upper:
+        raise ValueError(f"`{name}` must be at most {upper_name} ({upper}); received {value}.")
+    return value
+
+
+def non_negative_float(value, name: str) -> float:
+    """Checks a finite, non-negative real number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a non-negative real number; received {value!r}.")
+    value = float(value)
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"`{name}` must be finite and non-negative; received {value}.")
+    return value
+
+
+def prng_key(key, name: str = "key"):
+    """Checks a JAX PRNG key: a typed key (``jax.random.key``) or a raw uint32 (2,) key."""
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(f"`{name}` must be a single PRNG key; received a key array of shape {key.shape}.")
+        return key
+    if isinstance(key, (jax.Array, np.ndarray)) and key.dtype == np.uint32 and key.shape == (2,):
+        return jax.random.wrap_key_data(jnp.asarray(key))
+    raise TypeError(
+        f"`{name}` must be a JAX PRNG key such as jax.random.key(0); received {key!r}."
+    )

@@ -1,0 +1,130 @@
+"""The contract between the EM engine and a family of component distributions.
+
+The engine never looks inside a family. It asks for log-densities of a block of
+rows under every component, for responsibility-weighted sufficient statistics
+of that block, and for the parameters that maximise the expected complete-data
+log-likelihood given the summed statistics. Everything else (chunking, the
+fit loop, mixing weights, empty components) is the engine's.
+
+A family is a frozen dataclass holding static configuration only (it is part of
+the compiled program's identity). Its parameters and statistics are pytrees of
+arrays (NamedTuples) whose every leaf has a leading component axis of size K.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = ["Family"]
+
+Params = Any
+Stats = Any
+
+
+class Family(abc.ABC):
+    """Abstract base class of component families.
+
+    A subclass is a ``@dataclasses.dataclass(frozen=True)`` and implements:
+
+    * :meth:`log_prob` for one observation and one component;
+    * :meth:`accumulate`: responsibility-weighted sufficient statistics of a
+      block of rows, summed over the rows, one entry per component;
+    * :meth:`m_step`: new parameters from the summed statistics;
+    * :meth:`sample` for one observation of one component;
+    * :meth:`init_params`: components placed at K given data rows;
+    * :meth:`n_features` and, optionally, :meth:`check_data`.
+
+    :meth:`log_prob_components` has a default (``vmap`` of :meth:`log_prob`
+    over rows and components); a family overrides it only with a faster
+    batched form that computes the same values.
+    """
+
+    @abc.abstractmethod
+    def log_prob(self, params: Params, x: jax.Array) -> jax.Array:
+        """Log-density of one observation under one component.
+
+        Args:
+          params: one component's parameters (the leading K axis removed).
+          x: one observation, shape (D,).
+
+        Returns:
+          A scalar.
+        """
+
+    def log_prob_components(self, params: Params, x: jax.Array) -> jax.Array:
+        """Log-densities of a block of rows under every component.
+
+        Args:
+          params: parameters with a leading component axis of size K.
+          x: rows, shape (B, D).
+
+        Returns:
+          Array of shape (B, K) with entry [n, k] = log p(xₙ | θₖ).
+        """
+        over_components = jax.vmap(self.log_prob, in_axes=(0, None))
+        return jax.vmap(over_components, in_axes=(None, 0))(params, x)
+
+    @abc.abstractmethod
+    def accumulate(self, params: Params, x: jax.Array, resp: jax.Array) -> Stats:
+        """Responsibility-weighted sufficient statistics of a block of rows.
+
+        The result must be additive over rows: the statistics of two blocks
+        are the leaf-wise sum of each block's statistics.
+
+        Args:
+          params: the current parameters (leading axis K); a family may use
+            them as a shift that keeps the sums accurate, as the Gaussian
+            family does with the current means.
+          x: rows, shape (B, D).
+          resp: responsibilities times row weights, shape (B, K).
+
+        Returns:
+          A pytree whose leaves have a leading axis of size K.
+        """
+
+    @abc.abstractmethod
+    def m_step(self, stats: Stats, counts: jax.Array, previous: Params) -> Params:
+        """Parameters maximising the expected complete-data log-likelihood.
+
+        Args:
+          stats: statistics from :meth:`accumulate`, summed over all rows.
+          counts: summed responsibilities, shape (K,).
+          previous: the parameters the statistics were accumulated under.
+
+        Returns:
+          New parameters, same structure and shapes as ``previous``. A
+          component with (near) zero count may return anything finite or not:
+          the engine keeps ``previous`` for it.
+        """
+
+    @abc.abstractmethod
+    def sample(self, params: Params, key: jax.Array) -> jax.Array:
+        """Draws one observation, shape (D,), from one component."""
+
+    @abc.abstractmethod
+    def init_params(self, points: jax.Array, x: jax.Array) -> Params:
+        """Parameters of K components located at the given rows.
+
+        Args:
+          points: K rows of the data, shape (K, D), one per component.
+          x: the whole data set, shape (N, D), for scale.
+
+        Returns:
+          Parameters with a leading axis of size K, one component at each
+          point; the engine refines them by one hard-assignment EM step.
+        """
+
+    @abc.abstractmethod
+    def n_features(self, params: Params) -> int:
+        """Number of data columns D the parameters describe."""
+
+    def check_data(self, x: np.ndarray) -> None:
+        """Raises ``ValueError`` if ``x`` (host array, (N, D)) is outside the family's domain.
+
+        The default accepts any finite real data.
+        """
+        del x

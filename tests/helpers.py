@@ -1,0 +1,67 @@
+"""Reference implementations and data shared by the tests (NumPy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+
+
+def blobs(seed: int, n: int, means, scales, weights=None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows from a Gaussian mixture with isotropic components; returns (x, z)."""
+    rng = np.random.default_rng(seed)
+    means = np.asarray(means, dtype=np.float64)
+    k, d = means.shape
+    weights = np.full(k, 1.0 / k) if weights is None else np.asarray(weights)
+    z = rng.choice(k, size=n, p=weights)
+    x = means[z] + rng.standard_normal((n, d)) * np.asarray(scales, dtype=np.float64)[z, None]
+    return x, z
+
+
+def synthetic_5x8(seed: int = 0, n: int = 1500) -> np.ndarray:
+    """A 5-component, 8-dimensional data set with correlated, unequal clusters."""
+    rng = np.random.default_rng(seed)
+    k, d = 5, 8
+    means = rng.normal(0.0, 6.0, size=(k, d))
+    factors = rng.normal(0.0, 1.0, size=(k, d, d)) / np.sqrt(d) + np.eye(d) * rng.uniform(0.5, 2.0, size=(k, 1, 1))
+    z = rng.choice(k, size=n, p=[0.1, 0.15, 0.2, 0.25, 0.3])
+    eps = rng.standard_normal((n, d))
+    return means[z] + np.einsum("nd,ned->ne", eps, factors[z])
+
+
+def dense_covariances(covariance: str, covs, k: int, d: int) -> np.ndarray:
+    """Covariances in any of the four layouts expanded to (K, D, D)."""
+    covs = np.asarray(covs)
+    if covariance == "full":
+        return covs
+    if covariance == "tied":
+        return np.broadcast_to(covs, (k, d, d))
+    if covariance == "diag":
+        return np.stack([np.diag(c) for c in covs])
+    return np.stack([np.eye(d) * c for c in covs])
+
+
+def mixture_log_prob(x, weights, means, dense_covs) -> np.ndarray:
+    """(N,) log p(x) of a Gaussian mixture, with SciPy's densities."""
+    comp = np.stack(
+        [multivariate_normal(m, c).logpdf(x) for m, c in zip(means, dense_covs)], axis=1
+    ) + np.log(weights)[None, :]
+    return logsumexp(comp, axis=1)
+
+
+def responsibilities(x, weights, means, dense_covs) -> np.ndarray:
+    comp = np.stack(
+        [multivariate_normal(m, c).logpdf(x) for m, c in zip(means, dense_covs)], axis=1
+    ) + np.log(weights)[None, :]
+    return np.exp(comp - logsumexp(comp, axis=1, keepdims=True))
+
+
+def weighted_moments_two_pass(x, resp):
+    """Float64 two-pass weighted means and covariances, one per column of resp."""
+    x = np.asarray(x, dtype=np.float64)
+    nk = resp.sum(axis=0)
+    means = resp.T @ x / nk[:, None]
+    covs = np.stack(
+        [((x - m) * r[:, None]).T @ (x - m) / n for m, r, n in zip(means, resp.T, nk)]
+    )
+    return nk, means, covs
