@@ -17,7 +17,7 @@ from jax import lax
 from mixtures import _checks, _chunks
 from mixtures.mixture import Mixture, component_log_probs
 
-__all__ = ["FitResult", "em_step"]
+__all__ = ["FitResult", "Sums", "accumulate", "em_step", "fit_loop", "init_from_points", "maximize"]
 
 
 class FitResult(NamedTuple):
@@ -63,6 +63,15 @@ def accumulate(mixture: Mixture, x, weights, chunk_size: int, hard: bool = False
 
     Returns:
       :class:`Sums` over all rows.
+
+    Example:
+      >>> import numpy as np, mixtures as mx
+      >>> from mixtures import engine
+      >>> g = mx.Gaussian("diag")
+      >>> m = mx.Mixture(np.array([0.5, 0.5]), g.make_params(np.array([[0.0], [4.0]]), np.ones((2, 1))), g)
+      >>> sums = engine.accumulate(m, np.array([[0.0], [4.0], [4.0]]), None, chunk_size=2)
+      >>> sums.counts.round(3).tolist()
+      [1.0, 2.0]
     """
     family = mixture.family
 
@@ -91,6 +100,15 @@ def maximize(mixture: Mixture, sums: Sums) -> Mixture:
     its weight still follows its count, so an empty component's weight is
     (nearly) zero. As in scikit-learn, 10·ε is added to every count so no
     weight is exactly zero.
+
+    Example:
+      >>> import numpy as np, mixtures as mx
+      >>> from mixtures import engine
+      >>> g = mx.Gaussian("diag")
+      >>> m = mx.Mixture(np.array([0.5, 0.5]), g.make_params(np.array([[0.0], [4.0]]), np.ones((2, 1))), g)
+      >>> x = np.array([[0.0], [4.0], [4.0]])
+      >>> engine.maximize(m, engine.accumulate(m, x, None, chunk_size=3)).weights.round(3).tolist()
+      [0.333, 0.667]
     """
     counts = sums.counts
     eps = jnp.finfo(counts.dtype).eps
@@ -158,6 +176,15 @@ def fit_loop(mixture: Mixture, x, weights, tol, max_iter: int, chunk_size: int) 
 
     One ``lax.while_loop``; jit- and vmap-compatible (``max_iter`` and
     ``chunk_size`` static).
+
+    Example:
+      >>> import jax, numpy as np, mixtures as mx
+      >>> from mixtures import engine
+      >>> x = mx.datasets.load_old_faithful()
+      >>> start = mx.fit(x, mx.Gaussian(), 2, key=jax.random.key(0), max_iter=1).mixture
+      >>> r = engine.fit_loop(start, jax.numpy.asarray(x), None, 1e-3, max_iter=50, chunk_size=100)
+      >>> bool(r.converged), r.history.shape
+      (True, (50,))
     """
     total = _total_weight(x, weights)
     dtype = x.dtype
@@ -188,6 +215,14 @@ def init_from_points(family, points, x, weights, chunk_size: int) -> Mixture:
 
     Every row is assigned to the component under which it is most likely
     (equal weights), and the M-step is taken from those assignments.
+
+    Example:
+      >>> import numpy as np, mixtures as mx
+      >>> from mixtures import engine
+      >>> x = np.array([[0.0], [0.2], [5.0], [5.4]])
+      >>> m = engine.init_from_points(mx.Gaussian("diag"), x[[0, 2]], x, None, chunk_size=4)
+      >>> m.params.means.round(3).tolist(), m.weights.round(3).tolist()
+      ([[0.1], [5.2]], [0.5, 0.5])
     """
     k = points.shape[0]
     start = Mixture(jnp.full((k,), 1.0 / k, x.dtype), family.init_params(points, x), family)

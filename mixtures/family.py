@@ -53,6 +53,14 @@ class Family(abc.ABC):
 
         Returns:
           A scalar.
+
+        Example:
+          >>> import jax, numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("spherical")
+          >>> p = g.make_params(np.zeros((1, 1)), np.ones(1))
+          >>> one = jax.tree.map(lambda a: a[0], p)  # one component
+          >>> round(float(g.log_prob(one, np.zeros(1))), 4)
+          -0.9189
         """
 
     def log_prob_components(self, params: Params, x: jax.Array) -> jax.Array:
@@ -64,6 +72,13 @@ class Family(abc.ABC):
 
         Returns:
           Array of shape (B, K) with entry [n, k] = log p(xₙ | θₖ).
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("diag")
+          >>> p = g.make_params(np.zeros((3, 2)), np.ones((3, 2)))
+          >>> g.log_prob_components(p, np.zeros((5, 2))).shape
+          (5, 3)
         """
         over_components = jax.vmap(self.log_prob, in_axes=(0, None))
         return jax.vmap(over_components, in_axes=(None, 0))(params, x)
@@ -84,6 +99,14 @@ class Family(abc.ABC):
 
         Returns:
           A pytree whose leaves have a leading axis of size K.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("diag")
+          >>> p = g.make_params(np.zeros((3, 2)), np.ones((3, 2)))
+          >>> stats = g.accumulate(p, np.ones((5, 2)), np.full((5, 3), 1 / 3))
+          >>> stats.first.shape, stats.second.shape
+          ((3, 2), (3, 2))
         """
 
     @abc.abstractmethod
@@ -99,11 +122,28 @@ class Family(abc.ABC):
           New parameters, same structure and shapes as ``previous``. A
           component with (near) zero count may return anything finite or not:
           the engine keeps ``previous`` for it.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("spherical", reg_covar=0.0)
+          >>> p = g.make_params(np.zeros((1, 1)), np.ones(1))
+          >>> x = np.array([[1.0], [3.0]])
+          >>> new = g.m_step(g.accumulate(p, x, np.ones((2, 1))), np.array([2.0]), p)
+          >>> new.means.round(6).tolist(), new.covariances.round(6).tolist()
+          ([[2.0]], [1.0])
         """
 
     @abc.abstractmethod
     def sample(self, params: Params, key: jax.Array) -> jax.Array:
-        """Draws one observation, shape (D,), from one component."""
+        """Draws one observation, shape (D,), from one component.
+
+        Example:
+          >>> import jax, numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("full")
+          >>> one = jax.tree.map(lambda a: a[0], g.make_params(np.zeros((1, 3)), np.eye(3)[None]))
+          >>> g.sample(one, jax.random.key(0)).shape
+          (3,)
+        """
 
     @abc.abstractmethod
     def init_params(self, points: jax.Array, x: jax.Array) -> Params:
@@ -116,15 +156,32 @@ class Family(abc.ABC):
         Returns:
           Parameters with a leading axis of size K, one component at each
           point; the engine refines them by one hard-assignment EM step.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> x = np.array([[0.0, 0.0], [1.0, 2.0], [2.0, 4.0]])
+          >>> mx.Gaussian("diag").init_params(x[:2], x).means.tolist()
+          [[0.0, 0.0], [1.0, 2.0]]
         """
 
     @abc.abstractmethod
     def n_features(self, params: Params) -> int:
-        """Number of data columns D the parameters describe."""
+        """Number of data columns D the parameters describe.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("diag")
+          >>> g.n_features(g.make_params(np.zeros((2, 4)), np.ones((2, 4))))
+          4
+        """
 
     def check_data(self, x: np.ndarray) -> None:
         """Raises ``ValueError`` if ``x`` (host array, (N, D)) is outside the family's domain.
 
         The default accepts any finite real data.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> mx.Gaussian().check_data(np.zeros((3, 2)))  # any finite data is in the domain
         """
         del x

@@ -83,6 +83,12 @@ def fit(
     )
     weights = _checks.as_sample_weight(sample_weight, n)
     if weights is not None:
+        n_positive = int(np.count_nonzero(np.asarray(weights) > 0))
+        if k > n_positive:
+            raise ValueError(
+                f"`n_components` ({k}) must be at most the number of rows with positive "
+                f"`sample_weight` ({n_positive})."
+            )
         weights = jnp.asarray(weights, x.dtype)
     tol = jnp.asarray(tol, x.dtype)
 

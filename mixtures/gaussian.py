@@ -37,7 +37,14 @@ class GaussianParams(NamedTuple):
 
     @property
     def covariances(self) -> jax.Array:
-        """Covariances in the stored layout: (K, D, D), (K, D) or (K,)."""
+        """Covariances in the stored layout: (K, D, D), (K, D) or (K,).
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> p = mx.Gaussian("full").make_params(np.zeros((1, 2)), np.array([[[2.0, 0.5], [0.5, 1.0]]]))
+          >>> p.covariances.round(6).tolist()
+          [[[2.0, 0.5], [0.5, 1.0]]]
+        """
         u = self.precisions_cholesky
         if u.ndim == 3:
             eye = jnp.broadcast_to(jnp.eye(u.shape[-1], dtype=u.dtype), u.shape)
@@ -47,7 +54,14 @@ class GaussianParams(NamedTuple):
 
     @property
     def precisions(self) -> jax.Array:
-        """Precision matrices (inverse covariances) in the stored layout."""
+        """Precision matrices (inverse covariances) in the stored layout.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> p = mx.Gaussian("diag").make_params(np.zeros((1, 2)), np.array([[4.0, 0.5]]))
+          >>> p.precisions.round(6).tolist()
+          [[0.25, 2.0]]
+        """
         u = self.precisions_cholesky
         if u.ndim == 3:
             return jnp.einsum("kij,klj->kil", u, u, precision=_HI)
