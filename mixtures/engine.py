@@ -92,14 +92,15 @@ def accumulate(mixture: Mixture, x, weights, chunk_size: int, hard: bool = False
     return _chunks.sum_over_chunks(block, x, weights, chunk_size)
 
 
-def maximize(mixture: Mixture, sums: Sums) -> Mixture:
+def maximize(mixture: Mixture, sums: Sums, update_weights: bool = True) -> Mixture:
     """M-step: new weights πₖ ∝ Nₖ and the family's new parameters.
 
     A component whose count is below 10·ε (ε the dtype's machine epsilon), or
     whose new parameters are not all finite, keeps its previous parameters;
     its weight still follows its count, so an empty component's weight is
     (nearly) zero. As in scikit-learn, 10·ε is added to every count so no
-    weight is exactly zero.
+    weight is exactly zero. With ``update_weights=False`` the weights are
+    kept as they are.
 
     Example:
       >>> import numpy as np, mixtures as mx
@@ -122,6 +123,8 @@ def maximize(mixture: Mixture, sums: Sums) -> Mixture:
         return jnp.where(keep.reshape(keep.shape + (1,) * (n.ndim - 1)), o, n)
 
     params = jax.tree.map(pick, new, mixture.params)
+    if not update_weights:
+        return Mixture(mixture.weights, params, mixture.family)
     nk = counts + 10 * eps
     return Mixture(nk / jnp.sum(nk), params, mixture.family)
 
@@ -130,10 +133,12 @@ def _total_weight(x, weights):
     return jnp.asarray(x.shape[0], x.dtype) if weights is None else jnp.sum(weights)
 
 
-def em_step_impl(mixture: Mixture, x, weights, chunk_size: int, hard: bool = False):
+def em_step_impl(
+    mixture: Mixture, x, weights, chunk_size: int, hard: bool = False, update_weights: bool = True
+):
     """One E+M step without validation; returns (new mixture, mean log-likelihood before)."""
     sums = accumulate(mixture, x, weights, chunk_size, hard)
-    return maximize(mixture, sums), sums.log_likelihood / _total_weight(x, weights)
+    return maximize(mixture, sums, update_weights), sums.log_likelihood / _total_weight(x, weights)
 
 
 def em_step(mixture: Mixture, x, *, sample_weight=None, chunk_size: int | None = None):
@@ -171,11 +176,22 @@ def _em_step_jit(mixture, x, weights, chunk_size):
     return em_step_impl(mixture, x, weights, chunk_size)
 
 
-def fit_loop(mixture: Mixture, x, weights, tol, max_iter: int, chunk_size: int) -> FitResult:
+def fit_loop(
+    mixture: Mixture,
+    x,
+    weights,
+    tol,
+    max_iter: int,
+    chunk_size: int,
+    hard: bool = False,
+    update_weights: bool = True,
+) -> FitResult:
     """EM from ``mixture`` until the mean log-likelihood changes by less than ``tol``.
 
-    One ``lax.while_loop``; jit- and vmap-compatible (``max_iter`` and
-    ``chunk_size`` static).
+    One ``lax.while_loop``; jit- and vmap-compatible (``max_iter``,
+    ``chunk_size``, ``hard`` and ``update_weights`` static). With ``hard``
+    (classification EM) the monitored quantity is the complete-data
+    log-likelihood of the hard assignments.
 
     Example:
       >>> import jax, numpy as np, mixtures as mx
@@ -195,7 +211,7 @@ def fit_loop(mixture: Mixture, x, weights, tol, max_iter: int, chunk_size: int) 
 
     def body(state):
         m, i, previous, history, _ = state
-        new, ll = em_step_impl(m, x, weights, chunk_size)
+        new, ll = em_step_impl(m, x, weights, chunk_size, hard, update_weights)
         return new, i + 1, ll, history.at[i].set(ll), jnp.abs(ll - previous) < tol
 
     init = (
@@ -206,7 +222,7 @@ def fit_loop(mixture: Mixture, x, weights, tol, max_iter: int, chunk_size: int) 
         jnp.asarray(False),
     )
     m, n_iter, _, history, converged = lax.while_loop(cond, body, init)
-    final = accumulate(m, x, weights, chunk_size).log_likelihood / total
+    final = accumulate(m, x, weights, chunk_size, hard).log_likelihood / total
     return FitResult(m, final, history, n_iter, converged)
 
 

@@ -15,6 +15,7 @@ from mixtures.mixture import Mixture
 __all__ = ["fit", "INIT_METHODS"]
 
 INIT_METHODS = ("random_from_data",)
+ASSIGNMENTS = ("soft", "hard")
 
 
 def fit(
@@ -27,6 +28,8 @@ def fit(
     max_iter: int = 100,
     tol: float = 1e-3,
     sample_weight=None,
+    assignment: str = "soft",
+    update_weights: bool = True,
     chunk_size: int | None = None,
 ) -> engine.FitResult:
     """Fits a K-component mixture of ``family`` to ``x`` by EM.
@@ -49,6 +52,13 @@ def fit(
       tol: stop when the mean log-likelihood per sample changes by less than
         this between iterations.
       sample_weight: optional (N,) non-negative row weights.
+      assignment: "soft" (EM) or "hard" (classification EM: each row is
+        assigned wholly to its most probable component; with
+        ``mx.Gaussian("identity")`` and ``update_weights=False`` this is
+        Lloyd's K-means algorithm). With "hard", ``log_likelihood`` and
+        ``history`` are the complete-data log-likelihood of the assignments.
+      update_weights: if False the mixing weights stay at their initial
+        values (equal, 1/K, unless ``init`` is a mixture).
       chunk_size: rows per block of the E-step and accumulation (memory
         O(chunk_size × K × D)); default chosen from K and D.
 
@@ -91,13 +101,18 @@ def fit(
             )
         weights = jnp.asarray(weights, x.dtype)
     tol = jnp.asarray(tol, x.dtype)
+    if assignment not in ASSIGNMENTS:
+        raise ValueError(f"`assignment` must be one of {ASSIGNMENTS}; received {assignment!r}.")
+    if not isinstance(update_weights, bool):
+        raise TypeError(f"`update_weights` must be True or False; received {update_weights!r}.")
+    options = (max_iter, chunk, assignment == "hard", update_weights)
 
     if isinstance(init, Mixture):
         start = _check_warm_start(init, family, k, d, x.dtype)
-        return _fit_from(start, x, weights, tol, max_iter, chunk)
+        return _fit_from(start, x, weights, tol, *options)
     if isinstance(init, str) and init in INIT_METHODS:
         key = _checks.prng_key(key)
-        return _fit_random(family, k, key, x, weights, tol, max_iter, chunk)
+        return _fit_random(family, k, key, x, weights, tol, *options)
     raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")
 
 
@@ -114,15 +129,17 @@ def _check_warm_start(init: Mixture, family, k, d, dtype) -> Mixture:
     return jax.tree.map(lambda a: jnp.asarray(a, dtype), init)
 
 
-@functools.partial(jax.jit, static_argnums=(4, 5))
-def _fit_from(mixture, x, weights, tol, max_iter, chunk_size):
-    return engine.fit_loop(mixture, x, weights, tol, max_iter, chunk_size)
+@functools.partial(jax.jit, static_argnums=(4, 5, 6, 7))
+def _fit_from(mixture, x, weights, tol, max_iter, chunk_size, hard, update_weights):
+    return engine.fit_loop(mixture, x, weights, tol, max_iter, chunk_size, hard, update_weights)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 6, 7))
-def _fit_random(family, k, key, x, weights, tol, max_iter, chunk_size):
+@functools.partial(jax.jit, static_argnums=(0, 1, 6, 7, 8, 9))
+def _fit_random(family, k, key, x, weights, tol, max_iter, chunk_size, hard, update_weights):
     start = init_random_from_data(family, k, key, x, weights, chunk_size)
-    return engine.fit_loop(start, x, weights, tol, max_iter, chunk_size)
+    if not update_weights:
+        start = Mixture(jnp.full((k,), 1.0 / k, x.dtype), start.params, family)
+    return engine.fit_loop(start, x, weights, tol, max_iter, chunk_size, hard, update_weights)
 
 
 def init_random_from_data(family, k: int, key, x, weights, chunk_size: int) -> Mixture:

@@ -16,7 +16,7 @@ from mixtures.family import Family
 
 __all__ = ["Gaussian", "GaussianParams", "GaussianStats"]
 
-COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
+COVARIANCE_TYPES = ("full", "diag", "spherical", "tied", "identity")
 _HI = jax.lax.Precision.HIGHEST
 
 
@@ -29,7 +29,8 @@ class GaussianParams(NamedTuple):
         precision = U Uᵀ with U upper triangular, as scikit-learn's
         ``precisions_cholesky_``. Shape (K, D, D) for "full" and "tied" (for
         "tied" every non-empty component holds the same matrix), (K, D) for
-        "diag" (the inverse standard deviations), (K,) for "spherical".
+        "diag" (the inverse standard deviations), (K,) for "spherical" and
+        "identity" (all ones for "identity").
     """
 
     means: jax.Array
@@ -91,8 +92,10 @@ class Gaussian(Family):
 
     Args:
       covariance: "full" (each component its own covariance), "diag"
-        (diagonal), "spherical" (a multiple of the identity) or "tied" (one
-        full covariance shared by all components).
+        (diagonal), "spherical" (a multiple of the identity), "tied" (one
+        full covariance shared by all components) or "identity" (covariance
+        fixed to the identity matrix: only the means are fitted; with
+        ``assignment="hard"`` in :func:`mixtures.fit` this is K-means).
       reg_covar: non-negative number added to the covariance diagonal at every
         M-step, as scikit-learn's ``reg_covar``.
 
@@ -118,14 +121,14 @@ class Gaussian(Family):
 
     # -- parameters ---------------------------------------------------------
 
-    def make_params(self, means, covariances) -> GaussianParams:
+    def make_params(self, means, covariances=None) -> GaussianParams:
         """Builds parameters from means and covariances (checked on the host).
 
         Args:
           means: (K, D).
           covariances: (K, D, D) for "full", (D, D) for "tied", (K, D) for
             "diag", (K,) for "spherical" (scikit-learn's layouts); symmetric
-            positive definite.
+            positive definite. None (or omitted) for "identity".
 
         Returns:
           GaussianParams in the dtype of ``means``.
@@ -141,6 +144,12 @@ class Gaussian(Family):
             raise ValueError(f"`means` must have shape (K, D); received shape {means.shape}.")
         k, d = means.shape
         dtype = _checks.float_dtype_for(means.dtype)
+        if self.covariance == "identity":
+            if covariances is not None:
+                raise ValueError('`covariances` must be None for covariance="identity".')
+            if not np.all(np.isfinite(means)):
+                raise ValueError("`means` must be finite.")
+            return GaussianParams(jnp.asarray(means, dtype), jnp.ones((k,), dtype))
         cov = np.asarray(covariances, dtype=np.float64)
         expected = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[self.covariance]
         if cov.shape != expected:
@@ -173,6 +182,8 @@ class Gaussian(Family):
 
     def init_params(self, points, x) -> GaussianParams:
         k, d = points.shape
+        if self.covariance == "identity":
+            return GaussianParams(points, jnp.ones((k,), x.dtype))
         var = jnp.var(x, axis=0) + self.reg_covar
         var = jnp.where(var > 0, var, 1.0)
         if self.covariance == "spherical":
@@ -229,6 +240,8 @@ class Gaussian(Family):
         nk = counts + 10 * jnp.finfo(counts.dtype).eps
         offset = stats.first / nk[:, None]  # new mean − shift
         means = previous.means + offset
+        if self.covariance == "identity":
+            return GaussianParams(means, previous.precisions_cholesky)
         if self.covariance in ("full", "tied"):
             outer = offset[:, :, None] * offset[:, None, :]
             eye = jnp.eye(d, dtype=means.dtype)
