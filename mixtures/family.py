@@ -36,7 +36,8 @@ class Family(abc.ABC):
     * :meth:`m_step`: new parameters from the summed statistics;
     * :meth:`sample` for one observation of one component;
     * :meth:`init_params`: components placed at K given data rows;
-    * :meth:`n_features` and, optionally, :meth:`check_data`.
+    * :meth:`n_features`, :meth:`n_free_parameters` and, optionally,
+      :meth:`check_data`.
 
     :meth:`log_prob_components` has a default (``vmap`` of :meth:`log_prob`
     over rows and components); a family overrides it only with a faster
@@ -173,6 +174,19 @@ class Family(abc.ABC):
           >>> g = mx.Gaussian("diag")
           >>> g.n_features(g.make_params(np.zeros((2, 4)), np.ones((2, 4))))
           4
+        """
+
+    @abc.abstractmethod
+    def n_free_parameters(self, n_components: int, n_features: int) -> int:
+        """Number of free parameters of K components' parameters (mixing weights excluded).
+
+        Used by the information criteria; parameters shared between
+        components (a tied covariance) count once.
+
+        Example:
+          >>> import mixtures as mx
+          >>> mx.Gaussian("diag").n_free_parameters(3, 2)  # 3 means and 3 variances of length 2
+          12
         """
 
     def check_data(self, x: np.ndarray) -> None:

@@ -180,6 +180,17 @@ class Gaussian(Family):
     def n_features(self, params: GaussianParams) -> int:
         return params.means.shape[-1]
 
+    def n_free_parameters(self, n_components: int, n_features: int) -> int:
+        k, d = n_components, n_features
+        per_covariance = {
+            "full": k * d * (d + 1) // 2,
+            "tied": d * (d + 1) // 2,
+            "diag": k * d,
+            "spherical": k,
+            "identity": 0,
+        }[self.covariance]
+        return k * d + per_covariance
+
     def init_params(self, points, x) -> GaussianParams:
         k, d = points.shape
         if self.covariance == "identity":
