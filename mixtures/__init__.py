@@ -8,21 +8,43 @@
 """
 
 from mixtures import datasets
+from mixtures.bernoulli import Bernoulli, BernoulliParams
+from mixtures.categorical import Categorical, CategoricalParams
 from mixtures.engine import FitResult, em_step
+from mixtures.expfam import ExponentialFamily
+from mixtures.exponential import Exponential, ExponentialParams
 from mixtures.family import Family
 from mixtures.fitting import fit
+from mixtures.gamma import Gamma, GammaParams
 from mixtures.gaussian import Gaussian, GaussianParams, GaussianStats
+from mixtures.gradient import GradientFamily
 from mixtures.mixture import Mixture
+from mixtures.poisson import Poisson, PoissonParams
+from mixtures.student_t import StudentT, StudentTParams
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "FitResult",
+    "Bernoulli",
+    "BernoulliParams",
+    "Categorical",
+    "CategoricalParams",
+    "Exponential",
+    "ExponentialFamily",
+    "ExponentialParams",
     "Family",
+    "FitResult",
+    "Gamma",
+    "GammaParams",
     "Gaussian",
     "GaussianParams",
     "GaussianStats",
+    "GradientFamily",
     "Mixture",
+    "Poisson",
+    "PoissonParams",
+    "StudentT",
+    "StudentTParams",
     "datasets",
     "em_step",
     "fit",

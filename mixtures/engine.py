@@ -15,7 +15,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from mixtures import _checks, _chunks
-from mixtures.mixture import Mixture, component_log_probs
+from mixtures.gradient import GradientFamily
+from mixtures.mixture import Mixture, block_responsibilities, finite_components, where_components
 
 __all__ = ["FitResult", "Sums", "accumulate", "em_step", "fit_loop", "init_from_points", "maximize"]
 
@@ -76,15 +77,7 @@ def accumulate(mixture: Mixture, x, weights, chunk_size: int, hard: bool = False
     family = mixture.family
 
     def block(rows, w):
-        logp = component_log_probs(mixture, rows)  # (B, K)
-        if hard:
-            best = jnp.argmax(logp, axis=1)
-            resp = jax.nn.one_hot(best, logp.shape[1], dtype=rows.dtype)
-            ll = jnp.take_along_axis(logp, best[:, None], axis=1)[:, 0]
-        else:
-            ll = jax.nn.logsumexp(logp, axis=1)
-            safe = jnp.where(jnp.isfinite(ll), ll, 0.0)
-            resp = jnp.exp(logp - safe[:, None])
+        resp, ll = block_responsibilities(mixture, rows, hard)
         resp = resp * w[:, None]
         ll_sum = jnp.sum(jnp.where(w > 0, w * ll, 0.0))
         return Sums(jnp.sum(resp, axis=0), family.accumulate(mixture.params, rows, resp), ll_sum)
@@ -92,11 +85,14 @@ def accumulate(mixture: Mixture, x, weights, chunk_size: int, hard: bool = False
     return _chunks.sum_over_chunks(block, x, weights, chunk_size)
 
 
-def maximize(mixture: Mixture, sums: Sums, update_weights: bool = True) -> Mixture:
+def maximize(mixture: Mixture, sums: Sums, update_weights: bool = True, *, params=None) -> Mixture:
     """M-step: new weights πₖ ∝ Nₖ and the family's new parameters.
 
-    A component whose count is below 10·ε (ε the dtype's machine epsilon), or
-    whose new parameters are not all finite, keeps its previous parameters;
+    The new parameters are ``family.m_step`` of the summed statistics, or
+    ``params`` when given (parameters already computed from the data, as for a
+    :class:`~mixtures.gradient.GradientFamily`). A component whose count is
+    below 10·ε (ε the dtype's machine epsilon), or whose new parameters are
+    not all finite, keeps its previous parameters;
     its weight still follows its count, so an empty component's weight is
     (nearly) zero. As in scikit-learn, 10·ε is added to every count so no
     weight is exactly zero. With ``update_weights=False`` the weights are
@@ -113,16 +109,9 @@ def maximize(mixture: Mixture, sums: Sums, update_weights: bool = True) -> Mixtu
     """
     counts = sums.counts
     eps = jnp.finfo(counts.dtype).eps
-    new = mixture.family.m_step(sums.stats, counts, mixture.params)
-    finite = jnp.ones(counts.shape, bool)
-    for leaf in jax.tree.leaves(new):
-        finite &= jnp.all(jnp.isfinite(leaf.reshape(leaf.shape[0], -1)), axis=1)
-    keep = (counts < 10 * eps) | ~finite
-
-    def pick(n, o):
-        return jnp.where(keep.reshape(keep.shape + (1,) * (n.ndim - 1)), o, n)
-
-    params = jax.tree.map(pick, new, mixture.params)
+    new = mixture.family.m_step(sums.stats, counts, mixture.params) if params is None else params
+    update = (counts >= 10 * eps) & finite_components(new)
+    params = where_components(update, new, mixture.params)
     if not update_weights:
         return Mixture(mixture.weights, params, mixture.family)
     nk = counts + 10 * eps
@@ -136,9 +125,19 @@ def _total_weight(x, weights):
 def em_step_impl(
     mixture: Mixture, x, weights, chunk_size: int, hard: bool = False, update_weights: bool = True
 ):
-    """One E+M step without validation; returns (new mixture, mean log-likelihood before)."""
+    """One E+M step without validation; returns (new mixture, mean log-likelihood before).
+
+    A :class:`~mixtures.gradient.GradientFamily` has no M-step from summed
+    statistics: its new parameters come from optimiser steps over the data
+    (:meth:`~mixtures.gradient.GradientFamily.m_step_from_data`), and the
+    weights and the empty/non-finite rule from :func:`maximize` as usual.
+    """
     sums = accumulate(mixture, x, weights, chunk_size, hard)
-    return maximize(mixture, sums, update_weights), sums.log_likelihood / _total_weight(x, weights)
+    params = None
+    if isinstance(mixture.family, GradientFamily):
+        params = mixture.family.m_step_from_data(mixture, x, weights, chunk_size, hard)
+    new = maximize(mixture, sums, update_weights, params=params)
+    return new, sums.log_likelihood / _total_weight(x, weights)
 
 
 def em_step(mixture: Mixture, x, *, sample_weight=None, chunk_size: int | None = None):
@@ -242,4 +241,4 @@ def init_from_points(family, points, x, weights, chunk_size: int) -> Mixture:
     """
     k = points.shape[0]
     start = Mixture(jnp.full((k,), 1.0 / k, x.dtype), family.init_params(points, x), family)
-    return maximize(start, accumulate(start, x, weights, chunk_size, hard=True))
+    return em_step_impl(start, x, weights, chunk_size, hard=True)[0]

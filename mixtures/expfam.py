@@ -31,7 +31,7 @@ __all__ = ["ExponentialFamily", "ExpFamStats", "newton_natural_from_mean"]
 
 _HI = lax.Precision.HIGHEST
 NEWTON_ITERATIONS = 40
-_STEP_SIZES = 0.5 ** jnp.arange(12)
+_STEP_SIZES = 0.5 ** jnp.arange(48)  # step halvings tried by the line search
 
 
 class ExpFamStats(NamedTuple):
@@ -91,8 +91,10 @@ class ExponentialFamily(Family):
     Subclasses (frozen dataclasses) implement :meth:`sufficient_stats`,
     :meth:`log_base_measure`, :meth:`log_partition`, :meth:`to_natural`,
     :meth:`from_natural`, and the :class:`~mixtures.Family` methods that no
-    exponential-family form determines: :meth:`sample`, :meth:`n_features`
-    and, for domain checks, :meth:`check_data`. Parameters are NamedTuples
+    exponential-family form determines: :meth:`sample`, :meth:`n_features`,
+    :meth:`n_free_parameters` and, for domain checks, :meth:`check_data`.
+    A family whose log-partition is not finite at η = 0 also overrides
+    :meth:`initial_natural`. Parameters are NamedTuples
     whose leaves have a leading component axis K; the five methods above see
     one component (no K axis) and one observation.
 
@@ -173,16 +175,30 @@ class ExponentialFamily(Family):
         mean = stats.sum_t / jnp.maximum(counts, jnp.finfo(counts.dtype).tiny)[:, None]
         return jax.vmap(self.params_from_mean)(mean, previous)
 
+    def initial_natural(self, mean: jax.Array) -> jax.Array:
+        """A natural parameter inside A's domain from which Newton starts when no fit exists yet.
+
+        Used only by :meth:`init_params`; later M-steps start from the
+        previous parameters. The default is η = 0; a family whose A is not
+        finite at 0 (e.g. one that needs η < 0) overrides it.
+
+        Args:
+          mean: the target mean parameters (M,), should the family use them.
+
+        Returns:
+          η of shape (M,).
+        """
+        return jnp.zeros_like(mean)
+
     def init_params(self, points, x):
         """Components whose mean parameters are halfway between T(point) and the data's mean of T.
 
         Blending with the data average keeps every start inside the parameter
         space (a Bernoulli point of zeros and ones, a Poisson row of zeros).
-        The Newton solve starts from η = 0 unless the family has a closed form.
+        Without a closed form, the Newton solve starts at :meth:`initial_natural`.
         """
         t_points = jax.vmap(self.sufficient_stats)(points)
         t_mean = jnp.mean(jax.vmap(self.sufficient_stats)(x), axis=0)
         means = 0.5 * t_points + 0.5 * t_mean[None, :]
-        start = self.from_natural(jnp.zeros_like(t_mean))
-        starts = jax.tree.map(lambda a: jnp.broadcast_to(a, (points.shape[0],) + a.shape), start)
+        starts = jax.vmap(lambda mu: self.from_natural(self.initial_natural(mu)))(means)
         return jax.vmap(self.params_from_mean)(means, starts)

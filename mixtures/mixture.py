@@ -159,6 +159,41 @@ def component_log_probs(mixture: Mixture, x: jax.Array) -> jax.Array:
     return mixture.family.log_prob_components(mixture.params, x) + jnp.log(mixture.weights)[None, :]
 
 
+def block_responsibilities(mixture: Mixture, x: jax.Array, hard: bool = False):
+    """Responsibilities (B, K) of a block of rows and each row's log-likelihood term (B,).
+
+    Soft: rₙₖ = p(zₙ = k | xₙ) and the term is log p(xₙ); a row that every
+    component gives −∞ gets zero responsibilities, never NaN. Hard
+    (classification EM): one-hot argmax responsibilities and the term
+    maxₖ log πₖ p(xₙ | θₖ).
+    """
+    logp = component_log_probs(mixture, x)
+    if hard:
+        best = jnp.argmax(logp, axis=1)
+        resp = jax.nn.one_hot(best, logp.shape[1], dtype=x.dtype)
+        return resp, jnp.take_along_axis(logp, best[:, None], axis=1)[:, 0]
+    ll = jax.nn.logsumexp(logp, axis=1)
+    return jnp.exp(logp - jnp.where(jnp.isfinite(ll), ll, 0.0)[:, None]), ll
+
+
+def finite_components(params) -> jax.Array:
+    """(K,) whether every leaf of component k's parameters is finite."""
+    leaves = jax.tree.leaves(params)
+    finite = jnp.ones(leaves[0].shape[:1], bool)
+    for leaf in leaves:
+        finite &= jnp.all(jnp.isfinite(leaf.reshape(leaf.shape[0], -1)), axis=1)
+    return finite
+
+
+def where_components(mask: jax.Array, new, old):
+    """Component-wise choice: component k from ``new`` where ``mask[k]``, else from ``old``."""
+
+    def pick(n, o):
+        return jnp.where(mask.reshape(mask.shape + (1,) * (o.ndim - 1)), n.astype(o.dtype), o)
+
+    return jax.tree.map(pick, new, old)
+
+
 @functools.partial(jax.jit, static_argnums=2)
 def _log_prob(mixture, x, chunk_size):
     return _chunks.map_over_chunks(

@@ -1,0 +1,56 @@
+"""Host-side checks that data lie in a family's domain, shared by the families' ``check_data``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def as_matrix(x, n_columns: int | None = None) -> np.ndarray:
+    """``x`` as a host NumPy array of shape (N, D), optionally with D = ``n_columns``.
+
+    Raises:
+      ValueError: if ``x`` is not 2-D or has the wrong number of columns.
+    """
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"`x` must be 2-D with shape (n_samples, n_features); received shape {x.shape}.")
+    if n_columns is not None and x.shape[1] != n_columns:
+        raise ValueError(f"`x` must have {n_columns} columns, one per feature; received {x.shape[1]}.")
+    return x
+
+
+def require(x: np.ndarray, ok: np.ndarray, expected: str | Sequence[str]) -> None:
+    """Raises ``ValueError`` at the first entry (in row order) where ``ok`` is False.
+
+    Args:
+      x: the data, shape (N, D).
+      ok: boolean mask of in-domain entries, shape (N, D).
+      expected: what a column must hold, e.g. "non-negative integer counts";
+        one string for every column or one per column.
+
+    Raises:
+      ValueError: naming the column, what it must hold, and the first bad row and value.
+    """
+    if np.all(ok):
+        return
+    row, col = divmod(int(np.argmax(~ok.reshape(-1))), x.shape[1])
+    what = expected if isinstance(expected, str) else expected[col]
+    raise ValueError(f"column {col} of `x` must hold {what}; row {row} has {float(x[row, col])!r}.")
+
+
+def is_integer(x: np.ndarray) -> np.ndarray:
+    """Elementwise: finite and a whole number."""
+    return np.isfinite(x) & (x == np.round(x))
+
+
+def positive_number(value, name: str, upper: float | None = None) -> float:
+    """Checks a finite real number in (0, ``upper``) for a family's configuration field."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`{name}` must be a positive real number; received {value!r}.")
+    value = float(value)
+    if not np.isfinite(value) or value <= 0 or (upper is not None and value >= upper):
+        bound = f" and below {upper}" if upper is not None else ""
+        raise ValueError(f"`{name}` must be finite, positive{bound}; received {value}.")
+    return value

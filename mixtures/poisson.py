@@ -1,0 +1,185 @@
+"""Poisson components: count data, features independent given the component."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import gammaln
+
+from mixtures import _checks, _domain
+from mixtures.expfam import ExponentialFamily
+
+__all__ = ["Poisson", "PoissonParams"]
+
+
+class PoissonParams(NamedTuple):
+    """Parameters of K Poisson components.
+
+    Attributes:
+      rates: (K, D) rate (mean) λ of each feature in each component.
+    """
+
+    rates: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Poisson(ExponentialFamily):
+    """Independent Poisson features: p(x | λ) = Πⱼ λⱼ^xⱼ e^(−λⱼ) / xⱼ!.
+
+    Exponential-family form per feature: T(x) = x, η = log λ, A(η) = Σ exp(η),
+    log h(x) = −Σ log xⱼ!. The M-step is closed form: λ = Σₙ rₙₖ xₙ / Nₖ.
+
+    Args:
+      min_rate: positive floor on every fitted rate. A component whose data
+        are all 0 in a feature has maximum-likelihood rate 0 (η = −∞); the
+        M-step returns ``min_rate`` instead, so log λ and the fit stay finite.
+
+    Example:
+      >>> from mixtures.poisson import Poisson
+      >>> Poisson()
+      Poisson(min_rate=1e-06)
+    """
+
+    min_rate: float = 1e-6
+
+    def __post_init__(self):
+        object.__setattr__(self, "min_rate", _domain.positive_number(self.min_rate, "min_rate"))
+
+    def make_params(self, rates) -> PoissonParams:
+        """Parameters from rates, checked on the host.
+
+        Args:
+          rates: (K, D) finite positive rates.
+
+        Returns:
+          PoissonParams in the floating dtype of ``rates``.
+
+        Example:
+          >>> from mixtures.poisson import Poisson
+          >>> Poisson().make_params([[1.0, 4.0]]).rates.shape
+          (1, 2)
+        """
+        rates = np.asarray(rates)
+        if rates.ndim != 2:
+            raise ValueError(f"`rates` must have shape (K, D); received shape {rates.shape}.")
+        if not np.all(np.isfinite(rates) & (rates > 0)):
+            raise ValueError(f"`rates` must be finite and positive; received {rates}.")
+        return PoissonParams(jnp.asarray(rates, _checks.float_dtype_for(rates.dtype)))
+
+    def sufficient_stats(self, x):
+        """T(x) = x, shape (D,).
+
+        Example:
+          >>> import numpy as np
+          >>> from mixtures.poisson import Poisson
+          >>> Poisson().sufficient_stats(np.array([0.0, 3.0])).tolist()
+          [0.0, 3.0]
+        """
+        return jnp.asarray(x)
+
+    def log_base_measure(self, x):
+        """log h(x) = −Σⱼ log xⱼ! for x of shape (D,); a scalar.
+
+        Example:
+          >>> import numpy as np
+          >>> from mixtures.poisson import Poisson
+          >>> round(float(Poisson().log_base_measure(np.array([3.0, 1.0]))), 6)  # −log 6
+          -1.791759
+        """
+        return -jnp.sum(gammaln(x + 1.0))
+
+    def log_partition(self, natural):
+        """A(η) = Σⱼ exp(ηⱼ) for η = log λ of shape (D,); a scalar.
+
+        Example:
+          >>> import jax.numpy as jnp
+          >>> from mixtures.poisson import Poisson
+          >>> round(float(Poisson().log_partition(jnp.log(jnp.array([2.0, 3.0])))), 6)
+          5.0
+        """
+        return jnp.sum(jnp.exp(natural))
+
+    def to_natural(self, params):
+        """η = log λ, shape (D,), of one component's parameters.
+
+        Example:
+          >>> import jax.numpy as jnp
+          >>> from mixtures.poisson import Poisson, PoissonParams
+          >>> Poisson().to_natural(PoissonParams(jnp.array([1.0]))).tolist()
+          [0.0]
+        """
+        return jnp.log(params.rates)
+
+    def from_natural(self, natural):
+        """One component's parameters from η = log λ (D,).
+
+        Example:
+          >>> import jax.numpy as jnp
+          >>> from mixtures.poisson import Poisson
+          >>> Poisson().from_natural(jnp.zeros(2)).rates.tolist()
+          [1.0, 1.0]
+        """
+        return PoissonParams(jnp.exp(natural))
+
+    def params_from_mean(self, mean, previous):
+        """Closed-form M-step: λ = max(mean, ``min_rate``), for mean (D,).
+
+        Example:
+          >>> import jax.numpy as jnp
+          >>> from mixtures.poisson import Poisson
+          >>> Poisson().params_from_mean(jnp.array([2.5, 0.0]), None).rates.tolist()
+          [2.5, 1e-06]
+        """
+        del previous
+        return PoissonParams(jnp.maximum(mean, self.min_rate))
+
+    def sample(self, params, key):
+        """One draw, shape (D,), in the rates' dtype, from one component.
+
+        Example:
+          >>> import jax, jax.numpy as jnp
+          >>> from mixtures.poisson import Poisson, PoissonParams
+          >>> Poisson().sample(PoissonParams(jnp.array([3.0, 0.5])), jax.random.key(0)).shape
+          (2,)
+        """
+        rates = params.rates
+        return jax.random.poisson(key, rates, rates.shape).astype(rates.dtype)
+
+    def n_features(self, params) -> int:
+        """Number of features D, from the rates' shape.
+
+        Example:
+          >>> import numpy as np
+          >>> from mixtures.poisson import Poisson
+          >>> Poisson().n_features(Poisson().make_params(np.ones((2, 3))))
+          3
+        """
+        return params.rates.shape[-1]
+
+    def n_free_parameters(self, n_components: int, n_features: int) -> int:
+        """K·D: one rate per feature and component.
+
+        Example:
+          >>> from mixtures.poisson import Poisson
+          >>> Poisson().n_free_parameters(3, 4)
+          12
+        """
+        return n_components * n_features
+
+    def check_data(self, x) -> None:
+        """Raises ``ValueError`` unless every entry of ``x`` (N, D) is a non-negative whole number.
+
+        Example:
+          >>> import numpy as np
+          >>> from mixtures.poisson import Poisson
+          >>> Poisson().check_data(np.array([[0.0, 2.0], [-1.0, 1.0]]))
+          Traceback (most recent call last):
+          ...
+          ValueError: column 0 of `x` must hold non-negative integer counts; row 1 has -1.0.
+        """
+        x = _domain.as_matrix(x)
+        _domain.require(x, _domain.is_integer(x) & (x >= 0), "non-negative integer counts")
