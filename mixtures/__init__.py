@@ -18,9 +18,11 @@ from mixtures.fitting import fit
 from mixtures.gamma import Gamma, GammaParams
 from mixtures.gaussian import Gaussian, GaussianParams, GaussianStats
 from mixtures.gradient import GradientFamily
+from mixtures.independent import Independent
 from mixtures.mixture import Mixture
 from mixtures.poisson import Poisson, PoissonParams
 from mixtures.student_t import StudentT, StudentTParams
+from mixtures.von_mises_fisher import VonMisesFisher, VonMisesFisherParams
 
 __version__ = "0.1.0"
 
@@ -40,11 +42,14 @@ __all__ = [
     "GaussianParams",
     "GaussianStats",
     "GradientFamily",
+    "Independent",
     "Mixture",
     "Poisson",
     "PoissonParams",
     "StudentT",
     "StudentTParams",
+    "VonMisesFisher",
+    "VonMisesFisherParams",
     "datasets",
     "em_step",
     "fit",

@@ -48,7 +48,17 @@ OTHER_FAMILIES = {
               [np.array([[1.0, -2.0]])]),
     "student_t": (mx.StudentT(dof=4.0), lambda: _two_groups(lambda r, g, n: 6.0 * g + r.standard_t(4.0, (n, 2))),
                   [np.array([[np.inf, 0.0]])]),
+    "von_mises_fisher": (mx.VonMisesFisher(), lambda: _two_groups(
+        lambda r, g, n: _unit(r.normal([[0.0, 0.0, 6.0], [6.0, 0.0, 0.0]][g], 1.0, (n, 3)))),
+        [np.array([[0.0, 0.0, 0.0]]), np.array([[1.0, 1.0, 1.0]])]),
+    "independent": (mx.Independent(((mx.Gaussian("diag"), (0,)), (mx.Poisson(), (1,)))), lambda: _two_groups(
+        lambda r, g, n: np.stack([r.normal(5.0 * g, 1.0, n), r.poisson([2.0, 9.0][g], n)], axis=1)),
+        [np.array([[0.0, -1.0]])]),
 }
+
+
+def _unit(v):
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
 @pytest.mark.parametrize("name", sorted(OTHER_FAMILIES))

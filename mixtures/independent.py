@@ -1,0 +1,334 @@
+"""Product families: different component families on disjoint groups of columns (mixed-type rows)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mixtures.family import Family
+
+__all__ = ["Independent"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Independent(Family):
+    """Columns split into groups, each modelled by its own family, independent given the component.
+
+    log p(x | θ) = Σ_g log p_g(x[cols_g] | θ_g). Every component of the
+    mixture has one set of parameters per group; parameters and statistics are
+    tuples with one entry per group, in the order of ``components``. Each
+    method delegates to the group's family on its columns (batched methods to
+    the batched ones, so a group keeps its own fast ``log_prob_components``).
+
+    Args:
+      components: a tuple of ``(family, columns)`` pairs: ``family`` a
+        :class:`~mixtures.Family`, ``columns`` a tuple of column indices of
+        ``x``. The groups must be disjoint and together cover 0 … D − 1
+        exactly; within a group, the family sees the columns in the order
+        given. Lists are accepted and stored as tuples.
+
+    Raises:
+      TypeError: if ``components`` is not a sequence of (Family, tuple of ints) pairs.
+      ValueError: if it is empty, a group is empty, or the columns repeat or
+        do not cover 0 … D − 1.
+
+    Example:
+      >>> import jax, numpy as np, mixtures as mx
+      >>> from mixtures.independent import Independent
+      >>> fam = Independent(((mx.Gaussian("diag"), (0, 1)), (mx.Gaussian("spherical"), (2,))))
+      >>> x = np.random.default_rng(0).normal(size=(100, 3))
+      >>> mx.fit(x, fam, 2, key=jax.random.key(0)).mixture.params[0].means.shape
+      (2, 2)
+    """
+
+    components: tuple
+
+    def __post_init__(self):
+        raw = self.components
+        if isinstance(raw, (str, bytes)) or not isinstance(raw, (tuple, list)):
+            raise TypeError(
+                "`components` must be a tuple of (family, columns) pairs, e.g. "
+                f"((mx.Gaussian('diag'), (0, 1)), (Poisson(), (2,))); received {raw!r}."
+            )
+        if len(raw) == 0:
+            raise ValueError("`components` must hold at least one (family, columns) pair; received none.")
+        groups = []
+        for i, entry in enumerate(raw):
+            if not isinstance(entry, (tuple, list)) or len(entry) != 2:
+                raise TypeError(f"`components[{i}]` must be a (family, columns) pair; received {entry!r}.")
+            family, columns = entry
+            if not isinstance(family, Family):
+                raise TypeError(
+                    f"`components[{i}][0]` must be a mixtures.Family such as mx.Gaussian('diag'); "
+                    f"received {family!r}."
+                )
+            if isinstance(columns, (str, bytes)) or not isinstance(columns, (tuple, list)):
+                raise TypeError(
+                    f"`components[{i}][1]` must be a tuple of column indices such as (0, 1); "
+                    f"received {columns!r}."
+                )
+            if not all(isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)) for c in columns):
+                raise TypeError(f"`components[{i}][1]` must hold integer column indices; received {columns!r}.")
+            columns = tuple(int(c) for c in columns)
+            if not columns:
+                raise ValueError(f"`components[{i}][1]` must name at least one column; received ().")
+            groups.append((family, columns))
+        every = [c for _, cols in groups for c in cols]
+        repeated = sorted({c for c in every if every.count(c) > 1})
+        if repeated:
+            raise ValueError(f"`components` must use each column once; columns {repeated} appear more than once.")
+        d = len(every)
+        if sorted(every) != list(range(d)):
+            missing = sorted(set(range(max(every) + 1)) - set(every))
+            raise ValueError(
+                f"`components` must cover the columns 0 … D − 1 exactly; received columns "
+                f"{sorted(every)}, which leave out {missing}."
+            )
+        object.__setattr__(self, "components", tuple(groups))
+
+    @property
+    def n_columns(self) -> int:
+        """D, the number of columns the groups cover together.
+
+        Example:
+          >>> import mixtures as mx
+          >>> from mixtures.independent import Independent
+          >>> Independent(((mx.Gaussian("diag"), (1, 2)), (mx.Gaussian("diag"), (0,)))).n_columns
+          3
+        """
+        return sum(len(cols) for _, cols in self.components)
+
+    # -- densities ----------------------------------------------------------
+
+    def log_prob(self, params: tuple, x) -> jax.Array:
+        """Σ_g log p_g(x[cols_g] | θ_g) for one observation x (D,) and one component; a scalar.
+
+        Example:
+          >>> import jax, numpy as np, mixtures as mx
+          >>> from mixtures.independent import Independent
+          >>> g = mx.Gaussian("diag")
+          >>> fam = Independent(((g, (0,)), (g, (1,))))
+          >>> p = fam.init_params(np.zeros((1, 2)), np.array([[1.0, 1.0], [-1.0, -1.0]]))
+          >>> round(float(fam.log_prob(jax.tree.map(lambda a: a[0], p), np.zeros(2))), 4)  # 2 × −log √(2π)
+          -1.8379
+        """
+        total = None
+        for (family, cols), p in zip(self.components, params):
+            part = family.log_prob(p, _take(x, cols))
+            total = part if total is None else total + part
+        return total
+
+    def log_prob_components(self, params: tuple, x) -> jax.Array:
+        """(B, K) log-densities of rows x (B, D): the sum of each group's batched log-densities.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.independent import Independent
+          >>> g = mx.Gaussian("diag")
+          >>> fam = Independent(((g, (0, 2)), (g, (1,))))
+          >>> x = np.random.default_rng(0).normal(size=(5, 3))
+          >>> fam.log_prob_components(fam.init_params(x[:2], x), x).shape
+          (5, 2)
+        """
+        total = None
+        for (family, cols), p in zip(self.components, params):
+            part = family.log_prob_components(p, _take(x, cols))
+            total = part if total is None else total + part
+        return total
+
+    # -- EM -----------------------------------------------------------------
+
+    def accumulate(self, params: tuple, x, resp) -> tuple:
+        """Each group's statistics of its columns of x (B, D), given resp (B, K); a tuple.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.independent import Independent
+          >>> g = mx.Gaussian("diag")
+          >>> fam = Independent(((g, (0, 1)), (g, (2,))))
+          >>> x = np.random.default_rng(0).normal(size=(5, 3))
+          >>> stats = fam.accumulate(fam.init_params(x[:2], x), x, np.full((5, 2), 0.5))
+          >>> stats[0].first.shape, stats[1].first.shape
+          ((2, 2), (2, 1))
+        """
+        return tuple(
+            family.accumulate(p, _take(x, cols), resp) for (family, cols), p in zip(self.components, params)
+        )
+
+    def m_step(self, stats: tuple, counts, previous: tuple) -> tuple:
+        """Each group's M-step from its statistics and the shared counts (K,); a tuple of parameters.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.independent import Independent
+          >>> g = mx.Gaussian("diag", reg_covar=0.0)
+          >>> fam = Independent(((g, (0,)), (g, (1,))))
+          >>> x = np.array([[1.0, 10.0], [3.0, 20.0]])
+          >>> p = fam.init_params(x[:1], x)
+          >>> new = fam.m_step(fam.accumulate(p, x, np.ones((2, 1))), np.array([2.0]), p)
+          >>> round(float(new[0].means[0, 0]), 9), round(float(new[1].means[0, 0]), 9)
+          (2.0, 15.0)
+        """
+        return tuple(
+            family.m_step(s, counts, p) for (family, _), s, p in zip(self.components, stats, previous)
+        )
+
+    def sample(self, params: tuple, key) -> jax.Array:
+        """One draw, shape (D,), from one component: each group drawn with its own key.
+
+        The result has the dtype JAX promotes the groups' draws to (the
+        parameters' floating dtype when all groups share it).
+
+        Example:
+          >>> import jax, numpy as np, mixtures as mx
+          >>> from mixtures.independent import Independent
+          >>> g = mx.Gaussian("diag")
+          >>> fam = Independent(((g, (2,)), (g, (0, 1))))
+          >>> p = (g.make_params([[100.0]], np.ones((1, 1))), g.make_params(np.zeros((1, 2)), np.ones((1, 2))))
+          >>> draw = fam.sample(jax.tree.map(lambda a: a[0], p), jax.random.key(0))
+          >>> draw.shape, bool(draw[2] > 90)
+          ((3,), True)
+        """
+        keys = jax.random.split(key, len(self.components))
+        parts = [family.sample(p, k) for (family, _), p, k in zip(self.components, params, keys)]
+        dtype = jnp.result_type(*parts)
+        stacked = jnp.concatenate([part.astype(dtype) for part in parts])
+        order = np.argsort(np.concatenate([np.asarray(cols) for _, cols in self.components]))
+        return stacked[order]
+
+    def init_params(self, points, x) -> tuple:
+        """Each group's components at its columns of points (K, D), scaled by its columns of x (N, D).
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.independent import Independent
+          >>> g = mx.Gaussian("diag")
+          >>> x = np.array([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]])
+          >>> p = Independent(((g, (0, 2)), (g, (1,)))).init_params(x, x)
+          >>> p[0].means.tolist(), p[1].means.tolist()
+          ([[0.0, 2.0], [3.0, 5.0]], [[1.0], [4.0]])
+        """
+        return tuple(
+            family.init_params(_take(points, cols), _take(x, cols)) for family, cols in self.components
+        )
+
+    # -- sizes and checks ---------------------------------------------------
+
+    def n_features(self, params: tuple) -> int:
+        """D, the total number of columns (the groups' features added up).
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.independent import Independent
+          >>> g = mx.Gaussian("diag")
+          >>> fam = Independent(((g, (0, 1)), (g, (2,))))
+          >>> fam.n_features(fam.init_params(np.zeros((2, 3)), np.ones((4, 3))))
+          3
+        """
+        return sum(family.n_features(p) for (family, _), p in zip(self.components, params))
+
+    def n_free_parameters(self, n_components: int, n_features: int) -> int:
+        """The sum of each group's free parameters for K components on its columns.
+
+        Example:
+          >>> import mixtures as mx
+          >>> from mixtures.independent import Independent
+          >>> fam = Independent(((mx.Gaussian("diag"), (0, 1)), (mx.Gaussian("spherical"), (2,))))
+          >>> fam.n_free_parameters(3, 3)  # 3 × (2 + 2) + 3 × (1 + 1)
+          18
+        """
+        if n_features != self.n_columns:
+            raise ValueError(
+                f"`n_features` must be {self.n_columns}, the number of columns the groups cover; "
+                f"received {n_features}."
+            )
+        return sum(family.n_free_parameters(n_components, len(cols)) for family, cols in self.components)
+
+    def check_data(self, x) -> None:
+        """Checks each group's columns with its family; errors name the row and the columns of ``x``.
+
+        A group's ``ValueError`` is re-raised with the group's columns of
+        ``x`` (column numbers in the family's own message are translated from
+        the group's numbering to ``x``'s) and the first row at which the group
+        fails (found by rechecking prefixes of the rows).
+
+        Raises:
+          ValueError: if ``x`` (N, D) does not have D columns, or a group's
+            family rejects its columns.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.independent import Independent
+          >>> from mixtures.von_mises_fisher import VonMisesFisher
+          >>> fam = Independent(((mx.Gaussian("diag"), (0,)), (VonMisesFisher(), (1, 2))))
+          >>> fam.check_data(np.array([[5.0, 0.6, 0.8], [1.0, 0.0, 0.0]]))
+          Traceback (most recent call last):
+          ...
+          ValueError: VonMisesFisher(max_concentration=100000.0), which models columns (1, 2) of `x`,
+          rejects row 1: row 1 of `x` has norm 0.0; von Mises–Fisher data must be unit vectors
+          (norm 1 within a relative 1e-06). Normalise the rows: x / np.linalg.norm(x, axis=1, keepdims=True).
+        """
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.n_columns:
+            raise ValueError(
+                f"`x` must have shape (N, {self.n_columns}): the groups of `components` cover "
+                f"{self.n_columns} columns; received shape {x.shape}."
+            )
+        for family, cols in self.components:
+            block = x[:, list(cols)]
+            try:
+                family.check_data(block)
+            except ValueError as err:
+                where = f"column {cols[0]}" if len(cols) == 1 else f"columns {cols}"
+                row = _first_failing_row(family, block)
+                what = "its columns" if row is None else f"row {row}"
+                message = _translate_columns(str(err), cols)
+                raise ValueError(f"{family!r}, which models {where} of `x`, rejects {what}: {message}") from err
+
+
+def _take(x, cols: tuple):
+    """Columns ``cols`` of the last axis of x; a slice when they are consecutive."""
+    if cols == tuple(range(cols[0], cols[0] + len(cols))):
+        return x[..., cols[0] : cols[0] + len(cols)]
+    return jnp.take(x, np.asarray(cols), axis=-1)
+
+
+def _first_failing_row(family: Family, block: np.ndarray) -> int | None:
+    """The first row r such that the rows up to r fail ``check_data`` while those before pass.
+
+    Returns None when the failure is not tied to a row (the first such row
+    also passes on its own, or every prefix passes).
+    """
+
+    def fails(rows):
+        try:
+            family.check_data(rows)
+        except ValueError:
+            return True
+        return False
+
+    lo, hi = 0, block.shape[0]  # invariant: block[:lo] passes, block[:hi] fails
+    if lo == hi or not fails(block[:hi]):
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fails(block[:mid]):
+            hi = mid
+        else:
+            lo = mid
+    row = hi - 1
+    return row if fails(block[row : row + 1]) else None
+
+
+def _translate_columns(message: str, cols: tuple) -> str:
+    """Renumbers "column j" in a group's message to the group's j-th column of ``x``."""
+
+    def renumber(match):
+        j = int(match.group(1))
+        return f"column {cols[j]}" if j < len(cols) else match.group(0)
+
+    return re.sub(r"\bcolumn (\d+)\b", renumber, message)
