@@ -158,3 +158,25 @@ def prng_key(key, name: str = "key"):
     raise TypeError(
         f"`{name}` must be a JAX PRNG key such as jax.random.key(0); received {key!r}."
     )
+
+
+def as_labels(labels, n_samples: int, n_components: int, name: str = "labels"):
+    """Checks partial labels: (N,) integers in −1..K−1 (−1 = unlabelled); returns int32 or None."""
+    if labels is None:
+        return None
+    values = np.asarray(labels)
+    if values.dtype == np.bool_ or not np.issubdtype(values.dtype, np.integer):
+        if np.issubdtype(values.dtype, np.floating) and np.all(np.isfinite(values)) and np.all(values == np.round(values)):
+            values = values.astype(np.int64)
+        else:
+            raise TypeError(f"`{name}` must hold integers (−1 for unlabelled rows); received dtype {values.dtype}.")
+    if values.shape != (n_samples,):
+        raise ValueError(f"`{name}` must have shape ({n_samples},), one label per sample; received shape {values.shape}.")
+    bad = (values < -1) | (values >= n_components)
+    if np.any(bad):
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"`{name}` must be −1 (unlabelled) or a component index in 0..{n_components - 1}; "
+            f"received {values[i]} at index {i}."
+        )
+    return jnp.asarray(values, jnp.int32)

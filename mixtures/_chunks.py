@@ -32,12 +32,12 @@ def _block(x, i, size):
 
 
 def sum_over_chunks(fn, x, weights, chunk_size):
-    """Σ over row blocks of ``fn(rows, row_weights)``.
+    """Σ over row blocks of ``fn(rows, row_weights, row_indices)``.
 
     Args:
-      fn: maps rows (B, D) and their weights (B,) to a pytree of sums; rows
-        that must not count arrive with weight zero, and ``fn`` must make
-        their contribution exactly zero.
+      fn: maps rows (B, D), their weights (B,) and their indices in ``x``
+        (B,) to a pytree of sums; rows that must not count arrive with
+        weight zero, and ``fn`` must make their contribution exactly zero.
       x: (N, D) data.
       weights: (N,) non-negative row weights, or None for all ones.
       chunk_size: rows per block B (clipped to N).
@@ -52,7 +52,7 @@ def sum_over_chunks(fn, x, weights, chunk_size):
     def block_sum(i):
         start, rows, fresh = _block(x, i, size)
         w = jnp.ones((size,), x.dtype) if weights is None else lax.dynamic_slice_in_dim(weights, start, size)
-        return fn(rows, jnp.where(fresh, w, 0).astype(x.dtype))
+        return fn(rows, jnp.where(fresh, w, 0).astype(x.dtype), start + jnp.arange(size))
 
     if n_blocks == 1:
         return block_sum(0)

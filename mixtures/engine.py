@@ -33,6 +33,10 @@ class FitResult(NamedTuple):
       n_iter: number of EM iterations (M-steps) run.
       converged: whether the change in mean log-likelihood between two
         iterations fell below ``tol`` before ``max_iter``.
+      all_log_likelihoods: (R,) final mean log-likelihood of every restart
+        (R = ``n_init``); ``mixture`` is the restart with the highest.
+      all_n_iter: (R,) iterations run by every restart.
+      all_converged: (R,) convergence flag of every restart.
     """
 
     mixture: Mixture
@@ -40,6 +44,9 @@ class FitResult(NamedTuple):
     history: jax.Array
     n_iter: jax.Array
     converged: jax.Array
+    all_log_likelihoods: jax.Array
+    all_n_iter: jax.Array
+    all_converged: jax.Array
 
 
 class Sums(NamedTuple):
@@ -50,7 +57,9 @@ class Sums(NamedTuple):
     log_likelihood: jax.Array
 
 
-def accumulate(mixture: Mixture, x, weights, chunk_size: int, hard: bool = False) -> Sums:
+def accumulate(
+    mixture: Mixture, x, weights, chunk_size: int, hard: bool = False, labels=None
+) -> Sums:
     """E-step and accumulation, block by block over the rows.
 
     Args:
@@ -61,6 +70,9 @@ def accumulate(mixture: Mixture, x, weights, chunk_size: int, hard: bool = False
       hard: replace responsibilities by one-hot argmax assignments
         (classification EM); the log-likelihood term is then the complete-data
         one, maxₖ log πₖ p(xₙ | θₖ).
+      labels: optional (N,) int32 component of each labelled row, −1 for
+        unlabelled rows. A labelled row's responsibilities are one-hot at its
+        label and its log-likelihood term is log π_l p(xₙ | θ_l).
 
     Returns:
       :class:`Sums` over all rows.
@@ -76,8 +88,8 @@ def accumulate(mixture: Mixture, x, weights, chunk_size: int, hard: bool = False
     """
     family = mixture.family
 
-    def block(rows, w):
-        resp, ll = block_responsibilities(mixture, rows, hard)
+    def block(rows, w, idx):
+        resp, ll = block_responsibilities(mixture, rows, hard, None if labels is None else labels[idx])
         resp = resp * w[:, None]
         ll_sum = jnp.sum(jnp.where(w > 0, w * ll, 0.0))
         return Sums(jnp.sum(resp, axis=0), family.accumulate(mixture.params, rows, resp), ll_sum)
@@ -114,7 +126,7 @@ def maximize(mixture: Mixture, sums: Sums, update_weights: bool = True, *, param
     params = where_components(update, new, mixture.params)
     if not update_weights:
         return Mixture(mixture.weights, params, mixture.family)
-    nk = counts + 10 * eps
+    nk = jnp.where(mixture.weights > 0, counts + 10 * eps, 0.0)
     return Mixture(nk / jnp.sum(nk), params, mixture.family)
 
 
@@ -123,7 +135,13 @@ def _total_weight(x, weights):
 
 
 def em_step_impl(
-    mixture: Mixture, x, weights, chunk_size: int, hard: bool = False, update_weights: bool = True
+    mixture: Mixture,
+    x,
+    weights,
+    chunk_size: int,
+    hard: bool = False,
+    update_weights: bool = True,
+    labels=None,
 ):
     """One E+M step without validation; returns (new mixture, mean log-likelihood before).
 
@@ -132,10 +150,10 @@ def em_step_impl(
     (:meth:`~mixtures.gradient.GradientFamily.m_step_from_data`), and the
     weights and the empty/non-finite rule from :func:`maximize` as usual.
     """
-    sums = accumulate(mixture, x, weights, chunk_size, hard)
+    sums = accumulate(mixture, x, weights, chunk_size, hard, labels)
     params = None
     if isinstance(mixture.family, GradientFamily):
-        params = mixture.family.m_step_from_data(mixture, x, weights, chunk_size, hard)
+        params = mixture.family.m_step_from_data(mixture, x, weights, chunk_size, hard, labels)
     new = maximize(mixture, sums, update_weights, params=params)
     return new, sums.log_likelihood / _total_weight(x, weights)
 
@@ -184,13 +202,15 @@ def fit_loop(
     chunk_size: int,
     hard: bool = False,
     update_weights: bool = True,
+    labels=None,
 ) -> FitResult:
     """EM from ``mixture`` until the mean log-likelihood changes by less than ``tol``.
 
     One ``lax.while_loop``; jit- and vmap-compatible (``max_iter``,
     ``chunk_size``, ``hard`` and ``update_weights`` static). With ``hard``
     (classification EM) the monitored quantity is the complete-data
-    log-likelihood of the hard assignments.
+    log-likelihood of the hard assignments; with ``labels`` (see
+    :func:`accumulate`) labelled rows contribute their complete-data term.
 
     Example:
       >>> import jax, numpy as np, mixtures as mx
@@ -210,7 +230,7 @@ def fit_loop(
 
     def body(state):
         m, i, previous, history, _ = state
-        new, ll = em_step_impl(m, x, weights, chunk_size, hard, update_weights)
+        new, ll = em_step_impl(m, x, weights, chunk_size, hard, update_weights, labels)
         return new, i + 1, ll, history.at[i].set(ll), jnp.abs(ll - previous) < tol
 
     init = (
@@ -221,15 +241,18 @@ def fit_loop(
         jnp.asarray(False),
     )
     m, n_iter, _, history, converged = lax.while_loop(cond, body, init)
-    final = accumulate(m, x, weights, chunk_size, hard).log_likelihood / total
-    return FitResult(m, final, history, n_iter, converged)
+    final = accumulate(m, x, weights, chunk_size, hard, labels).log_likelihood / total
+    return FitResult(m, final, history, n_iter, converged, final[None], n_iter[None], converged[None])
 
 
-def init_from_points(family, points, x, weights, chunk_size: int) -> Mixture:
+def init_from_points(
+    family, points, x, weights, chunk_size: int, labels=None, initial_weights=None
+) -> Mixture:
     """Components at the given rows, refined by one hard-assignment EM step.
 
     Every row is assigned to the component under which it is most likely
-    (equal weights), and the M-step is taken from those assignments.
+    (equal weights, or ``initial_weights``; a labelled row to its label), and
+    the M-step is taken from those assignments.
 
     Example:
       >>> import numpy as np, mixtures as mx
@@ -240,5 +263,6 @@ def init_from_points(family, points, x, weights, chunk_size: int) -> Mixture:
       ([[0.1], [5.2]], [0.5, 0.5])
     """
     k = points.shape[0]
-    start = Mixture(jnp.full((k,), 1.0 / k, x.dtype), family.init_params(points, x), family)
-    return em_step_impl(start, x, weights, chunk_size, hard=True)[0]
+    w0 = jnp.full((k,), 1.0 / k, x.dtype) if initial_weights is None else initial_weights
+    start = Mixture(w0, family.init_params(points, x), family)
+    return em_step_impl(start, x, weights, chunk_size, hard=True, labels=labels)[0]

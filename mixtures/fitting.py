@@ -10,11 +10,11 @@ import numpy as np
 
 from mixtures import _checks, _chunks, engine
 from mixtures.family import Family
+from mixtures.init import INIT_METHODS, initialize
 from mixtures.mixture import Mixture
 
 __all__ = ["fit", "INIT_METHODS"]
 
-INIT_METHODS = ("random_from_data",)
 ASSIGNMENTS = ("soft", "hard")
 
 
@@ -24,10 +24,12 @@ def fit(
     n_components: int,
     *,
     key,
-    init="random_from_data",
+    init="kmeans++",
+    n_init: int = 1,
     max_iter: int = 100,
     tol: float = 1e-3,
     sample_weight=None,
+    labels=None,
     assignment: str = "soft",
     update_weights: bool = True,
     chunk_size: int | None = None,
@@ -35,23 +37,32 @@ def fit(
     """Fits a K-component mixture of ``family`` to ``x`` by EM.
 
     Initialisation, the EM loop and the final log-likelihood are one compiled
-    program. Data is used in its own floating dtype: float32, or float64 when
-    JAX's x64 mode is on (``jax.config.update("jax_enable_x64", True)``);
-    integer data is converted to the default float dtype.
+    program; ``n_init`` restarts run under ``jax.vmap`` in that same program
+    and the one with the highest final log-likelihood is returned. Data is
+    used in its own floating dtype: float32, or float64 when JAX's x64 mode is
+    on (``jax.config.update("jax_enable_x64", True)``); integer data is
+    converted to the default float dtype.
 
     Args:
       x: (N, D) array-like of real numbers.
       family: the component family, e.g. ``mx.Gaussian("full")``.
       n_components: number of components K, 1 ≤ K ≤ N.
-      key: a JAX PRNG key (``jax.random.key(seed)``); may be None only when
-        ``init`` is a :class:`~mixtures.Mixture`.
-      init: "random_from_data" (K distinct rows drawn at random, then one
-        hard-assignment EM step), or a :class:`~mixtures.Mixture` to start
-        from (a warm start).
+      key: a JAX PRNG key (``jax.random.key(seed)``), split into one key per
+        restart; may be None only when ``init`` is a :class:`~mixtures.Mixture`.
+      init: "kmeans++" (D² seeding and a few Lloyd iterations), "kmeans"
+        (Lloyd's algorithm to convergence), "random" (random
+        responsibilities), "random_from_data" (K random rows as centres), or a
+        :class:`~mixtures.Mixture` to start from (a warm start); see
+        :mod:`mixtures.init`.
+      n_init: number of restarts R, each from its own key.
       max_iter: maximum number of EM iterations.
       tol: stop when the mean log-likelihood per sample changes by less than
         this between iterations.
-      sample_weight: optional (N,) non-negative row weights.
+      sample_weight: optional (N,) non-negative row weights; integer weights
+        fit as the rows repeated that many times.
+      labels: optional (N,) integers for a semi-supervised fit: a row with
+        label l in 0..K−1 belongs to component l (its responsibilities are
+        fixed one-hot), −1 marks an unlabelled row.
       assignment: "soft" (EM) or "hard" (classification EM: each row is
         assigned wholly to its most probable component; with
         ``mx.Gaussian("identity")`` and ``update_weights=False`` this is
@@ -63,16 +74,17 @@ def fit(
         O(chunk_size × K × D)); default chosen from K and D.
 
     Returns:
-      A :class:`~mixtures.FitResult`.
+      A :class:`~mixtures.FitResult`; its ``all_*`` fields hold every
+      restart's final log-likelihood, iteration count and convergence flag.
 
     Example:
       >>> import jax, mixtures as mx
       >>> x = mx.datasets.load_old_faithful()
-      >>> result = mx.fit(x, mx.Gaussian("full"), n_components=2, key=jax.random.key(0))
+      >>> result = mx.fit(x, mx.Gaussian("full"), n_components=2, key=jax.random.key(0), n_init=4)
       >>> result.mixture.weights.shape, result.mixture.params.means.shape
       ((2,), (2, 2))
-      >>> bool(result.converged)
-      True
+      >>> result.all_log_likelihoods.shape, bool(result.converged)
+      ((4,), True)
     """
     if not isinstance(family, Family):
         raise TypeError(
@@ -84,6 +96,7 @@ def fit(
     n, d = x.shape
     family.check_data(np.asarray(x))
     k = _checks.positive_int(n_components, "n_components", upper=n, upper_name="the number of samples N")
+    n_init = _checks.positive_int(n_init, "n_init")
     max_iter = _checks.positive_int(max_iter, "max_iter")
     tol = _checks.non_negative_float(tol, "tol")
     chunk = (
@@ -100,19 +113,22 @@ def fit(
                 f"`sample_weight` ({n_positive})."
             )
         weights = jnp.asarray(weights, x.dtype)
+    labels = _checks.as_labels(labels, n, k)
     tol = jnp.asarray(tol, x.dtype)
-    if assignment not in ASSIGNMENTS:
+    if not isinstance(assignment, str) or assignment not in ASSIGNMENTS:
         raise ValueError(f"`assignment` must be one of {ASSIGNMENTS}; received {assignment!r}.")
     if not isinstance(update_weights, bool):
         raise TypeError(f"`update_weights` must be True or False; received {update_weights!r}.")
     options = (max_iter, chunk, assignment == "hard", update_weights)
 
     if isinstance(init, Mixture):
+        if n_init != 1:
+            raise ValueError(f"`n_init` must be 1 with a warm start (`init` a Mixture); received {n_init}.")
         start = _check_warm_start(init, family, k, d, x.dtype)
-        return _fit_from(start, x, weights, tol, *options)
+        return _fit_from(start, x, weights, labels, tol, *options)
     if isinstance(init, str) and init in INIT_METHODS:
-        key = _checks.prng_key(key)
-        return _fit_random(family, k, key, x, weights, tol, *options)
+        keys = jax.random.split(_checks.prng_key(key), n_init)
+        return _fit_restarts(family, k, init, keys, x, weights, labels, tol, *options)
     raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")
 
 
@@ -126,24 +142,41 @@ def _check_warm_start(init: Mixture, family, k, d, dtype) -> Mixture:
     weights = np.asarray(init.weights, dtype=np.float64)
     if weights.shape != (k,) or np.any(~np.isfinite(weights)) or np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, rtol=1e-5):
         raise ValueError(f"`init.weights` must be {k} non-negative numbers summing to 1; received {weights}.")
+    for leaf in jax.tree.leaves(init.params):
+        if not np.all(np.isfinite(np.asarray(leaf))):
+            raise ValueError("`init.params` must be finite.")
     return jax.tree.map(lambda a: jnp.asarray(a, dtype), init)
 
 
-@functools.partial(jax.jit, static_argnums=(4, 5, 6, 7))
-def _fit_from(mixture, x, weights, tol, max_iter, chunk_size, hard, update_weights):
-    return engine.fit_loop(mixture, x, weights, tol, max_iter, chunk_size, hard, update_weights)
+@functools.partial(jax.jit, static_argnums=(5, 6, 7, 8))
+def _fit_from(mixture, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights):
+    return engine.fit_loop(mixture, x, weights, tol, max_iter, chunk_size, hard, update_weights, labels)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 6, 7, 8, 9))
-def _fit_random(family, k, key, x, weights, tol, max_iter, chunk_size, hard, update_weights):
-    start = init_random_from_data(family, k, key, x, weights, chunk_size)
-    if not update_weights:
+def fit_one(family, k, method, key, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights, n_active=None):
+    """One restart: initialisation by ``method`` from ``key``, then EM (pure, jit/vmap-compatible)."""
+    start = initialize(method, family, k, key, x, weights, chunk_size, labels, n_active)
+    if not update_weights and n_active is None:
         start = Mixture(jnp.full((k,), 1.0 / k, x.dtype), start.params, family)
-    return engine.fit_loop(start, x, weights, tol, max_iter, chunk_size, hard, update_weights)
+    return engine.fit_loop(start, x, weights, tol, max_iter, chunk_size, hard, update_weights, labels)
 
 
-def init_random_from_data(family, k: int, key, x, weights, chunk_size: int) -> Mixture:
-    """K distinct rows drawn uniformly (rows of zero weight never), then one hard EM step."""
-    p = None if weights is None else weights / jnp.sum(weights)
-    idx = jax.random.choice(key, x.shape[0], (k,), replace=False, p=p)
-    return engine.init_from_points(family, x[idx], x, weights, chunk_size)
+def best_restart(results: engine.FitResult) -> engine.FitResult:
+    """The restart with the highest final log-likelihood, with every restart's diagnostics."""
+    lls = results.log_likelihood
+    best = jnp.argmax(jnp.where(jnp.isnan(lls), -jnp.inf, lls))
+    chosen = jax.tree.map(lambda a: a[best], results)
+    return chosen._replace(
+        all_log_likelihoods=results.log_likelihood,
+        all_n_iter=results.n_iter,
+        all_converged=results.converged,
+    )
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 8, 9, 10, 11))
+def _fit_restarts(family, k, method, keys, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights):
+    def one(key):
+        return fit_one(family, k, method, key, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights)
+
+    return best_restart(jax.vmap(one)(keys))
+

@@ -181,7 +181,13 @@ class GradientFamily(Family):
         )
 
     def m_step_from_data(
-        self, previous: Mixture, x: jax.Array, weights, chunk_size: int, hard: bool = False
+        self,
+        previous: Mixture,
+        x: jax.Array,
+        weights,
+        chunk_size: int,
+        hard: bool = False,
+        labels=None,
     ) -> Params:
         """New parameters by ``n_steps`` Adam steps on Q, never lowering any component's Qₖ.
 
@@ -201,6 +207,8 @@ class GradientFamily(Family):
           weights: row weights, shape (N,), or None for ones.
           chunk_size: rows per block.
           hard: use hard (argmax) responsibilities (classification EM).
+          labels: optional (N,) labels, −1 for unlabelled rows (see
+            :func:`mixtures.engine.accumulate`).
 
         Returns:
           Parameters shaped and typed like ``previous.params`` (leading axis K).
@@ -221,8 +229,10 @@ class GradientFamily(Family):
         to_u = jax.vmap(self.to_unconstrained)
         from_u = jax.vmap(self.from_unconstrained)
 
-        def block(u, rows, w):
-            resp = lax.stop_gradient(block_responsibilities(previous, rows, hard)[0] * w[:, None])
+        def block(u, rows, w, idx):
+            row_labels = None if labels is None else labels[idx]
+            resp = block_responsibilities(previous, rows, hard, row_labels)[0] * w[:, None]
+            resp = lax.stop_gradient(resp)
 
             def q(u):
                 logp = self.log_prob_components(from_u(u), rows)  # (B, K)

@@ -159,21 +159,29 @@ def component_log_probs(mixture: Mixture, x: jax.Array) -> jax.Array:
     return mixture.family.log_prob_components(mixture.params, x) + jnp.log(mixture.weights)[None, :]
 
 
-def block_responsibilities(mixture: Mixture, x: jax.Array, hard: bool = False):
+def block_responsibilities(mixture: Mixture, x: jax.Array, hard: bool = False, labels=None):
     """Responsibilities (B, K) of a block of rows and each row's log-likelihood term (B,).
 
     Soft: rₙₖ = p(zₙ = k | xₙ) and the term is log p(xₙ); a row that every
     component gives −∞ gets zero responsibilities, never NaN. Hard
     (classification EM): one-hot argmax responsibilities and the term
-    maxₖ log πₖ p(xₙ | θₖ).
+    maxₖ log πₖ p(xₙ | θₖ). ``labels`` (B,) fixes the rows with a label
+    l ≥ 0 to one-hot responsibilities at l and the term log π_l p(xₙ | θ_l).
     """
     logp = component_log_probs(mixture, x)
     if hard:
         best = jnp.argmax(logp, axis=1)
         resp = jax.nn.one_hot(best, logp.shape[1], dtype=x.dtype)
-        return resp, jnp.take_along_axis(logp, best[:, None], axis=1)[:, 0]
-    ll = jax.nn.logsumexp(logp, axis=1)
-    return jnp.exp(logp - jnp.where(jnp.isfinite(ll), ll, 0.0)[:, None]), ll
+        ll = jnp.take_along_axis(logp, best[:, None], axis=1)[:, 0]
+    else:
+        ll = jax.nn.logsumexp(logp, axis=1)
+        resp = jnp.exp(logp - jnp.where(jnp.isfinite(ll), ll, 0.0)[:, None])
+    if labels is not None:
+        known = labels >= 0
+        label = jnp.maximum(labels, 0)
+        resp = jnp.where(known[:, None], jax.nn.one_hot(label, logp.shape[1], dtype=x.dtype), resp)
+        ll = jnp.where(known, jnp.take_along_axis(logp, label[:, None], axis=1)[:, 0], ll)
+    return resp, ll
 
 
 def finite_components(params) -> jax.Array:

@@ -40,6 +40,7 @@ from mixtures import _checks, engine, fitting
 from mixtures.expfam import ExponentialFamily
 from mixtures.family import Family
 from mixtures.gradient import GradientFamily
+from mixtures.init import initialize
 from mixtures.mixture import Mixture
 
 __all__ = ["check_family"]
@@ -92,8 +93,8 @@ def check_family(
     f64 = x.dtype == jnp.float64
     rtol = 1e-6 if f64 else 1e-3
     chunk = min(x.shape[0], 256)
-    start = jax.jit(fitting.init_random_from_data, static_argnums=(0, 1, 5))(
-        family, n_components, keys[0], x, None, chunk
+    start = jax.jit(initialize, static_argnums=(0, 1, 2, 6))(
+        "random_from_data", family, n_components, keys[0], x, None, chunk
     )
 
     checks = {
@@ -283,7 +284,7 @@ def _sampling(m: Mixture, x, key, n):
 
 def _vmapped_restarts(family, k, x, key, n_restarts, chunk, rtol):
     def one_fit(key):
-        start = fitting.init_random_from_data(family, k, key, x, None, chunk)
+        start = initialize("random_from_data", family, k, key, x, None, chunk)
         return engine.fit_loop(start, x, None, jnp.asarray(0.0, x.dtype), 20, chunk)
 
     keys = jax.random.split(key, n_restarts)

@@ -57,7 +57,7 @@ FIT_CASES = [
 def test_fit_rejects_bad_input_before_compiling(case, monkeypatch):
     _, overrides, error, words = case
     compiled = []
-    monkeypatch.setattr(mx.fitting, "_fit_random", lambda *a: compiled.append(a))
+    monkeypatch.setattr(mx.fitting, "_fit_restarts", lambda *a: compiled.append(a))
     monkeypatch.setattr(mx.fitting, "_fit_from", lambda *a: compiled.append(a))
     kwargs = dict(x=GOOD, family=mx.Gaussian(), n_components=2, key=jax.random.key(0))
     kwargs.update(overrides)

@@ -1,0 +1,171 @@
+"""Initialisation methods: each a pure function of a PRNG key, run inside the compiled fit.
+
+Every method places K components and refines them by one hard-assignment EM
+step (:func:`mixtures.engine.init_from_points`), except "random", which takes
+one M-step from random responsibilities as scikit-learn does.
+
+* "kmeans++": D² seeding (each new centre drawn with probability proportional
+  to its squared distance to the nearest centre so far, times its row weight),
+  then a few Lloyd iterations.
+* "kmeans": the same seeding, then Lloyd's algorithm run to convergence
+  (at most 100 iterations).
+* "random": responsibilities drawn uniformly at random for every row and
+  normalised, then one M-step.
+* "random_from_data": K distinct rows drawn at random as the centres.
+
+K-means here is the library's own classification EM with
+``Gaussian("identity")`` components and fixed equal weights, so it is chunked
+and compiled like every fit.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from mixtures import _chunks, engine
+from mixtures.gaussian import Gaussian, GaussianParams
+from mixtures.gradient import GradientFamily
+from mixtures.mixture import Mixture
+
+__all__ = ["INIT_METHODS", "initialize", "kmeans_plus_plus", "lloyd"]
+
+INIT_METHODS = ("kmeans++", "kmeans", "random", "random_from_data")
+KMEANS_PLUS_PLUS_LLOYD_STEPS = 5
+KMEANS_MAX_ITER = 100
+
+
+def active_weights(k: int, n_active, dtype) -> jax.Array:
+    """Equal weights over the first ``n_active`` of ``k`` components, zero for the rest."""
+    if n_active is None:
+        return jnp.full((k,), 1.0 / k, dtype)
+    on = jnp.arange(k) < n_active
+    return jnp.where(on, 1.0 / n_active, 0.0).astype(dtype)
+
+
+def kmeans_plus_plus(key, x, weights, k: int) -> jax.Array:
+    """K centres by D² seeding (Arthur and Vassilvitskii, 2007).
+
+    Args:
+      key: a PRNG key.
+      x: (N, D) data.
+      weights: (N,) row weights or None.
+      k: number of centres.
+
+    Returns:
+      (K, D) centres, rows of ``x``.
+
+    Example:
+      >>> import jax, numpy as np
+      >>> from mixtures.init import kmeans_plus_plus
+      >>> x = np.array([[0.0], [0.1], [10.0], [10.1]])
+      >>> c = kmeans_plus_plus(jax.random.key(0), x, None, 2)
+      >>> sorted(round(float(v)) for v in c[:, 0])
+      [0, 10]
+    """
+    x = jnp.asarray(x)
+    log_w = jnp.zeros(x.shape[:1], x.dtype) if weights is None else jnp.log(weights)
+    keys = jax.random.split(key, k)
+    first = x[jax.random.categorical(keys[0], log_w)]
+    centres = jnp.zeros((k, x.shape[1]), x.dtype).at[0].set(first)
+    d2 = jnp.sum((x - first[None, :]) ** 2, axis=1)
+
+    def add(i, carry):
+        centres, d2 = carry
+        logits = jnp.where(d2 > 0, jnp.log(jnp.where(d2 > 0, d2, 1.0)) + log_w, -jnp.inf)
+        logits = jnp.where(jnp.any(jnp.isfinite(logits)), logits, log_w)  # all points already centres
+        c = x[jax.random.categorical(keys[i], logits)]
+        return centres.at[i].set(c), jnp.minimum(d2, jnp.sum((x - c[None, :]) ** 2, axis=1))
+
+    centres, _ = jax.lax.fori_loop(1, k, add, (centres, d2))
+    return centres
+
+
+def lloyd(centres, x, weights, n_iter: int, chunk_size: int, n_active=None) -> jax.Array:
+    """Lloyd's algorithm from ``centres`` for at most ``n_iter`` iterations; returns the centres."""
+    k = centres.shape[0]
+    family = Gaussian("identity", reg_covar=0.0)
+    start = Mixture(active_weights(k, n_active, x.dtype), GaussianParams(centres, jnp.ones((k,), x.dtype)), family)
+    tol = jnp.asarray(jnp.finfo(x.dtype).tiny, x.dtype)  # stop once the assignments repeat
+    result = engine.fit_loop(start, x, weights, tol, n_iter, chunk_size, hard=True, update_weights=False)
+    return result.mixture.params.means
+
+
+def initialize(method: str, family, k: int, key, x, weights, chunk_size: int, labels=None, n_active=None) -> Mixture:
+    """The starting mixture of one restart.
+
+    Args:
+      method: one of :data:`INIT_METHODS`.
+      family: the component family.
+      k: number of components K.
+      key: a PRNG key; the result is a pure function of it.
+      x: (N, D) data.
+      weights: (N,) row weights or None.
+      chunk_size: rows per block.
+      labels: optional (N,) labels, −1 for unlabelled rows; a component with
+        labelled rows is placed at their mean, and labelled rows are assigned
+        to their class in the refining step.
+      n_active: if given (possibly traced), only the first ``n_active``
+        components are used; the others get weight zero and stay switched off.
+
+    Returns:
+      A :class:`~mixtures.Mixture` with K components.
+
+    Example:
+      >>> import jax, mixtures as mx
+      >>> from mixtures.init import initialize
+      >>> x = jax.numpy.asarray(mx.datasets.load_old_faithful())
+      >>> m = initialize("kmeans++", mx.Gaussian(), 2, jax.random.key(0), x, None, 272)
+      >>> sorted(m.params.means[:, 1].round().tolist())
+      [55.0, 80.0]
+    """
+    if method == "random":
+        return _random_responsibilities(family, k, key, x, weights, chunk_size, n_active)
+    if method == "random_from_data":
+        p = None if weights is None else weights / jnp.sum(weights)
+        points = x[jax.random.choice(key, x.shape[0], (k,), replace=False, p=p)]
+    elif method in ("kmeans++", "kmeans"):
+        points = kmeans_plus_plus(key, x, weights, k)
+        n_iter = KMEANS_PLUS_PLUS_LLOYD_STEPS if method == "kmeans++" else KMEANS_MAX_ITER
+        points = lloyd(points, x, weights, n_iter, chunk_size, n_active)
+    else:
+        raise ValueError(f"`init` must be one of {INIT_METHODS}; received {method!r}.")
+    if labels is not None:
+        points = _labelled_class_means(points, x, weights, labels)
+    return engine.init_from_points(
+        family, points, x, weights, chunk_size, labels=labels, initial_weights=active_weights(k, n_active, x.dtype)
+    )
+
+
+def _labelled_class_means(points, x, weights, labels):
+    """Replaces the point of every component that has labelled rows by their (weighted) mean."""
+    k = points.shape[0]
+
+    def block(rows, w, idx):
+        member = jax.nn.one_hot(labels[idx], k, dtype=x.dtype) * w[:, None]  # label −1: a row of zeros
+        return jnp.sum(member, axis=0), member.T @ rows
+
+    counts, sums = _chunks.sum_over_chunks(block, x, weights, min(x.shape[0], 4096))
+    means = sums / jnp.maximum(counts, jnp.finfo(x.dtype).tiny)[:, None]
+    return jnp.where((counts > 0)[:, None], means, points)
+
+
+def _random_responsibilities(family, k, key, x, weights, chunk_size, n_active):
+    if isinstance(family, GradientFamily):
+        raise ValueError(
+            f"`init='random'` needs an M-step from summed statistics, which {type(family).__name__} "
+            "does not have; use 'kmeans++', 'kmeans' or 'random_from_data'."
+        )
+    k_points, k_resp = jax.random.split(key)
+    points = x[jax.random.choice(k_points, x.shape[0], (k,), replace=False)]
+    start = Mixture(active_weights(k, n_active, x.dtype), family.init_params(points, x), family)
+    on = start.weights > 0
+
+    def block(rows, w, idx):
+        r = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(k_resp, i), (k,), x.dtype))(idx)
+        r = jnp.where(on[None, :], r, 0.0)
+        r = r / jnp.sum(r, axis=1, keepdims=True) * w[:, None]
+        return jnp.sum(r, axis=0), family.accumulate(start.params, rows, r)
+
+    counts, stats = _chunks.sum_over_chunks(block, x, weights, chunk_size)
+    return engine.maximize(start, engine.Sums(counts, stats, jnp.zeros((), x.dtype)))
