@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mixtures.family import Family
+from mixtures.gradient import GradientFamily
 
 __all__ = ["Independent"]
 
@@ -65,6 +66,12 @@ class Independent(Family):
                 raise TypeError(
                     f"`components[{i}][0]` must be a mixtures.Family such as mx.Gaussian('diag'); "
                     f"received {family!r}."
+                )
+            if isinstance(family, GradientFamily):
+                raise TypeError(
+                    f"`components[{i}][0]` is a GradientFamily ({type(family).__name__}), whose M-step "
+                    "needs the data itself; Independent combines families with M-steps from summed "
+                    "statistics only."
                 )
             if isinstance(columns, (str, bytes)) or not isinstance(columns, (tuple, list)):
                 raise TypeError(

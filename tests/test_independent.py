@@ -124,6 +124,7 @@ def test_bad_column_is_named_in_the_full_matrix(mixed_data):
         (((DIAG, (0.0,)),), TypeError, "integer column indices"),
         ((DIAG,), TypeError, r"components\[0\]"),
         (DIAG, TypeError, "tuple of"),
+        (((mx.StudentT(), (0,)),), TypeError, "GradientFamily"),
     ],
 )
 def test_invalid_components_are_rejected(components, error, match):
