@@ -39,7 +39,14 @@ def _format_fit(result, columns) -> str:
 
 
 def demo(args) -> int:
-    """Fits a two-component full-covariance Gaussian mixture to Old Faithful."""
+    """``mixtures demo``: fits a Gaussian mixture to Old Faithful and prints it as a table.
+
+    Args:
+      args: the parsed options (``components``, ``covariance``, ``seed``).
+
+    Returns:
+      The exit status, 0.
+    """
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -58,7 +65,20 @@ def demo(args) -> int:
 
 
 def main(argv=None) -> int:
-    """Entry point of the ``mixtures`` command."""
+    """Entry point of the ``mixtures`` command.
+
+    Args:
+      argv: the arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+      The exit status: 0 on success, 2 for invalid input (reported in one
+      line on standard error).
+
+    Example:
+      >>> from mixtures.cli import main
+      >>> main(["demo", "--components", "0"])  # the error goes to standard error
+      2
+    """
     parser = argparse.ArgumentParser(prog="mixtures", description="Mixture models fitted by EM, on JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="fit the built-in Old Faithful data and print the fitted mixture")

@@ -36,7 +36,13 @@ KMEANS_MAX_ITER = 100
 
 
 def active_weights(k: int, n_active, dtype) -> jax.Array:
-    """Equal weights over the first ``n_active`` of ``k`` components, zero for the rest."""
+    """Equal weights over the first ``n_active`` of ``k`` components, zero for the rest.
+
+    Example:
+      >>> from mixtures.init import active_weights
+      >>> active_weights(4, 2, "float32").tolist()
+      [0.5, 0.5, 0.0, 0.0]
+    """
     if n_active is None:
         return jnp.full((k,), 1.0 / k, dtype)
     on = jnp.arange(k) < n_active
@@ -82,7 +88,27 @@ def kmeans_plus_plus(key, x, weights, k: int) -> jax.Array:
 
 
 def lloyd(centres, x, weights, n_iter: int, chunk_size: int, n_active=None) -> jax.Array:
-    """Lloyd's algorithm from ``centres`` for at most ``n_iter`` iterations; returns the centres."""
+    """Lloyd's algorithm from ``centres`` for at most ``n_iter`` iterations.
+
+    Args:
+      centres: (K, D) starting centres.
+      x: (N, D) data.
+      weights: (N,) row weights or None.
+      n_iter: maximum number of iterations; it stops earlier once the
+        assignments repeat.
+      chunk_size: rows per block.
+      n_active: if given, only the first ``n_active`` centres are used.
+
+    Returns:
+      (K, D) centres.
+
+    Example:
+      >>> import numpy as np
+      >>> from mixtures.init import lloyd
+      >>> x = np.array([[0.0], [1.0], [9.0], [11.0]])
+      >>> lloyd(np.array([[0.0], [1.0]]), x, None, 10, 4).tolist()
+      [[0.5], [10.0]]
+    """
     k = centres.shape[0]
     family = Gaussian("identity", reg_covar=0.0)
     start = Mixture(active_weights(k, n_active, x.dtype), GaussianParams(centres, jnp.ones((k,), x.dtype)), family)

@@ -46,3 +46,18 @@ def test_examples_run():
         out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, (script, out.stderr)
         assert "log-likelihood" in out.stdout
+
+
+def test_custom_family_page_runs():
+    """The code blocks of docs/custom-family.md, run in order, fit and check the family."""
+    import pathlib
+
+    page = pathlib.Path(__file__).parents[1].joinpath("docs", "custom-family.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    assert len(blocks) >= 4
+    script = "import jax\njax.config.update('jax_enable_x64', True)\n" + "\n".join(blocks)
+    script += "\nprint('log-likelihood', float(result.log_likelihood))\n"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    ll = float(out.stdout.split()[-1])
+    assert -3.6 < ll < -3.4
