@@ -21,6 +21,7 @@ from mixtures.gradient import GradientFamily
 from mixtures.independent import Independent
 from mixtures.mixture import Mixture
 from mixtures.poisson import Poisson, PoissonParams
+from mixtures.priors import ConjugatePrior, DirichletPrior, GaussianPrior, Prior
 from mixtures.student_t import StudentT, StudentTParams
 from mixtures.von_mises_fisher import VonMisesFisher, VonMisesFisherParams
 
@@ -31,6 +32,8 @@ __all__ = [
     "BernoulliParams",
     "Categorical",
     "CategoricalParams",
+    "ConjugatePrior",
+    "DirichletPrior",
     "Exponential",
     "ExponentialFamily",
     "ExponentialParams",
@@ -40,12 +43,14 @@ __all__ = [
     "GammaParams",
     "Gaussian",
     "GaussianParams",
+    "GaussianPrior",
     "GaussianStats",
     "GradientFamily",
     "Independent",
     "Mixture",
     "Poisson",
     "PoissonParams",
+    "Prior",
     "StudentT",
     "StudentTParams",
     "VonMisesFisher",

@@ -18,7 +18,7 @@ from mixtures import _checks, _chunks
 from mixtures.gradient import GradientFamily
 from mixtures.mixture import Mixture, block_responsibilities, finite_components, where_components
 
-__all__ = ["FitResult", "Sums", "accumulate", "em_step", "fit_loop", "init_from_points", "maximize"]
+__all__ = ["FitResult", "Sums", "accumulate", "em_step", "fit_loop", "init_from_points", "log_prior", "maximize"]
 
 
 class FitResult(NamedTuple):
@@ -27,9 +27,12 @@ class FitResult(NamedTuple):
     Attributes:
       mixture: the fitted :class:`~mixtures.Mixture`.
       log_likelihood: scalar, mean log-likelihood per sample of ``mixture``
-        (weighted by ``sample_weight`` when given).
-      history: (max_iter,) mean log-likelihood at the start of each iteration
-        (before its M-step); NaN after the last iteration run.
+        (weighted by ``sample_weight`` when given). With a prior, the mean log
+        posterior per sample: (Σₙ wₙ log p(xₙ) + log p(θ)) / Σₙ wₙ, log p(θ)
+        without its normalising constant (see :func:`log_prior`).
+      history: (max_iter,) mean log-likelihood (or log posterior) at the
+        start of each iteration (before its M-step); NaN after the last
+        iteration run.
       n_iter: number of EM iterations (M-steps) run.
       converged: whether the change in mean log-likelihood between two
         iterations fell below ``tol`` before ``max_iter``.
@@ -97,12 +100,15 @@ def accumulate(
     return _chunks.sum_over_chunks(block, x, weights, chunk_size)
 
 
-def maximize(mixture: Mixture, sums: Sums, update_weights: bool = True, *, params=None) -> Mixture:
+def maximize(mixture: Mixture, sums: Sums, update_weights: bool = True, *, params=None, prior=None) -> Mixture:
     """M-step: new weights πₖ ∝ Nₖ and the family's new parameters.
 
     The new parameters are ``family.m_step`` of the summed statistics, or
     ``params`` when given (parameters already computed from the data, as for a
-    :class:`~mixtures.gradient.GradientFamily`). A component whose count is
+    :class:`~mixtures.gradient.GradientFamily`). With a
+    :class:`~mixtures.priors.Prior` whose ``components`` is set, they are
+    ``family.map_step`` (the posterior mode) instead; with its ``weights`` a
+    :class:`~mixtures.priors.DirichletPrior` (α), πₖ ∝ Nₖ + α − 1. A component whose count is
     below 10·ε (ε the dtype's machine epsilon), or whose new parameters are
     not all finite, keeps its previous parameters;
     its weight still follows its count, so an empty component's weight is
@@ -121,13 +127,66 @@ def maximize(mixture: Mixture, sums: Sums, update_weights: bool = True, *, param
     """
     counts = sums.counts
     eps = jnp.finfo(counts.dtype).eps
-    new = mixture.family.m_step(sums.stats, counts, mixture.params) if params is None else params
+    family = mixture.family
+    if params is not None:
+        new = params
+    elif prior is None or prior.components is None:
+        new = family.m_step(sums.stats, counts, mixture.params)
+    else:
+        new = family.map_step(sums.stats, counts, mixture.params, prior.components, mixture.weights)
     update = (counts >= 10 * eps) & finite_components(new)
     params = where_components(update, new, mixture.params)
     if not update_weights:
-        return Mixture(mixture.weights, params, mixture.family)
-    nk = jnp.where(mixture.weights > 0, counts + 10 * eps, 0.0)
-    return Mixture(nk / jnp.sum(nk), params, mixture.family)
+        return Mixture(mixture.weights, params, family)
+    pseudo = counts + 10 * eps
+    if prior is not None and prior.weights is not None:
+        pseudo = pseudo + (prior.weights.concentration - 1)
+    nk = jnp.where(mixture.weights > 0, pseudo, 0.0)
+    return Mixture(nk / jnp.sum(nk), params, family)
+
+
+def log_prior(mixture: Mixture, prior) -> jax.Array:
+    """log p(θ) of a mixture's parameters and weights under ``prior``, up to a constant.
+
+    The sum of ``family.log_prior`` (when ``prior.components`` is set) and
+    (α − 1) Σₖ log πₖ (when ``prior.weights`` is a Dirichlet(α)), both over
+    the switched-on components (πₖ > 0). The dropped constant depends on the
+    prior and K only, so differences between mixtures are exact.
+
+    Args:
+      mixture: the mixture.
+      prior: a :class:`~mixtures.priors.Prior` of validated arrays, or None (0).
+
+    Returns:
+      A scalar.
+
+    Example:
+      >>> import numpy as np, mixtures as mx
+      >>> from mixtures import engine
+      >>> from mixtures.priors import DirichletPrior, Prior
+      >>> g = mx.Gaussian("diag")
+      >>> m = mx.Mixture(np.array([0.5, 0.5]), g.make_params(np.zeros((2, 1)), np.ones((2, 1))), g)
+      >>> round(float(engine.log_prior(m, Prior(weights=DirichletPrior(np.array(2.0))))), 6)  # 2 log ½
+      -1.386294
+    """
+    weights = mixture.weights
+    total = jnp.zeros((), weights.dtype)
+    if prior is None:
+        return total
+    if prior.components is not None:
+        total = total + mixture.family.log_prior(mixture.params, prior.components, weights)
+    if prior.weights is not None:
+        on = weights > 0
+        log_w = jnp.where(on, jnp.log(jnp.where(on, weights, 1.0)), 0.0)
+        total = total + (prior.weights.concentration - 1) * jnp.sum(log_w)
+    return total
+
+
+def _objective(mixture: Mixture, log_likelihood_sum, prior):
+    """Σₙ wₙ log p(xₙ), plus log p(θ) when a prior is given (the monotone quantity of MAP-EM)."""
+    if prior is None:
+        return log_likelihood_sum
+    return log_likelihood_sum + log_prior(mixture, prior)
 
 
 def _total_weight(x, weights):
@@ -142,6 +201,7 @@ def em_step_impl(
     hard: bool = False,
     update_weights: bool = True,
     labels=None,
+    prior=None,
 ):
     """One E+M step without validation; returns (new mixture, mean log-likelihood before).
 
@@ -149,13 +209,16 @@ def em_step_impl(
     statistics: its new parameters come from optimiser steps over the data
     (:meth:`~mixtures.gradient.GradientFamily.m_step_from_data`), and the
     weights and the empty/non-finite rule from :func:`maximize` as usual.
+    With ``prior`` (a validated :class:`~mixtures.priors.Prior`) the M-step
+    is the posterior mode and the returned value is the mean log posterior
+    (Σₙ wₙ log p(xₙ) + :func:`log_prior`) / Σₙ wₙ, both before the step.
     """
     sums = accumulate(mixture, x, weights, chunk_size, hard, labels)
     params = None
     if isinstance(mixture.family, GradientFamily):
         params = mixture.family.m_step_from_data(mixture, x, weights, chunk_size, hard, labels)
-    new = maximize(mixture, sums, update_weights, params=params)
-    return new, sums.log_likelihood / _total_weight(x, weights)
+    new = maximize(mixture, sums, update_weights, params=params, prior=prior)
+    return new, _objective(mixture, sums.log_likelihood, prior) / _total_weight(x, weights)
 
 
 def em_step(mixture: Mixture, x, *, sample_weight=None, chunk_size: int | None = None):
@@ -203,6 +266,7 @@ def fit_loop(
     hard: bool = False,
     update_weights: bool = True,
     labels=None,
+    prior=None,
 ) -> FitResult:
     """EM from ``mixture`` until the mean log-likelihood changes by less than ``tol``.
 
@@ -211,6 +275,10 @@ def fit_loop(
     (classification EM) the monitored quantity is the complete-data
     log-likelihood of the hard assignments; with ``labels`` (see
     :func:`accumulate`) labelled rows contribute their complete-data term.
+    With ``prior`` (a validated :class:`~mixtures.priors.Prior`, a pytree of
+    arrays) this is MAP-EM: every M-step is the posterior mode, and the
+    monitored quantity, ``history`` and ``log_likelihood`` are the mean log
+    posterior per sample, which never decreases.
 
     Example:
       >>> import jax, numpy as np, mixtures as mx
@@ -230,7 +298,7 @@ def fit_loop(
 
     def body(state):
         m, i, previous, history, _ = state
-        new, ll = em_step_impl(m, x, weights, chunk_size, hard, update_weights, labels)
+        new, ll = em_step_impl(m, x, weights, chunk_size, hard, update_weights, labels, prior)
         return new, i + 1, ll, history.at[i].set(ll), jnp.abs(ll - previous) < tol
 
     init = (
@@ -241,7 +309,7 @@ def fit_loop(
         jnp.asarray(False),
     )
     m, n_iter, _, history, converged = lax.while_loop(cond, body, init)
-    final = accumulate(m, x, weights, chunk_size, hard, labels).log_likelihood / total
+    final = _objective(m, accumulate(m, x, weights, chunk_size, hard, labels).log_likelihood, prior) / total
     return FitResult(m, final, history, n_iter, converged, final[None], n_iter[None], converged[None])
 
 

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from mixtures.family import Family
+from mixtures.priors import ConjugatePrior, check_conjugate_prior
 
 __all__ = ["ExponentialFamily", "ExpFamStats", "newton_natural_from_mean"]
 
@@ -174,6 +175,66 @@ class ExponentialFamily(Family):
     def m_step(self, stats: ExpFamStats, counts, previous):
         mean = stats.sum_t / jnp.maximum(counts, jnp.finfo(counts.dtype).tiny)[:, None]
         return jax.vmap(self.params_from_mean)(mean, previous)
+
+    # -- MAP-EM with the conjugate prior -----------------------------------------
+
+    def check_prior(self, prior, x) -> ConjugatePrior:
+        """Checks a :class:`~mixtures.priors.ConjugatePrior` against M, the length of T(x).
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.priors import ConjugatePrior
+          >>> mx.Poisson().check_prior(ConjugatePrior(1.0, np.ones(3)), np.zeros((4, 2)))
+          Traceback (most recent call last):
+          ...
+          ValueError: `prior.mean` must have shape (M,), M the length of T(x) = (2,); received shape (3,).
+        """
+        n_stats = jax.eval_shape(self.sufficient_stats, jax.ShapeDtypeStruct(x.shape[1:], x.dtype)).shape[0]
+        return check_conjugate_prior(prior, n_stats, x.dtype)
+
+    def default_prior(self, x, n_components: int, sample_weight=None) -> ConjugatePrior:
+        """One pseudo-observation at the data's average of T(x) (:meth:`~mixtures.priors.ConjugatePrior.default`).
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> mx.Bernoulli().default_prior(np.array([[0.0, 1.0], [1.0, 1.0]]), 2).mean.tolist()
+          [0.5, 1.0]
+        """
+        del n_components
+        return ConjugatePrior.default(self, x, sample_weight=sample_weight)
+
+    def map_step(self, stats: ExpFamStats, counts, previous, prior: ConjugatePrior, weights):
+        """Posterior mode: the parameters whose mean is (Sₖ + a μ₀) / (Nₖ + a), via :meth:`params_from_mean`.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.expfam import ExpFamStats
+          >>> from mixtures.priors import ConjugatePrior
+          >>> f = mx.Poisson()
+          >>> prior = ConjugatePrior(np.array(2.0), np.array([1.0]))
+          >>> new = f.map_step(ExpFamStats(np.array([[10.0]])), np.array([2.0]), None, prior, np.ones(1))
+          >>> new.rates.tolist()  # (10 + 2·1) / (2 + 2)
+          [[3.0]]
+        """
+        del weights  # switched-off components have zero counts; the engine keeps their parameters
+        a = prior.pseudo_count
+        mean = (stats.sum_t + a * prior.mean[None, :]) / (counts + a)[:, None]
+        return jax.vmap(self.params_from_mean)(mean, previous)
+
+    def log_prior(self, params, prior: ConjugatePrior, weights):
+        """Σ over switched-on components of a (⟨ηₖ, μ₀⟩ − A(ηₖ)), the conjugate log prior without its constant.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.priors import ConjugatePrior
+          >>> f = mx.Poisson()
+          >>> prior = ConjugatePrior(np.array(2.0), np.array([1.0]))
+          >>> float(f.log_prior(f.make_params([[1.0]]), prior, np.ones(1)))  # 2 (0·1 − e⁰)
+          -2.0
+        """
+        eta = jax.vmap(self.to_natural)(params)  # (K, M)
+        per = jnp.dot(eta, prior.mean, precision=_HI) - jax.vmap(self.log_partition)(eta)
+        return prior.pseudo_count * jnp.sum(jnp.where(weights > 0, per, 0.0))
 
     def initial_natural(self, mean: jax.Array) -> jax.Array:
         """A natural parameter inside A's domain from which Newton starts when no fit exists yet.

@@ -42,6 +42,11 @@ class Family(abc.ABC):
     :meth:`log_prob_components` has a default (``vmap`` of :meth:`log_prob`
     over rows and components); a family overrides it only with a faster
     batched form that computes the same values.
+
+    Optional, for MAP-EM with a conjugate prior on the component parameters
+    (``mx.fit(..., prior=...)``): :meth:`check_prior`, :meth:`default_prior`,
+    :meth:`map_step` and :meth:`log_prior`. Without them the family fits by
+    maximum likelihood, and a component prior is rejected on the host.
     """
 
     @abc.abstractmethod
@@ -188,6 +193,114 @@ class Family(abc.ABC):
           >>> mx.Gaussian("diag").n_free_parameters(3, 2)  # 3 means and 3 variances of length 2
           12
         """
+
+    # -- optional: conjugate priors for MAP-EM (see docs/priors.md) -----------
+
+    def check_prior(self, prior: Any, x: jax.Array) -> Any:
+        """Checks a prior on the component parameters on the host; returns it in ``x``'s dtype.
+
+        A family that supports priors overrides this method together with
+        :meth:`default_prior`, :meth:`map_step` and :meth:`log_prior`; the
+        default raises ``TypeError``, so :func:`mixtures.fit` rejects a
+        component prior for such a family before compiling anything.
+
+        Args:
+          prior: the component prior given to :func:`mixtures.fit`.
+          x: the (N, D) data, in the compute dtype.
+
+        Returns:
+          The prior as a pytree of arrays of ``x``'s dtype.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.priors import GaussianPrior
+          >>> p = mx.Gaussian("spherical").check_prior(GaussianPrior(np.zeros(1), 0.01, 3.0, 1.0), np.zeros((4, 1)))
+          >>> p.scale.dtype == np.zeros((4, 1)).dtype
+          True
+        """
+        del prior, x
+        raise TypeError(
+            f"`prior`: {type(self).__name__} has no conjugate prior on its component parameters; "
+            "pass prior=None, or a mixtures.DirichletPrior for the mixing weights alone."
+        )
+
+    def default_prior(self, x: np.ndarray, n_components: int, sample_weight=None) -> Any:
+        """The family's data-driven default component prior (``fit(prior="default")``), host-side.
+
+        Args:
+          x: (N, D) data.
+          n_components: K.
+          sample_weight: optional (N,) non-negative row weights.
+
+        Returns:
+          A prior accepted by :meth:`check_prior`.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> p = mx.Gaussian("full").default_prior(np.array([[0.0], [2.0]]), 1)
+          >>> p.mean.tolist(), p.scale.tolist()
+          ([1.0], [[1.0]])
+        """
+        del x, n_components, sample_weight
+        raise TypeError(
+            f"`prior`: {type(self).__name__} has no default prior on its component parameters; "
+            "pass prior=None, or a mixtures.DirichletPrior for the mixing weights alone."
+        )
+
+    def map_step(self, stats: Stats, counts: jax.Array, previous: Params, prior: Any, weights: jax.Array) -> Params:
+        """Parameters maximising the expected complete-data log-likelihood plus the log prior.
+
+        The MAP counterpart of :meth:`m_step`; called by the engine only when
+        a component prior is given.
+
+        Args:
+          stats: statistics from :meth:`accumulate`, summed over all rows.
+          counts: summed responsibilities, shape (K,).
+          previous: the parameters the statistics were accumulated under.
+          prior: the component prior, as returned by :meth:`check_prior`.
+          weights: (K,) current mixing weights; a component with weight 0 is
+            switched off (not part of the model, excluded from the prior).
+
+        Returns:
+          New parameters, same structure and shapes as ``previous``.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.priors import GaussianPrior
+          >>> g = mx.Gaussian("identity")
+          >>> p = g.make_params(np.zeros((1, 1)))
+          >>> prior = GaussianPrior(np.array([0.0]), np.array(2.0), np.array(3.0), np.array(1.0))
+          >>> x = np.array([[3.0], [3.0]])
+          >>> g.map_step(g.accumulate(p, x, np.ones((2, 1))), np.array([2.0]), p, prior, np.ones(1)).means.tolist()
+          [[1.5]]
+        """
+        del stats, counts, previous, prior, weights
+        raise NotImplementedError(f"{type(self).__name__} does not implement map_step.")
+
+    def log_prior(self, params: Params, prior: Any, weights: jax.Array) -> jax.Array:
+        """Log prior density of the switched-on components' parameters, up to a constant.
+
+        The constant depends on the prior only, never on ``params``. Called by
+        the engine only when a component prior is given.
+
+        Args:
+          params: parameters with a leading component axis K.
+          prior: the component prior, as returned by :meth:`check_prior`.
+          weights: (K,) mixing weights; components with weight 0 are left out.
+
+        Returns:
+          A scalar.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.priors import GaussianPrior
+          >>> g = mx.Gaussian("identity")
+          >>> prior = GaussianPrior(np.array([0.0]), np.array(2.0), np.array(3.0), np.array(1.0))
+          >>> float(g.log_prior(g.make_params(np.array([[1.0]])), prior, np.ones(1)))  # −κ₀/2 ‖μ − μ₀‖²
+          -1.0
+        """
+        del params, prior, weights
+        raise NotImplementedError(f"{type(self).__name__} does not implement log_prior.")
 
     def check_data(self, x: np.ndarray) -> None:
         """Raises ``ValueError`` if ``x`` (host array, (N, D)) is outside the family's domain.

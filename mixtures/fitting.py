@@ -12,8 +12,9 @@ from mixtures import _checks, _chunks, engine
 from mixtures.family import Family
 from mixtures.init import INIT_METHODS, initialize
 from mixtures.mixture import Mixture
+from mixtures.priors import DirichletPrior, Prior, check_dirichlet_prior
 
-__all__ = ["fit", "INIT_METHODS"]
+__all__ = ["fit", "INIT_METHODS", "check_prior"]
 
 ASSIGNMENTS = ("soft", "hard")
 
@@ -33,6 +34,7 @@ def fit(
     assignment: str = "soft",
     update_weights: bool = True,
     chunk_size: int | None = None,
+    prior=None,
 ) -> engine.FitResult:
     """Fits a K-component mixture of ``family`` to ``x`` by EM.
 
@@ -72,6 +74,18 @@ def fit(
         values (equal, 1/K, unless ``init`` is a mixture).
       chunk_size: rows per block of the E-step and accumulation (memory
         O(chunk_size × K × D)); default chosen from K and D.
+      prior: None (maximum likelihood), or a prior for MAP-EM: "default"
+        (the family's data-driven component prior, e.g. mclust's for
+        :class:`~mixtures.Gaussian`), a component prior
+        (:class:`~mixtures.priors.GaussianPrior`,
+        :class:`~mixtures.priors.ConjugatePrior`), a
+        :class:`~mixtures.priors.DirichletPrior` on the weights, or a
+        :class:`~mixtures.priors.Prior` holding both. With a prior every
+        M-step is the posterior mode, and ``log_likelihood``, ``history``,
+        ``tol`` and the choice of restart use the mean log posterior per
+        sample (Σₙ wₙ log p(xₙ) + log p(θ)) / Σₙ wₙ, with log p(θ) up to a
+        constant (see ``docs/priors.md``). The initialisation does not use
+        the prior.
 
     Returns:
       A :class:`~mixtures.FitResult`; its ``all_*`` fields hold every
@@ -85,6 +99,9 @@ def fit(
       ((2,), (2, 2))
       >>> result.all_log_likelihoods.shape, bool(result.converged)
       ((4,), True)
+      >>> map_fit = mx.fit(x, mx.Gaussian("full"), n_components=2, key=jax.random.key(0), prior="default")
+      >>> bool(map_fit.converged)
+      True
     """
     if not isinstance(family, Family):
         raise TypeError(
@@ -120,16 +137,67 @@ def fit(
     if not isinstance(update_weights, bool):
         raise TypeError(f"`update_weights` must be True or False; received {update_weights!r}.")
     options = (max_iter, chunk, assignment == "hard", update_weights)
+    prior = check_prior(prior, family, x, k, weights)
 
     if isinstance(init, Mixture):
         if n_init != 1:
             raise ValueError(f"`n_init` must be 1 with a warm start (`init` a Mixture); received {n_init}.")
         start = _check_warm_start(init, family, k, d, x.dtype)
-        return _fit_from(start, x, weights, labels, tol, *options)
+        return _fit_from(start, x, weights, labels, tol, *options, prior)
     if isinstance(init, str) and init in INIT_METHODS:
         keys = jax.random.split(_checks.prng_key(key), n_init)
-        return _fit_restarts(family, k, init, keys, x, weights, labels, tol, *options)
+        return _fit_restarts(family, k, init, keys, x, weights, labels, tol, *options, prior)
     raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")
+
+
+def check_prior(prior, family: Family, x, n_components: int, sample_weight=None) -> Prior | None:
+    """Validates ``fit``'s ``prior`` on the host; returns a :class:`~mixtures.priors.Prior` of arrays or None.
+
+    A component prior is checked by ``family.check_prior`` ("default" is
+    ``family.default_prior``), a weight prior by
+    :func:`~mixtures.priors.check_dirichlet_prior`; every array is cast to
+    ``x``'s dtype.
+
+    Args:
+      prior: None, "default", a component prior, a DirichletPrior or a Prior.
+      family: the component family.
+      x: (N, D) data as a ``jax.Array`` in the compute dtype.
+      n_components: K.
+      sample_weight: optional (N,) row weights (for "default").
+
+    Returns:
+      None, or a Prior whose fields are validated pytrees of arrays or None.
+
+    Example:
+      >>> import numpy as np, jax.numpy as jnp, mixtures as mx
+      >>> from mixtures.fitting import check_prior
+      >>> p = check_prior("default", mx.Gaussian("diag"), jnp.array([[0.0, 1.0], [2.0, 3.0]]), 1)
+      >>> p.components.scale.tolist(), p.weights
+      ([1.0, 1.0], None)
+    """
+    if prior is None:
+        return None
+    if isinstance(prior, DirichletPrior):
+        prior = Prior(weights=prior)
+    elif not isinstance(prior, Prior):
+        if isinstance(prior, str) and prior != "default":
+            raise ValueError(f'`prior` must be None, "default" or a prior object; received {prior!r}.')
+        if not isinstance(prior, (str, tuple)):
+            raise TypeError(
+                '`prior` must be None, "default", a component prior (mixtures.GaussianPrior, '
+                f"mixtures.ConjugatePrior), a mixtures.DirichletPrior or a mixtures.Prior; received {prior!r}."
+            )
+        prior = Prior(components=prior)
+    components = prior.components
+    if isinstance(components, str):
+        if components != "default":
+            raise ValueError(f'`prior.components` must be a prior object, "default" or None; received {components!r}.')
+        row_weights = None if sample_weight is None else np.asarray(sample_weight)
+        components = family.default_prior(np.asarray(x), n_components, row_weights)
+    if components is not None:
+        components = family.check_prior(components, x)
+    weights = None if prior.weights is None else check_dirichlet_prior(prior.weights, x.dtype)
+    return Prior(components, weights)
 
 
 def _check_warm_start(init: Mixture, family, k, d, dtype) -> Mixture:
@@ -149,16 +217,23 @@ def _check_warm_start(init: Mixture, family, k, d, dtype) -> Mixture:
 
 
 @functools.partial(jax.jit, static_argnums=(5, 6, 7, 8))
-def _fit_from(mixture, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights):
-    return engine.fit_loop(mixture, x, weights, tol, max_iter, chunk_size, hard, update_weights, labels)
+def _fit_from(mixture, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights, prior=None):
+    return engine.fit_loop(mixture, x, weights, tol, max_iter, chunk_size, hard, update_weights, labels, prior)
 
 
-def fit_one(family, k, method, key, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights, n_active=None):
-    """One restart: initialisation by ``method`` from ``key``, then EM (pure, jit/vmap-compatible)."""
+def fit_one(
+    family, k, method, key, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights,
+    n_active=None, prior=None,
+):
+    """One restart: initialisation by ``method`` from ``key``, then EM (pure, jit/vmap-compatible).
+
+    ``prior`` is a validated :class:`~mixtures.priors.Prior` (see
+    :func:`check_prior`) or None; the initialisation ignores it.
+    """
     start = initialize(method, family, k, key, x, weights, chunk_size, labels, n_active)
     if not update_weights and n_active is None:
         start = Mixture(jnp.full((k,), 1.0 / k, x.dtype), start.params, family)
-    return engine.fit_loop(start, x, weights, tol, max_iter, chunk_size, hard, update_weights, labels)
+    return engine.fit_loop(start, x, weights, tol, max_iter, chunk_size, hard, update_weights, labels, prior)
 
 
 def best_restart(results: engine.FitResult) -> engine.FitResult:
@@ -174,9 +249,13 @@ def best_restart(results: engine.FitResult) -> engine.FitResult:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 8, 9, 10, 11))
-def _fit_restarts(family, k, method, keys, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights):
+def _fit_restarts(
+    family, k, method, keys, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights, prior=None
+):
     def one(key):
-        return fit_one(family, k, method, key, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights)
+        return fit_one(
+            family, k, method, key, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights, prior=prior
+        )
 
     return best_restart(jax.vmap(one)(keys))
 

@@ -13,6 +13,7 @@ from jax.scipy.linalg import solve_triangular
 
 from mixtures import _checks
 from mixtures.family import Family
+from mixtures.priors import GaussianPrior, check_gaussian_prior
 
 __all__ = ["Gaussian", "GaussianParams", "GaussianStats"]
 
@@ -268,6 +269,131 @@ class Gaussian(Family):
                 var = jnp.mean(var, axis=-1)
             prec_chol = 1.0 / jnp.sqrt(var)
         return GaussianParams(means, prec_chol)
+
+    # -- MAP-EM ---------------------------------------------------------------
+
+    def check_prior(self, prior, x) -> GaussianPrior:
+        """Checks a :class:`~mixtures.priors.GaussianPrior` against this covariance type and D.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.priors import GaussianPrior
+          >>> mx.Gaussian("diag").check_prior(GaussianPrior(np.zeros(2), 0.01, 4.0, np.ones(3)), np.zeros((5, 2)))
+          Traceback (most recent call last):
+          ...
+          ValueError: `prior.scale` must have shape (D,) = (2,); received shape (3,).
+        """
+        return check_gaussian_prior(prior, self.covariance, x.shape[1], x.dtype)
+
+    def default_prior(self, x, n_components: int, sample_weight=None) -> GaussianPrior:
+        """mclust's default prior, :meth:`~mixtures.priors.GaussianPrior.default`, for this covariance type.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> x = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [2.0, 4.0]])
+          >>> float(mx.Gaussian("spherical").default_prior(x, 2).scale)  # mean variance (1 + 4)/2, over K^(2/D)
+          1.25
+        """
+        return GaussianPrior.default(x, n_components, self.covariance, sample_weight=sample_weight)
+
+    def map_step(self, stats: GaussianStats, counts, previous: GaussianParams, prior: GaussianPrior, weights):
+        """Posterior mode of the means and covariances given the shifted statistics (Fraley and Raftery, 2007).
+
+        With Nₖ the counts and x̄ₖ the weighted means, μₖ = (Nₖ x̄ₖ + κ₀ μ₀) / (Nₖ + κ₀).
+        With Sₖ = Σₙ rₙₖ (xₙ − μₖ)(xₙ − μₖ)ᵀ + κ₀ (μₖ − μ₀)(μₖ − μ₀)ᵀ at that mean:
+        Σₖ = (Ψ + Sₖ) / (Nₖ + ν₀ + D + 2) ("full");
+        Σ = (Ψ + Σₖ Sₖ) / (Σₖ Nₖ + K + ν₀ + D + 1), K the switched-on components ("tied");
+        σ²ₖⱼ = (Ψⱼ + Sₖⱼⱼ) / (Nₖ + ν₀ + 3) ("diag");
+        σ²ₖ = (Ψ + tr Sₖ) / (D (Nₖ + 1) + ν₀ + 2) ("spherical").
+        ``reg_covar`` is then added as in :meth:`m_step`. Nothing is divided
+        by Nₖ, so an empty component would get the prior's mode.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.priors import GaussianPrior
+          >>> g = mx.Gaussian("spherical", reg_covar=0.0)
+          >>> p = g.make_params(np.zeros((1, 1)), np.ones(1))
+          >>> prior = GaussianPrior(np.array([0.0]), np.array(1.0), np.array(1.0), np.array(1.0))
+          >>> x = np.array([[1.0], [3.0]])
+          >>> new = g.map_step(g.accumulate(p, x, np.ones((2, 1))), np.array([2.0]), p, prior, np.ones(1))
+          >>> new.means.tolist(), new.covariances.round(6).tolist()  # (2·2 + 0) / 3; (1 + 2 + 8/3) / 6
+          ([[1.3333333333333333]], [0.944444])
+        """
+        k, d = previous.means.shape
+        kappa, nu = prior.shrinkage, prior.dof
+        offset = (stats.first + kappa * (prior.mean[None, :] - previous.means)) / (counts + kappa)[:, None]
+        means = previous.means + offset  # the shift c plus (Nₖ (x̄ₖ − c) + κ₀ (μ₀ − c)) / (Nₖ + κ₀)
+        if self.covariance == "identity":
+            return GaussianParams(means, previous.precisions_cholesky)
+        to_prior = means - prior.mean[None, :]
+        if self.covariance in ("full", "tied"):
+            cross = stats.first[:, :, None] * offset[:, None, :]
+            scatter = (
+                stats.second
+                - cross
+                - jnp.swapaxes(cross, 1, 2)
+                + counts[:, None, None] * offset[:, :, None] * offset[:, None, :]
+                + kappa * to_prior[:, :, None] * to_prior[:, None, :]
+            )
+            eye = jnp.eye(d, dtype=means.dtype)
+            if self.covariance == "full":
+                cov = (prior.scale[None] + scatter) / (counts + nu + d + 2)[:, None, None] + self.reg_covar * eye[None]
+                return GaussianParams(means, _precision_cholesky(cov))
+            on = weights > 0  # switched-off components have zero counts and zero scatter
+            total = jnp.sum(jnp.where(on, counts, 0.0)) + jnp.sum(on).astype(counts.dtype) + nu + d + 1
+            pooled = (prior.scale + jnp.sum(scatter, axis=0)) / total + self.reg_covar * eye
+            return GaussianParams(means, jnp.broadcast_to(_precision_cholesky(pooled), (k, d, d)))
+        scatter = (
+            stats.second - 2.0 * stats.first * offset + counts[:, None] * offset**2 + kappa * to_prior**2
+        )
+        if self.covariance == "diag":
+            var = (prior.scale[None, :] + scatter) / (counts + nu + 3)[:, None]
+        else:
+            var = (prior.scale + jnp.sum(scatter, axis=-1)) / (d * (counts + 1) + nu + 2)
+        return GaussianParams(means, 1.0 / jnp.sqrt(var + self.reg_covar))
+
+    def log_prior(self, params: GaussianParams, prior: GaussianPrior, weights):
+        """Log density of the normal–inverse-Wishart prior (or its analogue) without its constant.
+
+        Per switched-on component ("full"):
+        −((ν₀ + D + 2)/2) log|Σₖ| − ½ tr(Σₖ⁻¹ Ψ) − (κ₀/2)(μₖ − μ₀)ᵀ Σₖ⁻¹ (μₖ − μ₀);
+        "diag" the same per feature with D = 1 and Ψⱼ; "spherical"
+        −((ν₀ + D + 2)/2) log σ²ₖ − (Ψ + κ₀ ‖μₖ − μ₀‖²) / (2σ²ₖ); "identity"
+        −(κ₀/2)‖μₖ − μ₀‖². "tied": Σₖ [−½ log|Σ| − (κ₀/2)(μₖ − μ₀)ᵀ Σ⁻¹ (μₖ − μ₀)]
+        − ((ν₀ + D + 1)/2) log|Σ| − ½ tr(Σ⁻¹ Ψ), with Σ read from the
+        component of largest weight (the one surely updated last).
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.priors import GaussianPrior
+          >>> g = mx.Gaussian("spherical")
+          >>> prior = GaussianPrior(np.array([0.0]), np.array(1.0), np.array(1.0), np.array(1.0))
+          >>> float(g.log_prior(g.make_params(np.zeros((1, 1)), np.ones(1)), prior, np.ones(1)))  # −Ψ/2
+          -0.5
+        """
+        kappa, nu = prior.shrinkage, prior.dof
+        on = weights > 0
+        d = params.means.shape[-1]
+        diff = params.means - prior.mean[None, :]
+        u = params.precisions_cholesky
+        if self.covariance == "identity":
+            per = -0.5 * kappa * jnp.sum(diff**2, axis=-1)
+        elif self.covariance == "full":
+            y = jnp.einsum("kd,kde->ke", diff, u, precision=_HI)
+            trace = jnp.einsum("de,kdf,kef->k", prior.scale, u, u, precision=_HI)  # tr(Uᵀ Ψ U)
+            per = (nu + d + 2) * self._log_det(u, d) - 0.5 * trace - 0.5 * kappa * jnp.sum(y**2, axis=-1)
+        elif self.covariance == "tied":
+            shared = u[jnp.argmax(weights)]
+            log_det = self._log_det(shared, d)  # −½ log|Σ|
+            y = jnp.dot(diff, shared, precision=_HI)
+            per = log_det - 0.5 * kappa * jnp.sum(y**2, axis=-1)
+            trace = jnp.einsum("de,df,ef->", prior.scale, shared, shared, precision=_HI)
+            return jnp.sum(jnp.where(on, per, 0.0)) + (nu + d + 1) * log_det - 0.5 * trace
+        elif self.covariance == "diag":
+            per = jnp.sum((nu + 3) * jnp.log(u) - 0.5 * (prior.scale[None, :] + kappa * diff**2) * u**2, axis=-1)
+        else:
+            per = (nu + d + 2) * jnp.log(u) - 0.5 * (prior.scale + kappa * jnp.sum(diff**2, axis=-1)) * u**2
+        return jnp.sum(jnp.where(on, per, 0.0))
 
     def sample(self, params: GaussianParams, key) -> jax.Array:
         eps = jax.random.normal(key, params.means.shape, params.means.dtype)
