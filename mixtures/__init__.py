@@ -22,6 +22,7 @@ from mixtures.independent import Independent
 from mixtures.mixture import Mixture
 from mixtures.poisson import Poisson, PoissonParams
 from mixtures.priors import ConjugatePrior, DirichletPrior, GaussianPrior, Prior
+from mixtures.selection import Selection, select
 from mixtures.student_t import StudentT, StudentTParams
 from mixtures.von_mises_fisher import VonMisesFisher, VonMisesFisherParams
 
@@ -51,6 +52,7 @@ __all__ = [
     "Poisson",
     "PoissonParams",
     "Prior",
+    "Selection",
     "StudentT",
     "StudentTParams",
     "VonMisesFisher",
@@ -58,4 +60,5 @@ __all__ = [
     "datasets",
     "em_step",
     "fit",
+    "select",
 ]

@@ -32,7 +32,7 @@ def float_dtype_for(dtype) -> np.dtype:
         return np.dtype(np.float32)
     if jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer):
         return np.dtype(jnp.zeros(()).dtype)  # the default float
-    raise AssertionError(dtype)  # callers reject other kinds first
+    raise TypeError(f"expected real numbers (a floating or integer dtype); received dtype {dtype}.")
 
 
 def as_data(x, name: str = "x", n_features: int | None = None):
@@ -84,15 +84,20 @@ def as_data(x, name: str = "x", n_features: int | None = None):
             f"`{name}` must have {n_features} features (columns), as the mixture "
             f"was fitted with; received {arr.shape[1]}."
         )
-    if not is_traced(arr):
-        values = np.asarray(arr)
-        if jnp.issubdtype(dtype, jnp.floating) and not np.all(np.isfinite(values)):
-            bad = np.argwhere(~np.isfinite(values))[0]
-            raise ValueError(
-                f"`{name}` must contain only finite values; received "
-                f"{values[bad[0], bad[1]]} at row {bad[0]}, column {bad[1]}."
-            )
-    return jnp.asarray(arr, dtype=float_dtype_for(dtype))
+    target = float_dtype_for(dtype)
+    if is_traced(arr):
+        return jnp.asarray(arr, dtype=target)
+    values = np.asarray(arr)
+    with np.errstate(over="ignore", under="ignore"):
+        converted = values.astype(target)  # checked in the dtype it is computed in
+    if not np.all(np.isfinite(converted)):
+        bad = np.argwhere(~np.isfinite(converted))[0]
+        raise ValueError(
+            f"`{name}` must contain only finite values in {target}; received "
+            f"{values[bad[0], bad[1]]} at row {bad[0]}, column {bad[1]}"
+            + (" (too large for float32: enable JAX's x64 mode for float64)." if np.isfinite(values[bad[0], bad[1]]) else ".")
+        )
+    return jnp.asarray(converted)
 
 
 def as_sample_weight(weight, n_samples: int, name: str = "sample_weight"):
@@ -123,6 +128,20 @@ def as_sample_weight(weight, n_samples: int, name: str = "sample_weight"):
         if not np.any(values > 0):
             raise ValueError(f"`{name}` must have at least one positive weight; all are zero.")
     return weight
+
+
+def unit_mean_weights(weight, dtype):
+    """Row weights rescaled on the host to mean one, in ``dtype`` (None stays None).
+
+    EM's fixed points and the mean log-likelihood per unit weight do not depend
+    on the weights' scale; rescaling keeps the counts' absolute floor (10·ε) and
+    float32 range away from the weights a user happens to choose (summing to
+    one, or tiny).
+    """
+    if weight is None:
+        return None
+    values = np.asarray(weight, np.float64)
+    return jnp.asarray(values * (values.shape[0] / values.sum()), dtype)
 
 
 def positive_int(value, name: str, *, upper: int | None = None, upper_name: str = "") -> int:

@@ -136,7 +136,8 @@ class Bernoulli(ExponentialFamily):
           [0.25, 0.01, 0.99]
         """
         del previous
-        return BernoulliParams(jnp.clip(mean, self.min_prob, 1.0 - self.min_prob))
+        margin = max(self.min_prob, float(jnp.finfo(mean.dtype).eps))  # 1 − margin must be < 1 in this dtype
+        return BernoulliParams(jnp.clip(mean, margin, 1.0 - margin))
 
     def sample(self, params, key):
         """One draw of zeros and ones, shape (D,), in the probabilities' dtype.

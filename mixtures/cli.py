@@ -49,12 +49,17 @@ def demo(args) -> int:
     """
     import jax
 
-    jax.config.update("jax_enable_x64", True)
     import mixtures as mx
 
     x = mx.datasets.load_old_faithful()
     family = mx.Gaussian(covariance=args.covariance)
-    result = mx.fit(x, family, n_components=args.components, key=jax.random.key(args.seed), tol=1e-6)
+    x64 = jax.config.read("jax_enable_x64")
+    jax.config.update("jax_enable_x64", True)  # the demo fits in float64; the setting is restored below
+    try:
+        result = mx.fit(x, family, n_components=args.components, key=jax.random.key(args.seed), tol=1e-6)
+        result = jax.device_get(result)
+    finally:
+        jax.config.update("jax_enable_x64", x64)
     print(
         f"Old Faithful geyser: {x.shape[0]} eruptions, columns "
         f"{', '.join(mx.datasets.OLD_FAITHFUL_COLUMNS)} (minutes)"

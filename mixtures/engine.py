@@ -246,7 +246,9 @@ def em_step(mixture: Mixture, x, *, sample_weight=None, chunk_size: int | None =
     """
     x = mixture._data(x)
     weights = _checks.as_sample_weight(sample_weight, x.shape[0])
-    if weights is not None:
+    if weights is not None and not _checks.is_traced(weights):
+        weights = _checks.unit_mean_weights(weights, x.dtype)
+    elif weights is not None:
         weights = jnp.asarray(weights, x.dtype)
     return _em_step_jit(mixture, x, weights, mixture._chunk(chunk_size))
 

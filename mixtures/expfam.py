@@ -23,8 +23,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
+from mixtures import _chunks
 from mixtures.family import Family
 from mixtures.priors import ConjugatePrior, check_conjugate_prior
 
@@ -32,7 +34,7 @@ __all__ = ["ExponentialFamily", "ExpFamStats", "newton_natural_from_mean"]
 
 _HI = lax.Precision.HIGHEST
 NEWTON_ITERATIONS = 40
-_STEP_SIZES = 0.5 ** jnp.arange(48)  # step halvings tried by the line search
+_STEP_SIZES = 0.5 ** np.arange(48)  # step halvings tried by the line search
 
 
 class ExpFamStats(NamedTuple):
@@ -259,7 +261,11 @@ class ExponentialFamily(Family):
         Without a closed form, the Newton solve starts at :meth:`initial_natural`.
         """
         t_points = jax.vmap(self.sufficient_stats)(points)
-        t_mean = jnp.mean(jax.vmap(self.sufficient_stats)(x), axis=0)
+        t_sum = _chunks.sum_over_chunks(
+            lambda rows, w, idx: jnp.dot(w, jax.vmap(self.sufficient_stats)(rows), precision=_HI),
+            x, None, min(x.shape[0], 4096),
+        )
+        t_mean = t_sum / x.shape[0]
         means = 0.5 * t_points + 0.5 * t_mean[None, :]
         starts = jax.vmap(lambda mu: self.from_natural(self.initial_natural(mu)))(means)
         return jax.vmap(self.params_from_mean)(means, starts)

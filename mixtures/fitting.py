@@ -61,7 +61,9 @@ def fit(
       tol: stop when the mean log-likelihood per sample changes by less than
         this between iterations.
       sample_weight: optional (N,) non-negative row weights; integer weights
-        fit as the rows repeated that many times.
+        fit as the rows repeated that many times. Without a prior the fit
+        depends only on their ratios (they are rescaled to mean one); with a
+        prior their sum is the data's weight against the prior.
       labels: optional (N,) integers for a semi-supervised fit: a row with
         label l in 0..K−1 belongs to component l (its responsibilities are
         fixed one-hot), −1 marks an unlabelled row.
@@ -129,7 +131,11 @@ def fit(
                 f"`n_components` ({k}) must be at most the number of rows with positive "
                 f"`sample_weight` ({n_positive})."
             )
-        weights = jnp.asarray(weights, x.dtype)
+        # Without a prior only the weights' ratios matter: rescale them to mean one.
+        # With a prior their total is the data's strength against it: keep them.
+        weights = (
+            _checks.unit_mean_weights(weights, x.dtype) if prior is None else jnp.asarray(weights, x.dtype)
+        )
     labels = _checks.as_labels(labels, n, k)
     tol = jnp.asarray(tol, x.dtype)
     if not isinstance(assignment, str) or assignment not in ASSIGNMENTS:

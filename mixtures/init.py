@@ -28,7 +28,7 @@ from mixtures.gaussian import Gaussian, GaussianParams
 from mixtures.gradient import GradientFamily
 from mixtures.mixture import Mixture
 
-__all__ = ["INIT_METHODS", "initialize", "kmeans_plus_plus", "lloyd"]
+__all__ = ["INIT_METHODS", "initialize", "kmeans_plus_plus", "lloyd", "nearest_rows"]
 
 INIT_METHODS = ("kmeans++", "kmeans", "random", "random_from_data")
 KMEANS_PLUS_PLUS_LLOYD_STEPS = 5
@@ -146,7 +146,7 @@ def initialize(method: str, family, k: int, key, x, weights, chunk_size: int, la
       [55.0, 80.0]
     """
     if method == "random":
-        return _random_responsibilities(family, k, key, x, weights, chunk_size, n_active)
+        return _random_responsibilities(family, k, key, x, weights, chunk_size, n_active, labels)
     if method == "random_from_data":
         p = None if weights is None else weights / jnp.sum(weights)
         points = x[jax.random.choice(key, x.shape[0], (k,), replace=False, p=p)]
@@ -158,9 +158,44 @@ def initialize(method: str, family, k: int, key, x, weights, chunk_size: int, la
         raise ValueError(f"`init` must be one of {INIT_METHODS}; received {method!r}.")
     if labels is not None:
         points = _labelled_class_means(points, x, weights, labels)
+    if method != "random_from_data" or labels is not None:
+        # Centroids need not be valid observations (the mean of category codes
+        # is no code): each component starts at the data row nearest its centre.
+        points = nearest_rows(points, x, weights, chunk_size)
     return engine.init_from_points(
         family, points, x, weights, chunk_size, labels=labels, initial_weights=active_weights(k, n_active, x.dtype)
     )
+
+
+def nearest_rows(points, x, weights, chunk_size: int) -> jax.Array:
+    """For each of K points (K, D), the row of ``x`` nearest to it (rows of zero weight excluded).
+
+    Example:
+      >>> import numpy as np
+      >>> from mixtures.init import nearest_rows
+      >>> x = np.array([[0.0], [1.0], [5.0]])
+      >>> nearest_rows(np.array([[0.4], [3.9]]), x, None, 2).tolist()
+      [[0.0], [5.0]]
+    """
+    x = jnp.asarray(x)
+    n = x.shape[0]
+    size = min(chunk_size, n)
+    k = points.shape[0]
+
+    def body(i, carry):
+        best_d, best_row = carry
+        start = jnp.minimum(i * size, n - size)
+        rows = jax.lax.dynamic_slice_in_dim(x, start, size)
+        d2 = jnp.sum((rows[:, None, :] - points[None, :, :]) ** 2, axis=-1)  # (B, K)
+        if weights is not None:
+            d2 = jnp.where(jax.lax.dynamic_slice_in_dim(weights, start, size)[:, None] > 0, d2, jnp.inf)
+        j = jnp.argmin(d2, axis=0)
+        d = jnp.take_along_axis(d2, j[None, :], axis=0)[0]
+        closer = d < best_d
+        return jnp.where(closer, d, best_d), jnp.where(closer[:, None], rows[j], best_row)
+
+    init = (jnp.full((k,), jnp.inf, x.dtype), points.astype(x.dtype))
+    return jax.lax.fori_loop(0, -(-n // size), body, init)[1]
 
 
 def _labelled_class_means(points, x, weights, labels):
@@ -176,7 +211,7 @@ def _labelled_class_means(points, x, weights, labels):
     return jnp.where((counts > 0)[:, None], means, points)
 
 
-def _random_responsibilities(family, k, key, x, weights, chunk_size, n_active):
+def _random_responsibilities(family, k, key, x, weights, chunk_size, n_active, labels):
     if isinstance(family, GradientFamily):
         raise ValueError(
             f"`init='random'` needs an M-step from summed statistics, which {type(family).__name__} "
@@ -190,7 +225,11 @@ def _random_responsibilities(family, k, key, x, weights, chunk_size, n_active):
     def block(rows, w, idx):
         r = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(k_resp, i), (k,), x.dtype))(idx)
         r = jnp.where(on[None, :], r, 0.0)
-        r = r / jnp.sum(r, axis=1, keepdims=True) * w[:, None]
+        r = r / jnp.sum(r, axis=1, keepdims=True)
+        if labels is not None:
+            known = labels[idx] >= 0
+            r = jnp.where(known[:, None], jax.nn.one_hot(labels[idx], k, dtype=x.dtype), r)
+        r = r * w[:, None]
         return jnp.sum(r, axis=0), family.accumulate(start.params, rows, r)
 
     counts, stats = _chunks.sum_over_chunks(block, x, weights, chunk_size)

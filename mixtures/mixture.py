@@ -45,7 +45,12 @@ class Mixture:
         if not isinstance(self.family, Family):
             raise TypeError(f"`family` must be a mixtures.Family; received {self.family!r}.")
         if isinstance(self.weights, (np.ndarray, list, tuple)):
-            object.__setattr__(self, "weights", jnp.asarray(self.weights))
+            weights = np.asarray(self.weights)
+            if weights.dtype == np.bool_ or not (
+                jnp.issubdtype(weights.dtype, jnp.floating) or jnp.issubdtype(weights.dtype, jnp.integer)
+            ):
+                raise TypeError(f"`weights` must hold real numbers; received dtype {weights.dtype}.")
+            object.__setattr__(self, "weights", jnp.asarray(weights, _checks.float_dtype_for(weights.dtype)))
 
     @property
     def n_components(self) -> int:
@@ -148,6 +153,119 @@ class Mixture:
         key = _checks.prng_key(key)
         return _sample(self, key, n)
 
+    @property
+    def n_parameters(self) -> int:
+        """Number of free parameters p of the mixture, as the information criteria count them.
+
+        p = ``family.n_free_parameters(K₊, D)`` + K₊ − 1, where K₊ is the
+        number of components with weight > 0 (a component of weight exactly
+        zero is switched off and not counted) and K₊ − 1 counts the free
+        mixing weights. For a Gaussian mixture this is scikit-learn's
+        ``GaussianMixture._n_parameters()``. Needs concrete (not traced)
+        weights.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("diag")
+          >>> p = g.make_params(np.zeros((3, 2)), np.ones((3, 2)))
+          >>> mx.Mixture(np.array([0.5, 0.5, 0.0]), p, g).n_parameters  # 2 × (2 means + 2 variances) + 1
+          9
+        """
+        if _checks.is_traced(self.weights):
+            raise TypeError(
+                "`n_parameters` counts the components with weight > 0 and needs a concrete mixture; "
+                "it was called on a traced one (inside jit or vmap)."
+            )
+        k_active = int(np.count_nonzero(np.asarray(self.weights) > 0))
+        return self.family.n_free_parameters(k_active, self.n_features) + k_active - 1
+
+    def bic(self, x, *, sample_weight=None, chunk_size: int | None = None) -> jax.Array:
+        """Bayesian information criterion, BIC = −2 log L + p log N (lower is better).
+
+        log L = Σₙ wₙ log p(xₙ) is the total log-likelihood, p is
+        :attr:`n_parameters` and N the number of samples (Σₙ wₙ when
+        ``sample_weight`` is given). Equals scikit-learn's
+        ``GaussianMixture.bic`` for the same Gaussian mixture.
+
+        Args:
+          x: (N, D) data.
+          sample_weight: optional (N,) non-negative row weights; integer
+            weights count as repeated rows.
+          chunk_size: rows per block; default chosen from K and D.
+
+        Returns:
+          A scalar in the mixture's dtype.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("spherical")
+          >>> m = mx.Mixture(np.array([1.0]), g.make_params(np.zeros((1, 1)), np.ones(1)), g)
+          >>> x = np.array([[-1.0], [1.0]])  # log L = −(log 2π + 1), p = 2
+          >>> round(float(m.bic(x)), 4)  # 2 (log 2π + 1) + 2 log 2
+          7.062
+        """
+        return self._criteria(x, sample_weight, chunk_size)[0]
+
+    def aic(self, x, *, sample_weight=None, chunk_size: int | None = None) -> jax.Array:
+        """Akaike information criterion, AIC = −2 log L + 2p (lower is better).
+
+        log L and p as in :meth:`bic`. Equals scikit-learn's
+        ``GaussianMixture.aic`` for the same Gaussian mixture.
+
+        Args:
+          x: (N, D) data.
+          sample_weight: optional (N,) non-negative row weights.
+          chunk_size: rows per block; default chosen from K and D.
+
+        Returns:
+          A scalar in the mixture's dtype.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("spherical")
+          >>> m = mx.Mixture(np.array([1.0]), g.make_params(np.zeros((1, 1)), np.ones(1)), g)
+          >>> x = np.array([[-1.0], [1.0]])
+          >>> round(float(m.aic(x)), 4)  # 2 (log 2π + 1) + 2 · 2
+          9.6758
+        """
+        return self._criteria(x, sample_weight, chunk_size)[1]
+
+    def icl(self, x, *, sample_weight=None, chunk_size: int | None = None) -> jax.Array:
+        """Integrated completed likelihood criterion, ICL = BIC + 2C (lower is better).
+
+        C = −Σₙ wₙ log r_{n,ẑₙ} ≥ 0, with ẑₙ = argmaxₖ rₙₖ the hard cluster of
+        row n: the classification entropy term of mclust's ``icl()``
+        (Biernacki, Celeux and Govaert, 2000), in the sign convention of
+        :meth:`bic` (mclust reports −ICL, higher being better). ICL ≥ BIC, and
+        the gap grows as the clusters overlap: ICL prefers well-separated
+        clusters.
+
+        Args:
+          x: (N, D) data.
+          sample_weight: optional (N,) non-negative row weights.
+          chunk_size: rows per block; default chosen from K and D.
+
+        Returns:
+          A scalar in the mixture's dtype.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("spherical")
+          >>> m = mx.Mixture(np.array([0.5, 0.5]), g.make_params(np.array([[-1.0], [1.0]]), np.ones(2)), g)
+          >>> x = np.array([[0.0]])  # on the boundary: r = (½, ½), C = log 2
+          >>> round(float(m.icl(x) - m.bic(x)), 4)  # 2 log 2
+          1.3863
+        """
+        return self._criteria(x, sample_weight, chunk_size)[2]
+
+    def _criteria(self, x, sample_weight, chunk_size):
+        x = self._data(x)
+        weights = _checks.as_sample_weight(sample_weight, x.shape[0])
+        if weights is not None:
+            weights = jnp.asarray(weights, x.dtype)
+        n_parameters = jnp.asarray(self.n_parameters, x.dtype)
+        return _criteria(self, x, weights, n_parameters, self._chunk(chunk_size))
+
     def _chunk(self, chunk_size):
         if chunk_size is None:
             return _chunks.default_chunk_size(self.n_components, self.n_features)
@@ -202,6 +320,74 @@ def where_components(mask: jax.Array, new, old):
     return jax.tree.map(pick, new, old)
 
 
+def log_likelihood_and_entropy(mixture: Mixture, x, weights, chunk_size: int):
+    """Σₙ wₙ log p(xₙ) and the classification entropy −Σₙ wₙ log maxₖ rₙₖ, block by block.
+
+    Pure and jit/vmap-compatible; no (N, K) array is formed beyond one block.
+    Rows of weight zero add nothing.
+
+    Args:
+      mixture: the mixture.
+      x: (N, D) data in the mixture's dtype.
+      weights: (N,) row weights or None.
+      chunk_size: rows per block.
+
+    Returns:
+      ``(log_likelihood, entropy)``, two scalars (sums, not means).
+
+    Example:
+      >>> import numpy as np, mixtures as mx
+      >>> from mixtures.mixture import log_likelihood_and_entropy
+      >>> g = mx.Gaussian("spherical")
+      >>> m = mx.Mixture(np.array([0.5, 0.5, 0.0]), g.make_params(np.array([[-1.0], [1.0], [0.0]]), np.ones(3)), g)
+      >>> ll, e = log_likelihood_and_entropy(m, np.zeros((4, 1)), None, chunk_size=3)
+      >>> round(float(e), 4)  # every row has r = (½, ½, 0): entropy 4 log 2
+      2.7726
+    """
+
+    def block(rows, w, idx):
+        logp = component_log_probs(mixture, rows)
+        ll = jax.nn.logsumexp(logp, axis=1)
+        log_r = logp - jnp.where(jnp.isfinite(ll), ll, 0.0)[:, None]
+        entropy = -jnp.max(log_r, axis=1)  # −log r of the hard cluster
+        keep = w > 0
+        return jnp.sum(jnp.where(keep, w * ll, 0.0)), jnp.sum(jnp.where(keep, w * entropy, 0.0))
+
+    return _chunks.sum_over_chunks(block, x, weights, chunk_size)
+
+
+def information_criteria(log_likelihood, entropy, n_samples, n_parameters):
+    """``(bic, aic, icl)`` from the summed log-likelihood and entropy; lower is better.
+
+    BIC = −2 log L + p log N, AIC = −2 log L + 2p and ICL = BIC + 2C.
+
+    Args:
+      log_likelihood: total log-likelihood log L (a sum over samples).
+      entropy: the classification entropy C = −Σₙ wₙ log maxₖ rₙₖ.
+      n_samples: N, or Σₙ wₙ for weighted data.
+      n_parameters: p, the number of free parameters.
+
+    Returns:
+      Three scalars.
+
+    Example:
+      >>> from mixtures.mixture import information_criteria
+      >>> [round(float(c), 3) for c in information_criteria(-10.0, 1.5, 100.0, 3)]
+      [33.816, 26.0, 36.816]
+    """
+    log_likelihood = jnp.asarray(log_likelihood)
+    bic = -2.0 * log_likelihood + n_parameters * jnp.log(n_samples)
+    aic = -2.0 * log_likelihood + 2.0 * n_parameters
+    return bic, aic, bic + 2.0 * entropy
+
+
+@functools.partial(jax.jit, static_argnums=4)
+def _criteria(mixture, x, weights, n_parameters, chunk_size):
+    log_likelihood, entropy = log_likelihood_and_entropy(mixture, x, weights, chunk_size)
+    n_samples = jnp.asarray(x.shape[0], x.dtype) if weights is None else jnp.sum(weights)
+    return information_criteria(log_likelihood, entropy, n_samples, n_parameters)
+
+
 @functools.partial(jax.jit, static_argnums=2)
 def _log_prob(mixture, x, chunk_size):
     return _chunks.map_over_chunks(
@@ -212,7 +398,7 @@ def _log_prob(mixture, x, chunk_size):
 @functools.partial(jax.jit, static_argnums=2)
 def _responsibilities(mixture, x, chunk_size):
     return _chunks.map_over_chunks(
-        lambda rows: jax.nn.softmax(component_log_probs(mixture, rows), axis=1), x, chunk_size
+        lambda rows: block_responsibilities(mixture, rows)[0], x, chunk_size
     )
 
 

@@ -135,7 +135,8 @@ class Poisson(ExponentialFamily):
           [2.5, 1e-06]
         """
         del previous
-        return PoissonParams(jnp.maximum(mean, self.min_rate))
+        floor = max(self.min_rate, float(jnp.finfo(mean.dtype).tiny))  # a positive rate in this dtype
+        return PoissonParams(jnp.maximum(mean, floor))
 
     def sample(self, params, key):
         """One draw, shape (D,), in the rates' dtype, from one component.

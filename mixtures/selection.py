@@ -1,0 +1,245 @@
+"""Model selection: fit every candidate number of components and family, rank them by BIC, AIC or ICL.
+
+For one family, every candidate K is fitted in one compiled program: the
+mixture is padded to K_max = max(n_components) components, candidate K
+switches off components K…K_max−1 (weight zero, see
+:func:`mixtures.init.initialize`), and ``jax.vmap`` runs the candidates ×
+restarts as one batch. Each candidate's best restart is then sliced, on the
+host, to its K active components.
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mixtures import _checks, _chunks
+from mixtures.engine import FitResult
+from mixtures.family import Family
+from mixtures.fitting import best_restart, fit_one
+from mixtures.init import INIT_METHODS
+from mixtures.mixture import Mixture, information_criteria, log_likelihood_and_entropy
+
+__all__ = ["CRITERIA", "Selection", "select"]
+
+CRITERIA = ("bic", "aic", "icl")
+
+
+class Selection(NamedTuple):
+    """What :func:`select` returns.
+
+    Attributes:
+      best: the chosen candidate's :class:`~mixtures.FitResult`, its mixture
+        with exactly ``n_components`` components.
+      n_components: the chosen number of components K.
+      family: the chosen family.
+      criterion: the criterion that chose it ("bic", "aic" or "icl").
+      table: one dict per candidate, families in the order given and K
+        ascending within each, with keys ``family``, ``n_components``,
+        ``log_likelihood`` (mean per sample, as in ``FitResult``),
+        ``n_parameters``, ``bic``, ``aic``, ``icl`` (lower is better),
+        ``converged`` and ``n_iter`` (of the best restart), as Python values.
+      results: every candidate's ``FitResult`` (sliced to its K components),
+        in the order of ``table``.
+    """
+
+    best: FitResult
+    n_components: int
+    family: Family
+    criterion: str
+    table: list
+    results: list
+
+
+def select(
+    x,
+    family,
+    n_components=range(1, 11),
+    *,
+    key,
+    n_init: int = 1,
+    criterion: str = "bic",
+    init: str = "kmeans++",
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    sample_weight=None,
+    chunk_size: int | None = None,
+) -> Selection:
+    """Fits every candidate (family, K) and returns the one with the lowest criterion.
+
+    Per family, all candidates and restarts run in one compiled program
+    (padded to K_max = max(n_components) components, under ``jax.vmap``);
+    each candidate keeps its best restart, as in :func:`mixtures.fit`. The
+    criteria count only the active components of each candidate: see
+    :meth:`~mixtures.Mixture.bic`, :meth:`~mixtures.Mixture.aic` and
+    :meth:`~mixtures.Mixture.icl`. Every candidate costs as much compute as
+    a K_max-component fit.
+
+    Args:
+      x: (N, D) array-like data.
+      family: a :class:`~mixtures.Family`, or a sequence of them (e.g.
+        several Gaussian covariance types), all compared on one scale.
+      n_components: a non-empty iterable of distinct positive integers,
+        each at most N (and at most the number of rows with positive
+        ``sample_weight``).
+      key: a JAX PRNG key; candidate i, restart j uses
+        ``jax.random.split(key, (C, n_init))[i, j]`` (C candidates, sorted),
+        the same keys for every family.
+      n_init: restarts R per candidate.
+      criterion: "bic", "aic" or "icl" (lower is better); ties go to the
+        earlier family and the smaller K.
+      init: an initialisation method of :mod:`mixtures.init`.
+      max_iter: maximum EM iterations per fit.
+      tol: convergence threshold on the mean log-likelihood per sample.
+      sample_weight: optional (N,) non-negative row weights; N in the BIC is
+        then Σₙ wₙ.
+      chunk_size: rows per block; by default chosen so that the batched
+        (C·R, rows, K_max, D) temporaries hold about 2²⁰ elements.
+
+    Returns:
+      A :class:`Selection`.
+
+    Example:
+      >>> import jax, mixtures as mx
+      >>> x = mx.datasets.load_old_faithful()
+      >>> from mixtures.selection import select
+      >>> s = select(x, mx.Gaussian("full"), range(1, 4), key=jax.random.key(0))
+      >>> s.n_components, s.best.mixture.weights.shape, len(s.table)
+      (2, (2,), 3)
+    """
+    families = _as_families(family)
+    if not isinstance(criterion, str):
+        raise TypeError(f"`criterion` must be one of {CRITERIA}; received {criterion!r}.")
+    if criterion not in CRITERIA:
+        raise ValueError(f"`criterion` must be one of {CRITERIA}; received {criterion!r}.")
+    if not isinstance(init, str):
+        raise TypeError(
+            f"`init` must be one of {INIT_METHODS} (select has no warm start: it fits many K); received {init!r}."
+        )
+    if init not in INIT_METHODS:
+        raise ValueError(f"`init` must be one of {INIT_METHODS}; received {init!r}.")
+    x = _checks.as_data(x, "x")
+    if _checks.is_traced(x):
+        raise TypeError("`x` must be a concrete array: mx.select validates on the host and cannot be traced.")
+    n, d = x.shape
+    weights = _checks.as_sample_weight(sample_weight, n)
+    if weights is None:
+        upper, upper_name, n_samples = n, "the number of samples N", float(n)
+    else:
+        weights = np.asarray(weights, np.float64)
+        upper = int(np.count_nonzero(weights > 0))
+        upper_name, n_samples = "the number of rows with positive `sample_weight`", float(weights.sum())
+    ks = _as_n_components(n_components, upper, upper_name)
+    n_init = _checks.positive_int(n_init, "n_init")
+    max_iter = _checks.positive_int(max_iter, "max_iter")
+    tol = jnp.asarray(_checks.non_negative_float(tol, "tol"), x.dtype)
+    keys = jax.random.split(_checks.prng_key(key), (len(ks), n_init))
+    k_max = max(ks)
+    if chunk_size is None:
+        chunk = _chunks.default_chunk_size(k_max * len(ks) * n_init, d)
+    else:
+        chunk = _checks.positive_int(chunk_size, "chunk_size")
+    host_x = np.asarray(x)
+    for f in families:
+        f.check_data(host_x)
+    fit_weights = _checks.unit_mean_weights(weights, x.dtype)
+    if weights is not None:
+        weights = jnp.asarray(weights, x.dtype)
+
+    n_active = jnp.asarray(ks, jnp.int32)
+    table, results = [], []
+    for f in families:
+        fitted, log_l, entropy = jax.device_get(
+            _fit_candidates(f, k_max, init, keys, n_active, x, fit_weights, weights, tol, max_iter, chunk)
+        )
+        for i, k in enumerate(ks):
+            result = _candidate(fitted, i, k)
+            n_parameters = result.mixture.n_parameters
+            bic, aic, icl = (
+                float(c) for c in information_criteria(log_l[i], entropy[i], np.float64(n_samples), n_parameters)
+            )
+            results.append(result)
+            table.append(
+                {
+                    "family": f,
+                    "n_components": k,
+                    "log_likelihood": float(result.log_likelihood),
+                    "n_parameters": n_parameters,
+                    "bic": bic,
+                    "aic": aic,
+                    "icl": icl,
+                    "converged": bool(result.converged),
+                    "n_iter": int(result.n_iter),
+                }
+            )
+    scores = np.array([row[criterion] for row in table])
+    chosen = int(np.argmin(np.where(np.isnan(scores), np.inf, scores)))
+    row = table[chosen]
+    return Selection(results[chosen], row["n_components"], row["family"], criterion, table, results)
+
+
+def _as_families(family) -> tuple[Family, ...]:
+    if isinstance(family, Family):
+        return (family,)
+    if isinstance(family, (str, bytes)) or not isinstance(family, Iterable):
+        raise TypeError(
+            "`family` must be a mixtures.Family such as mx.Gaussian(), or a sequence of them; "
+            f"received {family!r}."
+        )
+    families = tuple(family)
+    if not families:
+        raise ValueError("`family` must hold at least one mixtures.Family; received an empty sequence.")
+    for i, f in enumerate(families):
+        if not isinstance(f, Family):
+            raise TypeError(f"`family[{i}]` must be a mixtures.Family such as mx.Gaussian(); received {f!r}.")
+        if f in families[:i]:
+            raise ValueError(f"`family` lists {f!r} twice (at {families.index(f)} and {i}); give each once.")
+    return families
+
+
+def _as_n_components(value, upper: int, upper_name: str) -> list[int]:
+    if isinstance(value, (str, bytes, numbers.Number)) or not isinstance(value, Iterable):
+        raise TypeError(
+            "`n_components` must be an iterable of positive integers such as range(1, 11) "
+            f"(for a single K, [K]); received {value!r}."
+        )
+    ks = [_checks.positive_int(k, f"n_components[{i}]", upper=upper, upper_name=upper_name) for i, k in enumerate(value)]
+    if not ks:
+        raise ValueError("`n_components` must hold at least one candidate number of components; received none.")
+    repeated = sorted({k for k in ks if ks.count(k) > 1})
+    if repeated:
+        raise ValueError(f"`n_components` must not repeat a value; received {list(value)!r}, repeating {repeated}.")
+    return sorted(ks)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 9, 10))
+def _fit_candidates(family, k_max, method, keys, n_active, x, fit_weights, weights, tol, max_iter, chunk_size):
+    """(C, R) padded fits → each candidate's best restart, its Σ w log p and entropy; all (C, …).
+
+    The fits use the weights rescaled to mean one; the criteria use them as given.
+    """
+
+    def restart(key, k):
+        return fit_one(family, k_max, method, key, x, fit_weights, None, tol, max_iter, chunk_size, False, True, n_active=k)
+
+    def candidate(keys_k, k):
+        return best_restart(jax.vmap(restart, in_axes=(0, None))(keys_k, k))
+
+    fitted = jax.vmap(candidate)(keys, n_active)
+    sums = jax.vmap(lambda m: log_likelihood_and_entropy(m, x, weights, chunk_size))(fitted.mixture)
+    return fitted, *sums
+
+
+def _candidate(fitted: FitResult, i: int, k: int) -> FitResult:
+    """Candidate i of the host copy of the batched fits, its mixture sliced to its first k components."""
+    padded = fitted.mixture
+    params = jax.tree.map(lambda a: jnp.asarray(a[i, :k]), padded.params)
+    mixture = Mixture(jnp.asarray(padded.weights[i, :k]), params, padded.family)
+    rest = (jnp.asarray(field[i]) for field in fitted[1:])
+    return FitResult(mixture, *rest)
