@@ -8,18 +8,14 @@ import sys
 __all__ = ["main"]
 
 
-def _format_fit(result, columns) -> str:
-    """A readable table of a fitted Gaussian mixture."""
+def _format_fit(weights, means, covs, log_likelihood, n_iter, converged, columns) -> str:
+    """A readable table of a fitted Gaussian mixture, components in order of their first mean."""
     import numpy as np
 
-    m = result.mixture
-    weights = np.asarray(m.weights)
-    means = np.asarray(m.params.means)
-    covs = np.asarray(m.params.covariances)
     width = 2 + max(10, *(len(c) + 4 for c in columns))
     lines = []
-    for k in np.argsort(means[:, 0]):
-        lines.append(f"Component {k + 1}   weight {weights[k]:.4f}")
+    for number, k in enumerate(np.argsort(means[:, 0]), start=1):
+        lines.append(f"Component {number}   weight {weights[k]:.4f}")
         lines.append("  " + " " * width + "".join(f"{c:>{width}}" for c in columns))
         lines.append("  " + f"{'mean':<{width}}" + "".join(f"{v:>{width}.4f}" for v in means[k]))
         cov = covs[k]
@@ -31,10 +27,8 @@ def _format_fit(result, columns) -> str:
             label = f"cov {name}"
             lines.append("  " + f"{label:<{width}}" + "".join(f"{v:>{width}.4f}" for v in row))
         lines.append("")
-    lines.append(f"Mean log-likelihood per sample: {float(result.log_likelihood):.6f}")
-    lines.append(
-        f"EM iterations: {int(result.n_iter)} ({'converged' if bool(result.converged) else 'not converged'})"
-    )
+    lines.append(f"Mean log-likelihood per sample: {log_likelihood:.6f}")
+    lines.append(f"EM iterations: {n_iter} ({'converged' if converged else 'not converged'})")
     return "\n".join(lines)
 
 
@@ -48,6 +42,7 @@ def demo(args) -> int:
       The exit status, 0.
     """
     import jax
+    import numpy as np
 
     import mixtures as mx
 
@@ -57,7 +52,12 @@ def demo(args) -> int:
     jax.config.update("jax_enable_x64", True)  # the demo fits in float64; the setting is restored below
     try:
         result = mx.fit(x, family, n_components=args.components, key=jax.random.key(args.seed), tol=1e-6)
-        result = jax.device_get(result)
+        m = result.mixture
+        table = _format_fit(
+            np.asarray(m.weights), np.asarray(m.params.means), np.asarray(m.params.covariances),
+            float(result.log_likelihood), int(result.n_iter), bool(result.converged),
+            mx.datasets.OLD_FAITHFUL_COLUMNS,
+        )
     finally:
         jax.config.update("jax_enable_x64", x64)
     print(
@@ -65,7 +65,7 @@ def demo(args) -> int:
         f"{', '.join(mx.datasets.OLD_FAITHFUL_COLUMNS)} (minutes)"
     )
     print(f"{args.components}-component Gaussian mixture, covariance={args.covariance!r}\n")
-    print(_format_fit(result, mx.datasets.OLD_FAITHFUL_COLUMNS))
+    print(table)
     return 0
 
 

@@ -17,7 +17,9 @@ def run(*args):
 def test_demo_prints_the_fitted_old_faithful_mixture():
     out = run("demo")
     assert out.returncode == 0, out.stderr
+    assert "Warning" not in out.stderr, out.stderr
     text = out.stdout
+    assert "Component 1" in text and "Component 2" in text
     assert "Old Faithful" in text and "eruptions" in text and "waiting" in text
     weights = [float(w) for w in re.findall(r"weight (\d\.\d+)", text)]
     np.testing.assert_allclose(sorted(weights), [0.3559, 0.6441], atol=2e-4)
