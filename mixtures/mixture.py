@@ -179,6 +179,32 @@ class Mixture:
         k_active = int(np.count_nonzero(np.asarray(self.weights) > 0))
         return self.family.n_free_parameters(k_active, self.n_features) + k_active - 1
 
+    def score(self, x, *, sample_weight=None, chunk_size: int | None = None) -> jax.Array:
+        """Mean log-likelihood per sample, Σₙ wₙ log p(xₙ) / Σₙ wₙ (scikit-learn's ``score``).
+
+        Args:
+          x: (N, D) data.
+          sample_weight: optional (N,) non-negative row weights.
+          chunk_size: rows per block; default chosen from K and D.
+
+        Returns:
+          A scalar in the mixture's dtype.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("spherical")
+          >>> m = mx.Mixture(np.array([1.0]), g.make_params(np.zeros((1, 1)), np.ones(1)), g)
+          >>> x = np.array([[0.0], [2.0]])
+          >>> round(float(m.score(x, sample_weight=np.array([3.0, 0.0]))), 4)  # only x = 0 counts
+          -0.9189
+        """
+        x = self._data(x)
+        weights = _checks.as_sample_weight(sample_weight, x.shape[0])
+        if weights is not None:
+            weights = jnp.asarray(weights, x.dtype)
+        total = x.shape[0] if weights is None else jnp.sum(weights)
+        return _score(self, x, weights, self._chunk(chunk_size)) / total
+
     def bic(self, x, *, sample_weight=None, chunk_size: int | None = None) -> jax.Array:
         """Bayesian information criterion, BIC = −2 log L + p log N (lower is better).
 
@@ -386,6 +412,11 @@ def _criteria(mixture, x, weights, n_parameters, chunk_size):
     log_likelihood, entropy = log_likelihood_and_entropy(mixture, x, weights, chunk_size)
     n_samples = jnp.asarray(x.shape[0], x.dtype) if weights is None else jnp.sum(weights)
     return information_criteria(log_likelihood, entropy, n_samples, n_parameters)
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _score(mixture, x, weights, chunk_size):
+    return log_likelihood_and_entropy(mixture, x, weights, chunk_size)[0]
 
 
 @functools.partial(jax.jit, static_argnums=2)

@@ -75,3 +75,13 @@ def test_boundary_clips_are_representable_in_float32():
     binary = np.concatenate([np.zeros((100, 2)), np.ones((100, 2))]).astype(np.float32)
     r = mx.fit(binary, mx.Bernoulli(min_prob=1e-9), 2, key=jax.random.key(0))
     assert np.all(np.isfinite(np.asarray(r.history)[: int(r.n_iter)]))
+
+
+def test_score_is_the_weighted_mean_log_likelihood():
+    x = blobs(4, 90, means=[[0, 0], [5, 5]], scales=[1.0, 1.0])[0]
+    m = mx.fit(x, mx.Gaussian("full"), 2, key=jax.random.key(0), max_iter=5).mixture
+    w = np.random.default_rng(0).integers(0, 3, len(x)).astype(float)
+    logp = np.asarray(m.log_prob(x))
+    np.testing.assert_allclose(m.score(x), logp.mean(), rtol=1e-12)
+    np.testing.assert_allclose(m.score(x, sample_weight=w, chunk_size=16), np.sum(w * logp) / w.sum(), rtol=1e-12)
+    np.testing.assert_allclose(m.score(np.repeat(x, w.astype(int), axis=0)), np.sum(w * logp) / w.sum(), rtol=1e-12)
