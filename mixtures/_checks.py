@@ -104,6 +104,10 @@ def as_sample_weight(weight, n_samples: int, name: str = "sample_weight"):
     """Checks per-sample weights: shape (N,), finite, non-negative, not all zero."""
     if weight is None:
         return None
+    if is_traced(weight) and tuple(weight.shape) != (n_samples,):
+        raise ValueError(
+            f"`{name}` must have shape ({n_samples},), one weight per sample; received shape {tuple(weight.shape)}."
+        )
     if not is_traced(weight):
         try:
             values = np.asarray(weight)

@@ -10,6 +10,7 @@ import numpy as np
 
 from mixtures import _checks, _chunks, engine
 from mixtures.family import Family
+from mixtures.gradient import GradientFamily
 from mixtures.init import INIT_METHODS, initialize
 from mixtures.mixture import Mixture
 from mixtures.priors import DirichletPrior, Prior, check_dirichlet_prior
@@ -109,6 +110,13 @@ def fit(
         raise TypeError(
             f"`family` must be a mixtures.Family such as mx.Gaussian(); received {family!r}."
         )
+    try:
+        hash(family)
+    except TypeError:
+        raise TypeError(
+            f"`family` must be hashable (a frozen dataclass of plain values: it is part of the "
+            f"compiled program's identity); {type(family).__name__} is not."
+        ) from None
     x = _checks.as_data(x, "x")
     if _checks.is_traced(x):
         raise TypeError("`x` must be a concrete array: mx.fit validates on the host and cannot be traced.")
@@ -119,7 +127,7 @@ def fit(
     max_iter = _checks.positive_int(max_iter, "max_iter")
     tol = _checks.non_negative_float(tol, "tol")
     chunk = (
-        _chunks.default_chunk_size(k, d)
+        _chunks.default_chunk_size(k * n_init, d)  # restarts run side by side under vmap
         if chunk_size is None
         else _checks.positive_int(chunk_size, "chunk_size")
     )
@@ -151,6 +159,11 @@ def fit(
         start = _check_warm_start(init, family, k, d, x.dtype)
         return _fit_from(start, x, weights, labels, tol, *options, prior)
     if isinstance(init, str) and init in INIT_METHODS:
+        if init == "random" and isinstance(family, GradientFamily):
+            raise ValueError(
+                f"`init='random'` needs an M-step from summed statistics, which {type(family).__name__} "
+                "does not have; use 'kmeans++', 'kmeans' or 'random_from_data'."
+            )
         keys = jax.random.split(_checks.prng_key(key), n_init)
         return _fit_restarts(family, k, init, keys, x, weights, labels, tol, *options, prior)
     raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")
@@ -211,8 +224,17 @@ def _check_warm_start(init: Mixture, family, k, d, dtype) -> Mixture:
         raise ValueError(f"`init` is a mixture of {init.family!r}, but `family` is {family!r}.")
     if init.n_components != k:
         raise ValueError(f"`init` has {init.n_components} components, but n_components={k}.")
-    if init.n_features != d:
-        raise ValueError(f"`init` has {init.n_features} features, but `x` has {d}.")
+    rows = jax.ShapeDtypeStruct((k, d), dtype)
+    expected = jax.eval_shape(family.init_params, rows, rows)
+    got = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), dtype), init.params)
+    same = jax.tree.structure(expected) == jax.tree.structure(got) and all(
+        e.shape == g.shape for e, g in zip(jax.tree.leaves(expected), jax.tree.leaves(got))
+    )
+    if not same:
+        raise ValueError(
+            f"`init.params` must be laid out as {family!r} lays out {k} components of {d} features "
+            f"(leaf shapes {_leaf_shapes(expected)}); received leaf shapes {_leaf_shapes(got)}."
+        )
     weights = np.asarray(init.weights, dtype=np.float64)
     if weights.shape != (k,) or np.any(~np.isfinite(weights)) or np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, rtol=1e-5):
         raise ValueError(f"`init.weights` must be {k} non-negative numbers summing to 1; received {weights}.")
@@ -220,6 +242,10 @@ def _check_warm_start(init: Mixture, family, k, d, dtype) -> Mixture:
         if not np.all(np.isfinite(np.asarray(leaf))):
             raise ValueError("`init.params` must be finite.")
     return jax.tree.map(lambda a: jnp.asarray(a, dtype), init)
+
+
+def _leaf_shapes(tree):
+    return [tuple(leaf.shape) for leaf in jax.tree.leaves(tree)]
 
 
 @functools.partial(jax.jit, static_argnums=(5, 6, 7, 8))

@@ -139,3 +139,34 @@ def test_integer_data_is_converted_to_float():
     result = mx.fit(x, mx.Gaussian("diag"), 2, key=jax.random.key(0), max_iter=5)
     assert np.issubdtype(result.mixture.params.means.dtype, np.floating)
     assert np.all(np.isfinite(np.asarray(result.mixture.params.covariances)))
+
+
+def test_warm_start_with_the_wrong_parameter_layout_is_named():
+    diag = mx.Gaussian("diag")
+    start = mx.Mixture(np.array([0.5, 0.5]), diag.make_params(np.zeros((2, 2)), np.ones((2, 2))), mx.Gaussian("full"))
+    with pytest.raises(ValueError, match=r"`init.params` must be laid out.*\(2, 2, 2\).*\(2, 2\)"):
+        mx.fit(GOOD, mx.Gaussian("full"), 2, key=None, init=start)
+
+
+def test_traced_sample_weight_of_the_wrong_shape_is_named():
+    family = mx.Gaussian("diag")
+    m = mx.Mixture(np.array([0.5, 0.5]), family.make_params(np.zeros((2, 2)), np.ones((2, 2))), family)
+    with pytest.raises(ValueError, match=r"`sample_weight` must have shape \(20,\)"):
+        jax.jit(lambda w: mx.em_step(m, GOOD, sample_weight=w))(np.ones((20, 1)))
+
+
+def test_random_init_of_a_gradient_family_is_refused_on_the_host(monkeypatch):
+    monkeypatch.setattr(mx.fitting, "_fit_restarts", None)
+    with pytest.raises(ValueError, match="init='random'"):
+        mx.fit(GOOD, mx.StudentT(), 2, key=jax.random.key(0), init="random")
+
+
+def test_unhashable_family_is_named():
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True, eq=False)
+    class Unhashable(mx.Gaussian):
+        __hash__ = None
+
+    with pytest.raises(TypeError, match="`family` must be hashable"):
+        mx.fit(GOOD, Unhashable(), 2, key=jax.random.key(0))
