@@ -221,11 +221,7 @@ class VonMisesFisher(ExponentialFamily):
           >>> round(float(a), 10) == round(math.log(4 * math.pi), 10)  # area of S²
           True
         """
-        d = natural.shape[-1]
-        squared = jnp.sum(natural * natural)
-        positive = squared > 0
-        kappa = jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
-        return -_log_normaliser(kappa, d)
+        return _log_partition(natural)
 
     def to_natural(self, params: VonMisesFisherParams):
         """η = κμ, shape (D,), of one component's parameters.
@@ -352,6 +348,33 @@ def _wood_component(kappa, d, key, dtype):
     start = (key, jnp.zeros((), dtype), jnp.ones((), dtype), jnp.asarray(False))
     _, w, one_minus_w, _ = lax.while_loop(lambda state: ~state[3], body, start)
     return w, one_minus_w
+
+
+def _kappa(natural):
+    squared = jnp.sum(natural * natural)
+    positive = squared > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+
+
+@jax.custom_jvp
+def _log_partition(natural):
+    """A(η) = −log C_D(‖η‖)."""
+    return -_log_normaliser(_kappa(natural), natural.shape[-1])
+
+
+@_log_partition.defjvp
+def _log_partition_jvp(primals, tangents):
+    # ∇A(η) = A_D(κ) η / κ with A_D = I_{D/2} / I_{D/2−1}. Written as g(κ) η, with
+    # g = A_D(κ) / κ → 1/D as κ → 0, it keeps full precision at small κ, where
+    # differentiating the log-normaliser loses it to cancellation.
+    (natural,), (tangent,) = primals, tangents
+    d = natural.shape[-1]
+    kappa = _kappa(natural)
+    small = kappa < 1e-3
+    safe = jnp.where(small, 1.0, kappa)
+    series = 1.0 / d - kappa**2 / (d * d * (d + 2.0))  # A_D(κ)/κ = 1/D − κ²/(D²(D+2)) + O(κ⁴)
+    g = jnp.where(small, series, bessel_ratio(0.5 * d - 1.0, safe) / safe)
+    return _log_partition(natural), g * jnp.dot(natural, tangent)
 
 
 def _log_normaliser(kappa, d: int):
