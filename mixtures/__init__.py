@@ -19,6 +19,7 @@ from mixtures.gamma import Gamma, GammaParams
 from mixtures.gaussian import Gaussian, GaussianParams, GaussianStats
 from mixtures.gradient import GradientFamily
 from mixtures.independent import Independent
+from mixtures.io import ModelFileError, load, save
 from mixtures.mixture import Mixture
 from mixtures.poisson import Poisson, PoissonParams
 from mixtures.priors import ConjugatePrior, DirichletPrior, GaussianPrior, Prior
@@ -49,6 +50,7 @@ __all__ = [
     "GradientFamily",
     "Independent",
     "Mixture",
+    "ModelFileError",
     "Poisson",
     "PoissonParams",
     "Prior",
@@ -60,5 +62,7 @@ __all__ = [
     "datasets",
     "em_step",
     "fit",
+    "load",
+    "save",
     "select",
 ]

@@ -1,0 +1,642 @@
+"""Saving and loading mixtures: one self-checking file of raw arrays and a JSON header, no pickle.
+
+A model file (format 1.x, described in ``docs/save-load.md``) is
+
+====================  =======================================================
+bytes                 content
+====================  =======================================================
+13                    the signature ``b"\\x89MIXTURES\\r\\n\\x1a\\n"``
+8                     H, the header's length, unsigned little-endian
+H                     the header, UTF-8 JSON (below)
+Σ nbytes              every array's bytes, little-endian, C order, in the
+                      header's order (weights, then the parameter leaves)
+32                    SHA-256 of all the bytes before it
+====================  =======================================================
+
+The header holds the format name and version, the library version, the
+family (class name and its dataclass fields as JSON, nested families for
+:class:`~mixtures.independent.Independent`), and for the weights and every
+parameter leaf its dtype (``"<f4"`` or ``"<f8"``), shape and offset.
+
+:func:`load` trusts nothing in the file. It first compares the checksum with
+the bytes (read 1 MiB at a time), so a truncated or damaged file is reported
+as such. It then checks the header, whose sizes must add up to the file's
+real size before any array is allocated; builds the family only from the
+fixed registry :data:`FAMILIES` of built-in classes, through their
+constructors (which validate their fields); checks every array's shape
+against the family and its values. Nothing is ever unpickled or imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import hashlib
+import json
+import math
+import os
+import secrets
+import struct
+import types
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from mixtures import _checks
+from mixtures.bernoulli import Bernoulli, BernoulliParams
+from mixtures.categorical import Categorical, CategoricalParams
+from mixtures.exponential import Exponential, ExponentialParams
+from mixtures.family import Family
+from mixtures.gamma import Gamma, GammaParams
+from mixtures.gaussian import Gaussian, GaussianParams
+from mixtures.independent import Independent
+from mixtures.mixture import Mixture
+from mixtures.poisson import Poisson, PoissonParams
+from mixtures.student_t import StudentT, StudentTParams
+from mixtures.von_mises_fisher import VonMisesFisher, VonMisesFisherParams
+
+__all__ = ["FAMILIES", "FORMAT_NAME", "FORMAT_VERSION", "ModelFileError", "load", "save"]
+
+MAGIC = b"\x89MIXTURES\r\n\x1a\n"
+FORMAT_NAME = "mixtures.Mixture"
+FORMAT_VERSION = (1, 0)
+_LENGTH = struct.Struct("<Q")
+_DIGEST_BYTES = hashlib.sha256().digest_size
+_MAX_HEADER_BYTES = 16 * 2**20
+_MAX_DEPTH = 32
+_MAX_NDIM = 8
+_DTYPES = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8")}
+
+# Each built-in family and the class of its parameters (Independent: a tuple, one entry per group).
+_PARAMS = {
+    Gaussian: GaussianParams,
+    Poisson: PoissonParams,
+    Bernoulli: BernoulliParams,
+    Categorical: CategoricalParams,
+    Exponential: ExponentialParams,
+    Gamma: GammaParams,
+    VonMisesFisher: VonMisesFisherParams,
+    StudentT: StudentTParams,
+    Independent: tuple,
+}
+FAMILIES = types.MappingProxyType({cls.__name__: cls for cls in _PARAMS})
+"""The only classes :func:`load` constructs a family from, by class name."""
+
+
+class ModelFileError(ValueError):
+    """A file that :func:`load` cannot read as a mixture: what is wrong, and which file.
+
+    Attributes:
+      path: the file's path.
+      reason: what is wrong with it.
+
+    Example:
+      >>> import os, tempfile
+      >>> from mixtures.io import ModelFileError, load
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     path = os.path.join(tmp, "empty")
+      ...     open(path, "wb").close()
+      ...     try:
+      ...         load(path)
+      ...     except ModelFileError as e:
+      ...         print(e.reason)
+      the file is truncated: it has 0 bytes, fewer than the 13-byte signature
+    """
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"cannot load a mixture from {path!r}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class _Invalid(Exception):
+    """Internal: a content problem, reported by :func:`load` as a ``ModelFileError``."""
+
+
+class _Array(NamedTuple):
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    offset: int
+    nbytes: int
+
+
+class _Node(NamedTuple):
+    """A parameter tree's description: kind "tuple" with items, or a NamedTuple class name with fields."""
+
+    kind: str
+    items: tuple = ()
+    fields: tuple = ()  # ((name, shape), ...)
+
+
+# -- saving -------------------------------------------------------------------
+
+
+def save(path, mixture: Mixture) -> None:
+    """Writes a mixture to one file, atomically; read it back with :func:`load`.
+
+    The file is written next to ``path`` under a temporary name and then
+    renamed over ``path`` (``os.replace``), so an existing file is replaced
+    whole or not at all: a failed save leaves it intact. Arrays are stored
+    bit for bit (float32 or float64, as in the mixture). Saving the same
+    mixture twice gives identical bytes.
+
+    Args:
+      path: a file path (str or ``os.PathLike``); not an existing directory.
+      mixture: a concrete (not traced) :class:`~mixtures.Mixture` of a
+        built-in family (:data:`FAMILIES`, nested ones for ``Independent``),
+        with float32/float64 arrays laid out as the family lays them out,
+        weights finite, non-negative and summing to 1 (within 1e-5) and
+        finite parameters: the mixtures :func:`load` accepts.
+
+    Raises:
+      TypeError: if ``mixture`` is not a Mixture, holds traced or
+        non-floating arrays, or has a family that is not built in (a
+        user-defined family: save its parameters with NumPy instead).
+      ValueError: if the weights or parameters are malformed or non-finite.
+      IsADirectoryError: if ``path`` is a directory.
+      OSError: if the file cannot be written (``path`` is then unchanged).
+
+    Example:
+      >>> import os, tempfile, numpy as np, mixtures as mx
+      >>> from mixtures.io import load, save
+      >>> g = mx.Gaussian("diag")
+      >>> m = mx.Mixture(np.array([0.25, 0.75]), g.make_params(np.zeros((2, 3)), np.ones((2, 3))), g)
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     save(os.path.join(tmp, "model.mixture"), m)
+      ...     back = load(os.path.join(tmp, "model.mixture"))
+      >>> back.family == m.family, np.array_equal(back.weights, m.weights)
+      (True, True)
+    """
+    path = os.fspath(path)
+    if not isinstance(mixture, Mixture):
+        raise TypeError(f"`mixture` must be a mixtures.Mixture; received {type(mixture).__name__}.")
+    from mixtures import __version__  # here, not at the top: mixtures/__init__.py imports this module
+
+    family = _encode_family(mixture.family, "family", 0)
+    blobs = []
+    weights = _host_array(mixture.weights, "weights")
+    params_node, params_spec = _encode_params(mixture.params, "params", blobs)
+    try:
+        if _decode_family(family, "family", 0) != mixture.family:
+            raise _Invalid(f"the family {mixture.family!r} does not survive its JSON encoding {family}")
+        if weights.ndim != 1 or weights.shape[0] < 1:
+            raise _Invalid(f"`weights` must have shape (K,) with K ≥ 1; received shape {weights.shape}")
+        _check_layout(mixture.family, weights.shape[0], params_node, "params")
+        _check_values(weights, blobs)
+    except _Invalid as e:
+        raise ValueError(f"`mixture`: {e}.") from None
+    blobs.insert(0, ("weights", weights))
+    offset = 0
+    specs = {}
+    for where, array in blobs:
+        specs[where] = {"dtype": array.dtype.str, "shape": list(array.shape), "offset": offset}
+        offset += array.nbytes
+    header = {
+        "format": FORMAT_NAME,
+        "format_version": list(FORMAT_VERSION),
+        "library_version": __version__,
+        "family": family,
+        "weights": specs["weights"],
+        "params": _fill_specs(params_spec, specs),
+    }
+    text = json.dumps(header, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+    chunks = [MAGIC, _LENGTH.pack(len(text)), text] + [array.tobytes(order="C") for _, array in blobs]
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    _write_atomically(path, chunks + [digest.digest()])
+
+
+def _host_array(leaf, where: str) -> np.ndarray:
+    if _checks.is_traced(leaf):
+        raise TypeError(f"`mixture.{where}` is traced (inside jit or vmap); save needs a concrete mixture.")
+    array = np.asarray(leaf)
+    if array.dtype.kind != "f" or array.dtype.itemsize not in (4, 8):
+        raise TypeError(f"`mixture.{where}` must hold float32 or float64 numbers; received dtype {array.dtype}.")
+    return np.ascontiguousarray(array, array.dtype.newbyteorder("<"))
+
+
+def _encode_family(family, where: str, depth: int) -> dict:
+    cls = type(family)
+    if not isinstance(family, Family) or FAMILIES.get(cls.__name__) is not cls:
+        raise TypeError(
+            f"`mixture.{where}` is {cls.__module__}.{cls.__qualname__}; only the built-in families "
+            f"({', '.join(FAMILIES)}) can be saved. For a family of your own, save `mixture.weights` "
+            "and the leaves of `mixture.params` with NumPy and rebuild the family in code."
+        )
+    fields = {
+        f.name: _encode_value(getattr(family, f.name), f"{where}.{f.name}", depth + 1)
+        for f in dataclasses.fields(family)
+        if f.init
+    }
+    return {"class": cls.__name__, "fields": fields}
+
+
+def _encode_value(value, where: str, depth: int):
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"`mixture.{where}` nests families deeper than {_MAX_DEPTH} levels.")
+    if isinstance(value, Family):
+        return _encode_family(value, where, depth)
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, (tuple, list)):
+        return [_encode_value(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+    raise TypeError(f"`mixture.{where}` holds {value!r}, which has no JSON form.")
+
+
+def _encode_params(params, where: str, blobs: list):
+    """(description, header spec with array names as placeholders) of ``params``; appends its arrays."""
+    cls = type(params)
+    if cls is tuple:
+        encoded = [_encode_params(p, f"{where}[{i}]", blobs) for i, p in enumerate(params)]
+        node = _Node("tuple", items=tuple(n for n, _ in encoded))
+        return node, {"class": "tuple", "items": [spec for _, spec in encoded]}
+    if cls not in _PARAMS.values():
+        return _Node(f"{cls.__module__}.{cls.__qualname__}"), {}
+    fields, specs = [], []
+    for name, leaf in zip(cls._fields, params):
+        array = _host_array(leaf, f"{where}.{name}")
+        blobs.append((f"{where}.{name}", array))
+        fields.append((name, array.shape))
+        specs.append({"name": name, "array": f"{where}.{name}"})
+    return _Node(cls.__name__, fields=tuple(fields)), {"class": cls.__name__, "fields": specs}
+
+
+def _fill_specs(spec: dict, specs: dict) -> dict:
+    if spec.get("class") == "tuple":
+        return {"class": "tuple", "items": [_fill_specs(s, specs) for s in spec["items"]]}
+    return {"class": spec["class"], "fields": [{"name": f["name"], **specs[f["array"]]} for f in spec["fields"]]}
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _write_atomically(path: str, chunks: list) -> None:
+    if os.path.isdir(path):
+        raise IsADirectoryError(
+            errno.EISDIR, "`path` is a directory; mixtures.save writes a file and never replaces a directory", path
+        )
+    directory, name = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        try:
+            for chunk in chunks:
+                _write_all(fd, chunk)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+# -- loading ------------------------------------------------------------------
+
+
+def load(path) -> Mixture:
+    """Reads a mixture written by :func:`save`, validating every byte of the file.
+
+    Arrays come back as JAX arrays with the stored bits. float64 needs
+    ``jax_enable_x64``; without it float64 arrays become float32, JAX's rule
+    for every array it is given.
+
+    Args:
+      path: a file path (str or ``os.PathLike``).
+
+    Returns:
+      The :class:`~mixtures.Mixture`, its family equal to the saved one.
+
+    Raises:
+      ModelFileError: (a ``ValueError``) naming the file and what is wrong,
+        if it is not a mixtures model file (an ``.npz``, a pickle), is
+        truncated, corrupted or has trailing bytes, has a malformed header,
+        a newer major format version, a family not in :data:`FAMILIES`,
+        arrays whose dtypes, shapes or sizes disagree with the header or the
+        family, or weights or parameters that are non-finite (weights also
+        negative or not summing to 1 within 1e-5).
+      OSError: if the file cannot be opened or read (``FileNotFoundError``,
+        ``IsADirectoryError``, ``PermissionError``).
+
+    Example:
+      >>> import os, tempfile, numpy as np, mixtures as mx
+      >>> from mixtures.io import load, save
+      >>> p = mx.Poisson()
+      >>> m = mx.Mixture(np.array([0.5, 0.5]), p.make_params(np.array([[1.0], [10.0]])), p)
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     save(os.path.join(tmp, "counts.mixture"), m)
+      ...     back = load(os.path.join(tmp, "counts.mixture"))
+      >>> back.family, back.params.rates.tolist()
+      (Poisson(min_rate=1e-06), [[1.0], [10.0]])
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        try:
+            return _read(f, os.fstat(f.fileno()).st_size)
+        except _Invalid as e:
+            raise ModelFileError(os.fsdecode(path), str(e)) from None
+
+
+def _read(f, size: int) -> Mixture:
+    start = f.read(len(MAGIC))
+    if start != MAGIC:
+        raise _Invalid(_not_a_model_file(start, size))
+    fixed = len(MAGIC) + _LENGTH.size
+    if size < fixed + _DIGEST_BYTES:
+        raise _Invalid(f"the file is truncated: it has {size} bytes, fewer than any model's {fixed + _DIGEST_BYTES}")
+    _verify_checksum(f, size)
+
+    # The bytes are as written; what follows checks that what was written is a valid mixture.
+    f.seek(len(MAGIC))
+    (length,) = _LENGTH.unpack(_read_exact(f, _LENGTH.size))
+    if length > _MAX_HEADER_BYTES:
+        raise _Invalid(f"the header length {length} exceeds the limit of {_MAX_HEADER_BYTES} bytes")
+    if fixed + length + _DIGEST_BYTES > size:
+        raise _Invalid(f"the header length {length} does not fit in the file's {size} bytes")
+    header = _parse_header(_read_exact(f, length))
+    _check_version(header)
+    arrays: list[_Array] = []
+    weights_spec = _array_spec(_key(header, "weights", dict, "header"), "weights", arrays)
+    params_node = _declared_params(_key(header, "params", dict, "header"), "params", arrays, 0)
+    payload_bytes = sum(a.nbytes for a in arrays)
+    if fixed + length + payload_bytes + _DIGEST_BYTES != size:
+        raise _Invalid(
+            f"the header declares {payload_bytes} bytes of arrays, but the file holds "
+            f"{size - fixed - length - _DIGEST_BYTES}"
+        )
+    payload = _read_exact(f, payload_bytes)
+
+    family = _decode_family(_key(header, "family", dict, "header"), "family", 0)
+    if len(weights_spec.shape) != 1 or weights_spec.shape[0] < 1:
+        raise _Invalid(f"`weights` must have shape (K,) with K ≥ 1; the header declares {list(weights_spec.shape)}")
+    _check_layout(family, weights_spec.shape[0], params_node, "params")
+    values = [np.frombuffer(payload, a.dtype, math.prod(a.shape), a.offset).reshape(a.shape) for a in arrays]
+    _check_values(values[0], list(zip(_leaf_names(params_node, "params"), values[1:])))
+    leaves = iter(jnp.asarray(v, _checks.float_dtype_for(v.dtype)) for v in values)
+    weights = next(leaves)
+    return Mixture(weights, _build_params(family, leaves), family)
+
+
+def _verify_checksum(f, size: int) -> None:
+    """Compares the SHA-256 of the bytes before the last 32 with those 32, reading 1 MiB at a time."""
+    f.seek(0)
+    digest = hashlib.sha256()
+    remaining = size - _DIGEST_BYTES
+    while remaining:
+        chunk = _read_exact(f, min(remaining, 2**20))
+        digest.update(chunk)
+        remaining -= len(chunk)
+    if _read_exact(f, _DIGEST_BYTES) != digest.digest():
+        raise _Invalid("its SHA-256 checksum does not match its contents: the file is truncated or corrupted")
+
+
+def _read_exact(f, n: int) -> bytes:
+    data = f.read(n)
+    if len(data) != n:
+        raise _Invalid("the file became shorter while being read")
+    return data
+
+
+def _not_a_model_file(start: bytes, size: int) -> str:
+    if MAGIC.startswith(start):
+        return f"the file is truncated: it has {size} bytes, fewer than the {len(MAGIC)}-byte signature"
+    if start.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        kind = "a zip archive (such as NumPy's .npz)"
+    elif start.startswith(b"\x93NUMPY"):
+        kind = "a NumPy .npy file"
+    elif start[:1] == b"\x80":
+        kind = "apparently a Python pickle"
+    else:
+        return f"it does not start with the mixtures model file signature {MAGIC!r}; it starts with {start!r}"
+    return f"it is {kind}, not a mixtures model file; mixtures.load never opens archives or unpickles"
+
+
+def _reject_constant(name):
+    raise _Invalid(f"the header contains the non-standard JSON constant {name}")
+
+
+def _unique_keys(pairs):
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _Invalid(f"the header repeats the key {key!r} in one object")
+        obj[key] = value
+    return obj
+
+
+def _parse_header(text: bytes) -> dict:
+    try:
+        header = json.loads(text.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
+    except UnicodeDecodeError as e:
+        raise _Invalid(f"the header is not UTF-8 text ({e})") from None
+    except RecursionError:
+        raise _Invalid("the header nests JSON too deeply") from None
+    except ValueError as e:
+        raise _Invalid(f"the header is not valid JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise _Invalid(f"the header must be a JSON object; it is a {type(header).__name__}")
+    return header
+
+
+def _key(obj: dict, key: str, kind, where: str):
+    if key not in obj:
+        raise _Invalid(f"{where} lacks the key {key!r}")
+    value = obj[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise _Invalid(f"{where}[{key!r}] must be a JSON {_JSON_NAMES.get(kind, kind)}; found {value!r:.200}")
+    return value
+
+
+_JSON_NAMES = {dict: "object", list: "array", str: "string", int: "integer"}
+
+
+def _check_version(header: dict) -> None:
+    name = _key(header, "format", str, "header")
+    if name != FORMAT_NAME:
+        raise _Invalid(f"the header's format is {name!r:.200}; expected {FORMAT_NAME!r}")
+    version = _key(header, "format_version", list, "header")
+    if len(version) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in version):
+        raise _Invalid(
+            f"header['format_version'] must be [major, minor], two non-negative integers; found {version!r:.200}"
+        )
+    written_by = _key(header, "library_version", str, "header")
+    from mixtures import __version__  # here, not at the top: mixtures/__init__.py imports this module
+
+    supported = f"{FORMAT_VERSION[0]}.x"
+    if version[0] != FORMAT_VERSION[0]:
+        newer = "newer than" if version[0] > FORMAT_VERSION[0] else "older than"
+        raise _Invalid(
+            f"its format version {version[0]}.{version[1]} (written by mixtures {written_by!r:.50}) is {newer} "
+            f"the version this library reads, {supported} (mixtures {__version__}); "
+            + ("upgrade mixtures to load it" if version[0] > FORMAT_VERSION[0] else "it is not supported")
+        )
+
+
+def _array_spec(spec: dict, where: str, arrays: list) -> _Array:
+    dtype_name = _key(spec, "dtype", str, where)
+    if dtype_name not in _DTYPES:
+        raise _Invalid(
+            f"{where} has dtype {dtype_name!r:.50}; only {sorted(_DTYPES)} (little-endian float32, float64) are allowed"
+        )
+    shape = _key(spec, "shape", list, where)
+    if len(shape) > _MAX_NDIM or not all(
+        isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**62 for n in shape
+    ):
+        raise _Invalid(
+            f"{where} must have a shape of at most {_MAX_NDIM} non-negative integers; found {shape!r:.200}"
+        )
+    offset = _key(spec, "offset", int, where)
+    expected = sum(a.nbytes for a in arrays)
+    if offset != expected:
+        raise _Invalid(f"{where} has offset {offset}; the arrays are contiguous, so it must be {expected}")
+    dtype = _DTYPES[dtype_name]
+    array = _Array(dtype, tuple(shape), offset, math.prod(shape) * dtype.itemsize)
+    arrays.append(array)
+    return array
+
+
+def _declared_params(spec: dict, where: str, arrays: list, depth: int) -> _Node:
+    if depth > _MAX_DEPTH:
+        raise _Invalid(f"{where} nests deeper than {_MAX_DEPTH} levels")
+    kind = _key(spec, "class", str, where)
+    if kind == "tuple":
+        items = _key(spec, "items", list, where)
+        nodes = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise _Invalid(f"{where}['items'][{i}] must be a JSON object; found {item!r:.200}")
+            nodes.append(_declared_params(item, f"{where}[{i}]", arrays, depth + 1))
+        return _Node("tuple", items=tuple(nodes))
+    fields = []
+    for i, field in enumerate(_key(spec, "fields", list, where)):
+        if not isinstance(field, dict):
+            raise _Invalid(f"{where}['fields'][{i}] must be a JSON object; found {field!r:.200}")
+        name = _key(field, "name", str, f"{where}['fields'][{i}]")
+        fields.append((name, _array_spec(field, f"{where}.{name}", arrays).shape))
+    return _Node(kind, fields=tuple(fields))
+
+
+def _decode_family(spec, where: str, depth: int) -> Family:
+    if not isinstance(spec, dict) or set(spec) != {"class", "fields"}:
+        raise _Invalid(
+            f"{where} must be an object with exactly the keys 'class' and 'fields'; found {spec!r:.200}"
+        )
+    name = _key(spec, "class", str, where)
+    cls = FAMILIES.get(name)
+    if cls is None:
+        raise _Invalid(f"{where} names the unknown family class {name!r:.100}; known: {', '.join(FAMILIES)}")
+    given = _key(spec, "fields", dict, where)
+    declared = {f.name for f in dataclasses.fields(cls) if f.init}
+    if set(given) != declared:
+        raise _Invalid(f"{where}: {name} has the fields {sorted(declared)}; the header gives {sorted(given)!r:.200}")
+    kwargs = {key: _decode_value(value, f"{where}.{key}", depth + 1) for key, value in given.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError, ArithmeticError) as e:
+        raise _Invalid(f"{where}: {name} rejects the fields in the header: {e}") from None
+
+
+def _decode_value(value, where: str, depth: int):
+    if depth > _MAX_DEPTH:
+        raise _Invalid(f"{where} nests deeper than {_MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        return _decode_family(value, where, depth)
+    if isinstance(value, list):
+        return tuple(_decode_value(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value))
+    return value
+
+
+# -- shared checks --------------------------------------------------------------
+
+
+def _check_layout(family: Family, k: int, node: _Node, where: str, d: int | None = None) -> None:
+    """Checks that ``node`` describes parameters of ``k`` components of ``family`` (on ``d`` columns)."""
+    if type(family) is Independent:
+        groups = family.components
+        if node.kind != "tuple" or len(node.items) != len(groups):
+            raise _Invalid(
+                f"{where} must be a tuple of {len(groups)} entries, one per group of {family!r}; "
+                f"found {_describe(node)}"
+            )
+        for i, ((group, columns), item) in enumerate(zip(groups, node.items)):
+            _check_layout(group, k, item, f"{where}[{i}]", len(columns))
+        return
+    cls = _PARAMS[type(family)]
+    if node.kind != cls.__name__ or tuple(name for name, _ in node.fields) != cls._fields:
+        raise _Invalid(
+            f"{where} must be {cls.__name__} with fields {list(cls._fields)} for {type(family).__name__}; "
+            f"found {_describe(node)}"
+        )
+    shapes = dict(node.fields)
+    if d is None and type(family) is Categorical:
+        d = len(family.n_categories)
+    elif d is None:
+        first = cls._fields[0]
+        if len(shapes[first]) != 2:
+            raise _Invalid(f"{where}.{first} must have shape (K, D); found {list(shapes[first])}")
+        d = shapes[first][1]
+    expected = _expected_shapes(family, k, d, where)
+    for name in cls._fields:
+        if shapes[name] != expected[name]:
+            raise _Invalid(
+                f"{where}.{name} has shape {list(shapes[name])}; {family!r} with {k} components on "
+                f"{d} columns needs {list(expected[name])}"
+            )
+
+
+def _expected_shapes(family: Family, k: int, d: int, where: str) -> dict:
+    kind = type(family)
+    least = 2 if kind is VonMisesFisher else 1
+    if d < least:
+        raise _Invalid(f"{where}: {kind.__name__} needs parameters of shape (K, D) with D ≥ {least}")
+    if kind is Gaussian:
+        cholesky = {"full": (k, d, d), "tied": (k, d, d), "diag": (k, d)}.get(family.covariance, (k,))
+        return {"means": (k, d), "precisions_cholesky": cholesky}
+    if kind is Categorical:
+        if d != len(family.n_categories):
+            raise _Invalid(f"{where}: {family!r} describes {len(family.n_categories)} columns, not {d}")
+        return {"probs": (k, sum(family.n_categories))}
+    if kind is VonMisesFisher:
+        return {"mean_directions": (k, d), "concentrations": (k,)}
+    return {name: (k, d) for name in _PARAMS[kind]._fields}
+
+
+def _describe(node: _Node) -> str:
+    if node.kind == "tuple":
+        return f"a tuple of {len(node.items)} entries"
+    return f"{node.kind} with fields {[name for name, _ in node.fields]}"
+
+
+def _check_values(weights: np.ndarray, leaves: list) -> None:
+    w = weights.astype(np.float64)
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.isclose(w.sum(), 1.0, rtol=1e-5):
+        raise _Invalid(
+            f"`weights` must be finite, non-negative and sum to 1 (within 1e-5); they are {w.tolist()!r:.300}"
+        )
+    for where, leaf in leaves:
+        if not np.all(np.isfinite(leaf)):
+            raise _Invalid(f"{where} must be finite; it holds {np.count_nonzero(~np.isfinite(leaf))} non-finite values")
+
+
+def _leaf_names(node: _Node, where: str) -> list:
+    if node.kind == "tuple":
+        return [name for i, item in enumerate(node.items) for name in _leaf_names(item, f"{where}[{i}]")]
+    return [f"{where}.{name}" for name, _ in node.fields]
+
+
+def _build_params(family: Family, leaves) -> Any:
+    if type(family) is Independent:
+        return tuple(_build_params(group, leaves) for group, _ in family.components)
+    cls = _PARAMS[type(family)]
+    return cls(*(next(leaves) for _ in cls._fields))
