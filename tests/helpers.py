@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
@@ -65,3 +67,33 @@ def weighted_moments_two_pass(x, resp):
         [((x - m) * r[:, None]).T @ (x - m) / n for m, r, n in zip(means, resp.T, nk)]
     )
     return nk, means, covs
+
+
+def assert_recovered(result, truth, weights, variance, n, n_se, distance=lambda a, b: (a - b) ** 2):
+    """Fitted parameters and weights within ``n_se`` standard errors of the truth.
+
+    Components are matched by the permutation closest to the truth on the first
+    parameter (under ``distance``); standard errors come from ``variance`` (per
+    observation, per leaf) and the expected count N·wₖ of each component.
+    """
+    est = {leaf: np.asarray(v) for leaf, v in result.mixture.params._asdict().items()}
+    first = next(iter(truth))
+    perm = list(min(
+        itertools.permutations(range(len(weights))),
+        key=lambda p: np.sum(distance(est[first][list(p)], truth[first])),
+    ))
+    n_k = n * weights
+    for leaf, var in variance.items():
+        se = np.sqrt(var / n_k[:, None])
+        np.testing.assert_array_less(np.abs(est[leaf][perm] - truth[leaf]), n_se * se)
+    fitted = np.asarray(result.mixture.weights)[perm]
+    np.testing.assert_array_less(np.abs(fitted - weights), n_se * np.sqrt(weights * (1 - weights) / n))
+
+
+def assert_monotone(result, n_iter, rel=1e-9):
+    """A fit run for exactly ``n_iter`` iterations whose history never decreases."""
+    history = np.asarray(result.history)
+    assert int(result.n_iter) == n_iter and np.all(np.isfinite(history))
+    scale = max(1.0, float(np.max(np.abs(history))))
+    assert np.all(np.diff(history) >= -rel * scale)
+    assert float(result.log_likelihood) >= history[-1] - rel * scale
