@@ -100,8 +100,11 @@ def as_data(x, name: str = "x", n_features: int | None = None):
     return jnp.asarray(converted)
 
 
-def as_sample_weight(weight, n_samples: int, name: str = "sample_weight"):
-    """Checks per-sample weights: shape (N,), finite, non-negative, not all zero."""
+def as_sample_weight(weight, n_samples: int, name: str = "sample_weight", dtype=None):
+    """Checks per-sample weights: shape (N,), finite, non-negative, not all zero.
+
+    Returns them unchanged, or as a ``jax.Array`` of ``dtype`` when one is given.
+    """
     if weight is None:
         return None
     if is_traced(weight) and tuple(weight.shape) != (n_samples,):
@@ -131,7 +134,7 @@ def as_sample_weight(weight, n_samples: int, name: str = "sample_weight"):
             )
         if not np.any(values > 0):
             raise ValueError(f"`{name}` must have at least one positive weight; all are zero.")
-    return weight
+    return weight if dtype is None else jnp.asarray(weight, dtype)
 
 
 def unit_mean_weights(weight, dtype):
@@ -203,3 +206,17 @@ def as_labels(labels, n_samples: int, n_components: int, name: str = "labels"):
             f"received {values[i]} at index {i}."
         )
     return jnp.asarray(values, jnp.int32)
+
+
+def symmetric_positive_definite(mats: np.ndarray, name: str) -> np.ndarray:
+    """Checks (…, D, D) matrices on the host; returns their Cholesky factors.
+
+    Raises:
+      ValueError: naming ``name`` if a matrix is not symmetric or not positive definite.
+    """
+    if not np.allclose(mats, np.swapaxes(mats, -1, -2), rtol=1e-6, atol=1e-12):
+        raise ValueError(f"`{name}` must be symmetric.")
+    try:
+        return np.linalg.cholesky(mats)
+    except np.linalg.LinAlgError:
+        raise ValueError(f"`{name}` must be positive definite.") from None

@@ -10,8 +10,7 @@ import numpy as np
 
 from mixtures import _checks, _chunks, engine
 from mixtures.family import Family
-from mixtures.gradient import GradientFamily
-from mixtures.init import INIT_METHODS, initialize
+from mixtures.init import INIT_METHODS, check_method, initialize
 from mixtures.mixture import Mixture
 from mixtures.priors import DirichletPrior, Prior, check_dirichlet_prior
 
@@ -159,11 +158,7 @@ def fit(
         start = _check_warm_start(init, family, k, d, x.dtype)
         return _fit_from(start, x, weights, labels, tol, *options, prior)
     if isinstance(init, str) and init in INIT_METHODS:
-        if init == "random" and isinstance(family, GradientFamily):
-            raise ValueError(
-                f"`init='random'` needs an M-step from summed statistics, which {type(family).__name__} "
-                "does not have; use 'kmeans++', 'kmeans' or 'random_from_data'."
-            )
+        check_method(init, family)
         keys = jax.random.split(_checks.prng_key(key), n_init)
         return _fit_restarts(family, k, init, keys, x, weights, labels, tol, *options, prior)
     raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")

@@ -162,12 +162,7 @@ class Gaussian(Family):
             raise ValueError("`means` and `covariances` must be finite.")
         if self.covariance in ("full", "tied"):
             mats = cov.reshape(-1, d, d)
-            if not np.allclose(mats, np.swapaxes(mats, -1, -2), rtol=1e-6, atol=1e-12):
-                raise ValueError("`covariances` must be symmetric.")
-            try:
-                chol = np.linalg.cholesky(mats)
-            except np.linalg.LinAlgError:
-                raise ValueError("`covariances` must be positive definite.") from None
+            chol = _checks.symmetric_positive_definite(mats, "covariances")
             eye = np.broadcast_to(np.eye(d), mats.shape)
             prec_chol = np.swapaxes(np.linalg.solve(chol, eye), -1, -2)
             if self.covariance == "tied":

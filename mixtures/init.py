@@ -28,7 +28,7 @@ from mixtures.gaussian import Gaussian, GaussianParams
 from mixtures.gradient import GradientFamily
 from mixtures.mixture import Mixture
 
-__all__ = ["INIT_METHODS", "initialize", "kmeans_plus_plus", "lloyd", "nearest_rows"]
+__all__ = ["INIT_METHODS", "check_method", "initialize", "kmeans_plus_plus", "lloyd", "nearest_rows"]
 
 INIT_METHODS = ("kmeans++", "kmeans", "random", "random_from_data")
 KMEANS_PLUS_PLUS_LLOYD_STEPS = 5
@@ -117,6 +117,27 @@ def lloyd(centres, x, weights, n_iter: int, chunk_size: int, n_active=None) -> j
     return result.mixture.params.means
 
 
+def check_method(method, family) -> None:
+    """Raises ``ValueError`` unless ``method`` can initialise ``family`` (host-side, before tracing).
+
+    Example:
+      >>> import mixtures as mx
+      >>> from mixtures.init import check_method
+      >>> check_method("kmeans++", mx.StudentT())
+      >>> check_method("random", mx.StudentT())
+      Traceback (most recent call last):
+      ...
+      ValueError: `init='random'` needs an M-step from summed statistics, which StudentT does not have; use 'kmeans++', 'kmeans' or 'random_from_data'.
+    """
+    if not isinstance(method, str) or method not in INIT_METHODS:
+        raise ValueError(f"`init` must be one of {INIT_METHODS}; received {method!r}.")
+    if method == "random" and isinstance(family, GradientFamily):
+        raise ValueError(
+            f"`init='random'` needs an M-step from summed statistics, which {type(family).__name__} "
+            "does not have; use 'kmeans++', 'kmeans' or 'random_from_data'."
+        )
+
+
 def initialize(method: str, family, k: int, key, x, weights, chunk_size: int, labels=None, n_active=None) -> Mixture:
     """The starting mixture of one restart.
 
@@ -145,17 +166,16 @@ def initialize(method: str, family, k: int, key, x, weights, chunk_size: int, la
       >>> sorted(m.params.means[:, 1].round().tolist())
       [55.0, 80.0]
     """
+    check_method(method, family)
     if method == "random":
         return _random_responsibilities(family, k, key, x, weights, chunk_size, n_active, labels)
     if method == "random_from_data":
         p = None if weights is None else weights / jnp.sum(weights)
         points = x[jax.random.choice(key, x.shape[0], (k,), replace=False, p=p)]
-    elif method in ("kmeans++", "kmeans"):
+    else:
         points = kmeans_plus_plus(key, x, weights, k)
         n_iter = KMEANS_PLUS_PLUS_LLOYD_STEPS if method == "kmeans++" else KMEANS_MAX_ITER
         points = lloyd(points, x, weights, n_iter, chunk_size, n_active)
-    else:
-        raise ValueError(f"`init` must be one of {INIT_METHODS}; received {method!r}.")
     if labels is not None:
         points = _labelled_class_means(points, x, weights, labels)
     if method != "random_from_data" or labels is not None:
@@ -212,11 +232,6 @@ def _labelled_class_means(points, x, weights, labels):
 
 
 def _random_responsibilities(family, k, key, x, weights, chunk_size, n_active, labels):
-    if isinstance(family, GradientFamily):
-        raise ValueError(
-            f"`init='random'` needs an M-step from summed statistics, which {type(family).__name__} "
-            "does not have; use 'kmeans++', 'kmeans' or 'random_from_data'."
-        )
     k_points, k_resp = jax.random.split(key)
     points = x[jax.random.choice(k_points, x.shape[0], (k,), replace=False)]
     start = Mixture(active_weights(k, n_active, x.dtype), family.init_params(points, x), family)

@@ -199,9 +199,7 @@ class Mixture:
           -0.9189
         """
         x = self._data(x)
-        weights = _checks.as_sample_weight(sample_weight, x.shape[0])
-        if weights is not None:
-            weights = jnp.asarray(weights, x.dtype)
+        weights = _checks.as_sample_weight(sample_weight, x.shape[0], dtype=x.dtype)
         total = x.shape[0] if weights is None else jnp.sum(weights)
         return _score(self, x, weights, self._chunk(chunk_size)) / total
 
@@ -286,9 +284,7 @@ class Mixture:
 
     def _criteria(self, x, sample_weight, chunk_size):
         x = self._data(x)
-        weights = _checks.as_sample_weight(sample_weight, x.shape[0])
-        if weights is not None:
-            weights = jnp.asarray(weights, x.dtype)
+        weights = _checks.as_sample_weight(sample_weight, x.shape[0], dtype=x.dtype)
         n_parameters = jnp.asarray(self.n_parameters, x.dtype)
         return _criteria(self, x, weights, n_parameters, self._chunk(chunk_size))
 
@@ -416,7 +412,11 @@ def _criteria(mixture, x, weights, n_parameters, chunk_size):
 
 @functools.partial(jax.jit, static_argnums=3)
 def _score(mixture, x, weights, chunk_size):
-    return log_likelihood_and_entropy(mixture, x, weights, chunk_size)[0]
+    def block(rows, w, idx):
+        ll = jax.nn.logsumexp(component_log_probs(mixture, rows), axis=1)
+        return jnp.sum(jnp.where(w > 0, w * ll, 0.0))
+
+    return _chunks.sum_over_chunks(block, x, weights, chunk_size)
 
 
 @functools.partial(jax.jit, static_argnums=2)

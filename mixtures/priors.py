@@ -268,12 +268,7 @@ def check_gaussian_prior(prior, covariance: str, n_features: int, dtype) -> Gaus
         raise ValueError(f"`prior.dof` must be greater than {what} for covariance={covariance!r}; received {dof}.")
     if covariance in ("full", "tied"):
         scale = _finite_array(prior.scale, "prior.scale", (d, d), "(D, D)")
-        if not np.allclose(scale, scale.T, rtol=1e-6, atol=1e-12):
-            raise ValueError("`prior.scale` must be a symmetric matrix.")
-        try:
-            np.linalg.cholesky(scale)
-        except np.linalg.LinAlgError:
-            raise ValueError("`prior.scale` must be positive definite.") from None
+        _checks.symmetric_positive_definite(scale, "prior.scale")
     else:
         shape, text = ((d,), "(D,)") if covariance == "diag" else ((), "() (a scalar)")
         scale = _finite_array(prior.scale, "prior.scale", shape, text)

@@ -23,7 +23,7 @@ from mixtures import _checks, _chunks
 from mixtures.engine import FitResult
 from mixtures.family import Family
 from mixtures.fitting import best_restart, fit_one
-from mixtures.init import INIT_METHODS
+from mixtures.init import INIT_METHODS, check_method
 from mixtures.mixture import Mixture, information_criteria, log_likelihood_and_entropy
 
 __all__ = ["CRITERIA", "Selection", "select"]
@@ -122,8 +122,8 @@ def select(
         raise TypeError(
             f"`init` must be one of {INIT_METHODS} (select has no warm start: it fits many K); received {init!r}."
         )
-    if init not in INIT_METHODS:
-        raise ValueError(f"`init` must be one of {INIT_METHODS}; received {init!r}.")
+    for f in families:
+        check_method(init, f)
     x = _checks.as_data(x, "x")
     if _checks.is_traced(x):
         raise TypeError("`x` must be a concrete array: mx.select validates on the host and cannot be traced.")
