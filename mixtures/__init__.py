@@ -21,6 +21,7 @@ from mixtures.gradient import GradientFamily
 from mixtures.independent import Independent
 from mixtures.io import ModelFileError, load, save
 from mixtures.mixture import Mixture
+from mixtures._progress import Progress
 from mixtures.poisson import Poisson, PoissonParams
 from mixtures.priors import ConjugatePrior, DirichletPrior, GaussianPrior, Prior
 from mixtures.selection import Selection, select
@@ -54,6 +55,7 @@ __all__ = [
     "Poisson",
     "PoissonParams",
     "Prior",
+    "Progress",
     "Selection",
     "StudentT",
     "StudentTParams",

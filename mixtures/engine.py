@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from mixtures import _checks, _chunks
+from mixtures import _checks, _chunks, _progress
 from mixtures.gradient import GradientFamily
 from mixtures.mixture import Mixture, block_responsibilities, finite_components, where_components
 
@@ -269,6 +269,8 @@ def fit_loop(
     update_weights: bool = True,
     labels=None,
     prior=None,
+    report: bool = False,
+    restart=0,
 ) -> FitResult:
     """EM from ``mixture`` until the mean log-likelihood changes by less than ``tol``.
 
@@ -280,7 +282,10 @@ def fit_loop(
     With ``prior`` (a validated :class:`~mixtures.priors.Prior`, a pytree of
     arrays) this is MAP-EM: every M-step is the posterior mode, and the
     monitored quantity, ``history`` and ``log_likelihood`` are the mean log
-    posterior per sample, which never decreases.
+    posterior per sample, which never decreases. With ``report`` (static)
+    every iteration sends (``restart``, iteration, value) to the host through
+    ``jax.debug.callback``, to the receiver installed by
+    :func:`mixtures._progress.receiving`.
 
     Example:
       >>> import jax, numpy as np, mixtures as mx
@@ -301,6 +306,8 @@ def fit_loop(
     def body(state):
         m, i, previous, history, _ = state
         new, ll = em_step_impl(m, x, weights, chunk_size, hard, update_weights, labels, prior)
+        if report:
+            jax.debug.callback(_progress.emit, cond(state), restart, i + 1, ll)
         return new, i + 1, ll, history.at[i].set(ll), jnp.abs(ll - previous) < tol
 
     init = (

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixtures import _checks, _chunks, engine
+from mixtures import _checks, _chunks, _progress, engine
 from mixtures.family import Family
 from mixtures.init import INIT_METHODS, check_method, initialize
 from mixtures.mixture import Mixture
@@ -35,6 +35,7 @@ def fit(
     update_weights: bool = True,
     chunk_size: int | None = None,
     prior=None,
+    callback=None,
 ) -> engine.FitResult:
     """Fits a K-component mixture of ``family`` to ``x`` by EM.
 
@@ -88,6 +89,11 @@ def fit(
         sample (Σₙ wₙ log p(xₙ) + log p(θ)) / Σₙ wₙ, with log p(θ) up to a
         constant (see ``docs/priors.md``). The initialisation does not use
         the prior.
+      callback: optional callable, called on the host after every EM
+        iteration of every restart with a :class:`~mixtures.Progress`
+        (restart, iteration, log_likelihood); for progress bars and logs.
+        Every call has been made when ``fit`` returns. The compiled program
+        does not depend on which callable is given, only on whether one is.
 
     Returns:
       A :class:`~mixtures.FitResult`; its ``all_*`` fields hold every
@@ -149,18 +155,22 @@ def fit(
         raise ValueError(f"`assignment` must be one of {ASSIGNMENTS}; received {assignment!r}.")
     if not isinstance(update_weights, bool):
         raise TypeError(f"`update_weights` must be True or False; received {update_weights!r}.")
-    options = (max_iter, chunk, assignment == "hard", update_weights)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"`callback` must be callable or None; received {callback!r}.")
+    options = (max_iter, chunk, assignment == "hard", update_weights, callback is not None)
     prior = check_prior(prior, family, x, k, weights)
 
     if isinstance(init, Mixture):
         if n_init != 1:
             raise ValueError(f"`n_init` must be 1 with a warm start (`init` a Mixture); received {n_init}.")
         start = _check_warm_start(init, family, k, d, x.dtype)
-        return _fit_from(start, x, weights, labels, tol, *options, prior)
+        with _progress.receiving(callback):
+            return _fit_from(start, x, weights, labels, tol, *options, prior)
     if isinstance(init, str) and init in INIT_METHODS:
         check_method(init, family)
         keys = jax.random.split(_checks.prng_key(key), n_init)
-        return _fit_restarts(family, k, init, keys, x, weights, labels, tol, *options, prior)
+        with _progress.receiving(callback):
+            return _fit_restarts(family, k, init, keys, x, weights, labels, tol, *options, prior)
     raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")
 
 
@@ -243,14 +253,16 @@ def _leaf_shapes(tree):
     return [tuple(leaf.shape) for leaf in jax.tree.leaves(tree)]
 
 
-@functools.partial(jax.jit, static_argnums=(5, 6, 7, 8))
-def _fit_from(mixture, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights, prior=None):
-    return engine.fit_loop(mixture, x, weights, tol, max_iter, chunk_size, hard, update_weights, labels, prior)
+@functools.partial(jax.jit, static_argnums=(5, 6, 7, 8, 9))
+def _fit_from(mixture, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights, report, prior=None):
+    return engine.fit_loop(
+        mixture, x, weights, tol, max_iter, chunk_size, hard, update_weights, labels, prior, report
+    )
 
 
 def fit_one(
     family, k, method, key, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights,
-    n_active=None, prior=None,
+    n_active=None, prior=None, report=False, restart=0,
 ):
     """One restart: initialisation by ``method`` from ``key``, then EM (pure, jit/vmap-compatible).
 
@@ -260,7 +272,9 @@ def fit_one(
     start = initialize(method, family, k, key, x, weights, chunk_size, labels, n_active)
     if not update_weights and n_active is None:
         start = Mixture(jnp.full((k,), 1.0 / k, x.dtype), start.params, family)
-    return engine.fit_loop(start, x, weights, tol, max_iter, chunk_size, hard, update_weights, labels, prior)
+    return engine.fit_loop(
+        start, x, weights, tol, max_iter, chunk_size, hard, update_weights, labels, prior, report, restart
+    )
 
 
 def best_restart(results: engine.FitResult) -> engine.FitResult:
@@ -275,14 +289,16 @@ def best_restart(results: engine.FitResult) -> engine.FitResult:
     )
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 8, 9, 10, 11))
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 8, 9, 10, 11, 12))
 def _fit_restarts(
-    family, k, method, keys, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights, prior=None
+    family, k, method, keys, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights, report,
+    prior=None,
 ):
-    def one(key):
+    def one(key, restart):
         return fit_one(
-            family, k, method, key, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights, prior=prior
+            family, k, method, key, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights,
+            prior=prior, report=report, restart=restart,
         )
 
-    return best_restart(jax.vmap(one)(keys))
+    return best_restart(jax.vmap(one)(keys, jnp.arange(keys.shape[0])))
 

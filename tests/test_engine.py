@@ -183,3 +183,28 @@ def test_history_and_final_log_likelihood_are_consistent():
     np.testing.assert_allclose(r.log_likelihood, np.mean(r.mixture.log_prob(x)), rtol=1e-12)
     assert float(r.log_likelihood) >= h[n - 1]
     assert isinstance(engine.FitResult(*r), mx.FitResult)
+
+
+def test_callback_receives_every_iteration_of_every_restart():
+    x = mx.datasets.load_old_faithful()
+    seen = []
+    result = mx.fit(x, mx.Gaussian("full"), 2, key=jax.random.key(0), n_init=3, max_iter=40, callback=seen.append)
+    assert all(isinstance(p, mx.Progress) for p in seen)
+    n_iter = np.asarray(result.all_n_iter)
+    for r in range(3):
+        mine = [p for p in seen if p.restart == r]
+        assert sorted(p.iteration for p in mine) == list(range(1, n_iter[r] + 1))
+    best = int(np.argmax(np.asarray(result.all_log_likelihoods)))
+    reported = np.array([p.log_likelihood for p in sorted(seen, key=lambda p: p.iteration) if p.restart == best])
+    np.testing.assert_allclose(reported, np.asarray(result.history)[: n_iter[best]], rtol=1e-6)
+
+
+def test_callback_does_not_change_the_fit_and_must_be_callable():
+    x = mx.datasets.load_old_faithful()
+    plain = mx.fit(x, mx.Gaussian("diag"), 2, key=jax.random.key(1))
+    counted = []
+    reported = mx.fit(x, mx.Gaussian("diag"), 2, key=jax.random.key(1), callback=lambda p: counted.append(p))
+    np.testing.assert_array_equal(np.asarray(plain.mixture.params.means), np.asarray(reported.mixture.params.means))
+    assert len(counted) == int(reported.n_iter)
+    with pytest.raises(TypeError, match="callback"):
+        mx.fit(x, mx.Gaussian("diag"), 2, key=jax.random.key(1), callback=3)
