@@ -1,170 +1,870 @@
-"""Seconds per EM iteration for full-covariance Gaussian mixtures: mixtures against scikit-learn.
+"""EM for Gaussian mixtures: mixtures against scikit-learn, gmmx and pomegranate.
 
-Each implementation runs in its own subprocess (so its peak memory is its own),
-on the same data drawn from a known mixture and from the same initial
-parameters. Reported per case and implementation: compile (or first-call)
-seconds, seconds per EM iteration, the ratio to scikit-learn, the fraction of
-the matrix-multiply floor (4·N·K·M flops per iteration, M = D + D(D+1)/2,
-at this machine's measured GEMM rate), peak resident memory, and the final
-mean log-likelihood (all must agree).
+One run measures, on data drawn from a known mixture and from one shared
+starting point per case:
 
-Usage:
-  python benchmarks/bench_em.py                 # the quick cases
-  python benchmarks/bench_em.py --full          # the full table
-  python benchmarks/bench_em.py --out results.json
+- the machine's GEMM rate (a jitted square matmul, float32 and float64, best of
+  several calls) under each XLA:CPU fusion setting;
+- for every implementation: seconds per EM iteration, from two timed fits of
+  ``--iters + 1`` and 1 iterations with the tolerance at zero, so set-up,
+  validation and the final E-step cancel out; compile seconds (JAX
+  implementations: first call minus a second call of the whole-fit program);
+  peak resident memory (``ru_maxrss`` of the implementation's own
+  subprocess); a whole fit to convergence (tol = 1e-3 on the mean
+  log-likelihood per sample) with its seconds and iterations;
+- the mean log-likelihood per sample of every fitted mixture, computed by one
+  float64 NumPy scorer, and its relative difference to scikit-learn's: all
+  implementations start from the same parameters, so after the same number
+  of iterations they must agree (float64 to 1e-6, float32 to 1e-4; whole
+  fits, whose stopping rules may differ by an iteration, to within tol in
+  absolute value). Larger differences are flagged MISMATCH;
+- ratios: each peer's seconds per iteration, at its fastest fusion setting,
+  divided by this row's;
+- the fraction of the GEMM floor: 4·N·K·M flops per iteration (the E-step's
+  (N×M)·(M×K) product of the per-row statistics with the components'
+  natural parameters, and the M-step's (K×N)·(N×M) product of
+  responsibilities with the same statistics) at the best measured GEMM rate
+  of the implementation's dtype. M = D + D(D+1)/2 for "full", 2D for
+  "diag", D + 1 for "spherical" and D for "tied" (its second moments do not
+  depend on the responsibilities);
+- 8 restarts under ``jax.vmap`` (``mx.fit(..., n_init=8)``) against 8
+  sequential single fits with the keys ``jax.random.split(key, 8)``, and
+  whether restart i and single fit i reached the same log-likelihood (they
+  are the same fits only if ``fit`` gives restart i the key
+  ``jax.random.split(key, 8)[i]`` and a single fit its key unchanged).
 
-The XLA CPU fusion setting changes timings severalfold on these machines; the
-script records XLA_FLAGS as it finds them. Compare runs made with the same flags.
+Implementations: mixtures float32 and float64, scikit-learn float64, gmmx
+float32 (full and diagonal covariances) and pomegranate float32 (full,
+diagonal, spherical), the last two when installed. Every implementation runs
+in its own subprocess, with a timeout; a subprocess that stops using the CPU
+for a minute is reported "hung" and killed (gmmx can deadlock on batched
+triangular solves, see shared/JAX-CPU-NOTES.md).
+
+XLA:CPU's fusion setting changes JAX timings severalfold on small machines,
+so each JAX implementation (mixtures, gmmx) runs twice, with
+``--xla_cpu_experimental_ynn_fusion_type=`` (fusion off: the empty list) and
+with ``--xla_cpu_experimental_ynn_fusion_type=-invalid`` (fusion on: XLA's
+default list less a type that is never in it, i.e. the default list itself,
+whatever the jaxlib version; "default" is not a valid value), appended to
+any XLA_FLAGS already set. Both name the flag, so a library that chooses the
+setting at import when XLA_FLAGS does not mention it leaves it alone. The
+script checks that "fusion on" compiles a test program as XLA_FLAGS without
+the flag does.
+
+Usage (see benchmarks/README.md):
+  python benchmarks/bench_em.py                       # the quick cases
+  python benchmarks/bench_em.py --cases full --out results.json
+  python benchmarks/bench_em.py --cases 100000x16x8-diag,restarts-100000x16x8 --impl mixtures,sklearn
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
+import importlib.util
 import json
+import math
 import os
 import platform
+import re
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
 
-QUICK_CASES = [(100_000, 2, 3), (100_000, 16, 8)]
-FULL_CASES = [(100_000, 2, 3), (100_000, 16, 8), (1_000_000, 16, 16), (200_000, 64, 32), (1_000_000, 2, 8)]
-IMPLEMENTATIONS = ["mixtures-f32", "mixtures-f64", "sklearn-f64"]
-N_ITER = 10
+YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+# "-invalid" removes LIBRARY_FUSION_TYPE_INVALID, never in the list, from XLA's default list:
+# the default itself, named explicitly (the library may choose a setting when XLA_FLAGS has none).
+# An explicit list such as "dot,eltwise,reduce" is not the default of jaxlib 0.10.2.
+FUSION_SETTINGS = {"fusion-off": "", "fusion-on": "-invalid"}
+
+IMPLEMENTATIONS = ("mixtures-f32", "mixtures-f64", "sklearn-f64", "gmmx-f32", "pomegranate-f32")
+SUPPORTED = {
+    "mixtures": ("full", "diag", "spherical", "tied"),
+    "sklearn": ("full", "diag", "spherical", "tied"),
+    "gmmx": ("full", "diag"),
+    "pomegranate": ("full", "diag", "spherical"),
+}
+MODULES = {"mixtures": "mixtures", "sklearn": "sklearn", "gmmx": "gmmx", "pomegranate": "pomegranate"}
+PEERS = ("sklearn", "gmmx", "pomegranate")
+
+PRESETS = {
+    "quick": ["100000x2x3-full", "100000x16x8-full"],
+    "full": [
+        "100000x2x3-full",
+        "100000x16x8-full",
+        "1000000x16x16-full",
+        "200000x64x32-full",
+        "1000000x2x8-full",
+        "100000x16x8-diag",
+        "100000x16x8-spherical",
+        "100000x16x8-tied",
+        "restarts-100000x16x8",
+    ],
+    # Not in --help: a seconds-long end-to-end check of the script itself.
+    "tiny": ["2000x2x3-full", "2000x16x4-full", "restarts-2000x16x4"],
+}
+TARGET_CASE = "1000000x16x16-full"
+N_RESTARTS = 8
+FIT_TOL = 1e-3
+FIT_MAX_ITER = 1000
+GEMM_REPEATS = 7
+HANG_WINDOW_S = 60.0
+# Relative differences for fixed-length fits; whole fits are compared in absolute value against FIT_TOL.
+AGREEMENT = {"iters-f64": 1e-6, "iters-f32": 1e-4}
+GIB = 2.0**30
 
 
-def make_problem(n, d, k, seed=0):
-    """Data from a known mixture and initial parameters near (not at) the truth."""
+# ---------------------------------------------------------------------------
+# Cases and data
+
+
+def parse_case(name):
+    """'NxDxK-cov' or 'restarts-NxDxK' -> dict(name, kind, n, d, k, covariance)."""
+    match = re.fullmatch(r"(?:(restarts)-)?(\d+)x(\d+)x(\d+)(?:-(full|diag|spherical|tied))?", name)
+    if not match or (match.group(1) and match.group(5)) or (not match.group(1) and not match.group(5)):
+        raise ValueError(
+            f"--cases: {name!r} is not a case; write NxDxK-COV (COV one of full, diag, spherical, tied) "
+            "or restarts-NxDxK, or use quick or full."
+        )
+    n, d, k = (int(match.group(i)) for i in (2, 3, 4))
+    if not 1 <= k <= n or d < 1:
+        raise ValueError(f"--cases: {name!r} needs 1 ≤ K ≤ N and D ≥ 1.")
+    kind = "restarts" if match.group(1) else "em"
+    return {"name": name, "kind": kind, "n": n, "d": d, "k": k, "covariance": match.group(5) or "full"}
+
+
+def stats_width(d, covariance):
+    """M: per-row statistics an iteration multiplies by the K components (see the module docstring)."""
+    return {"full": d + d * (d + 1) // 2, "diag": 2 * d, "spherical": d + 1, "tied": d}[covariance]
+
+
+def make_data(n, d, k, seed=0):
+    """(n, d) float64 rows from k Gaussian clusters with random means and correlated noise.
+
+    The draws are those of tests/test_degenerate.py's copy of this generator;
+    the rows are formed cluster by cluster, without an (n, d, d) temporary.
+    """
     import numpy as np
 
     rng = np.random.default_rng(seed)
     means = rng.normal(0.0, 4.0, size=(k, d))
     factors = rng.normal(0.0, 0.3, size=(k, d, d)) + np.eye(d)
     z = rng.choice(k, size=n)
-    x = means[z] + np.einsum("nd,nde->ne", rng.standard_normal((n, d)), factors[z])
-    init_means = means + rng.normal(0.0, 0.5, size=means.shape)
-    init_covs = np.stack([np.cov(x.T) / k + 0.1 * np.eye(d)] * k)
-    return x, np.full(k, 1.0 / k), init_means, init_covs
+    x = rng.standard_normal((n, d))
+    for j in range(k):
+        rows = z == j
+        x[rows] = means[j] + x[rows] @ factors[j]
+    return x, means
 
 
-def run_one(impl, n, d, k):
-    """Runs in the subprocess: returns a dict of measurements."""
-    import resource
-
+def make_start(x, means, covariance, seed=1):
+    """A shared starting point near (not at) the truth, in scikit-learn's covariance layouts."""
     import numpy as np
 
-    x, w0, mu0, cov0 = make_problem(n, d, k)
-    out = {}
-    if impl.startswith("mixtures"):
-        import jax
-
-        if impl.endswith("f64"):
-            jax.config.update("jax_enable_x64", True)
-        import mixtures as mx
-
-        dtype = np.float64 if impl.endswith("f64") else np.float32
-        x = x.astype(dtype)
-        family = mx.Gaussian("full")
-        start = mx.Mixture(w0.astype(dtype), family.make_params(mu0.astype(dtype), cov0), family)
-        t = time.perf_counter()
-        r = mx.fit(x, family, k, key=None, init=start, max_iter=1, tol=0.0)
-        r.log_likelihood.block_until_ready()
-        out["first_call_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        r = mx.fit(x, family, k, key=None, init=start, max_iter=1, tol=0.0)
-        r.log_likelihood.block_until_ready()
-        one = time.perf_counter() - t
-        r = mx.fit(x, family, k, key=None, init=start, max_iter=N_ITER + 1, tol=0.0)  # compiles once more
-        r.log_likelihood.block_until_ready()
-        t = time.perf_counter()
-        r = mx.fit(x, family, k, key=None, init=start, max_iter=N_ITER + 1, tol=0.0)
-        r.log_likelihood.block_until_ready()
-        out["per_iter_s"] = (time.perf_counter() - t - one) / N_ITER
-        out["log_likelihood"] = float(r.history[N_ITER])
-    elif impl == "sklearn-f64":
-        import warnings
-
-        from sklearn.mixture import GaussianMixture
-
-        kw = dict(n_components=k, covariance_type="full", weights_init=w0, means_init=mu0,
-                  precisions_init=np.linalg.inv(cov0), tol=0.0, reg_covar=1e-6)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t = time.perf_counter()
-            GaussianMixture(max_iter=1, **kw).fit(x)
-            one = time.perf_counter() - t
-            t = time.perf_counter()
-            gm = GaussianMixture(max_iter=N_ITER + 1, **kw).fit(x)
-            out["per_iter_s"] = (time.perf_counter() - t - one) / N_ITER
-        out["first_call_s"] = 0.0
-        out["log_likelihood"] = float(gm.lower_bound_)
-    else:
-        raise ValueError(f"unknown implementation {impl!r}")
-    out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    return out
+    rng = np.random.default_rng(seed)
+    k, d = means.shape
+    start_means = means + rng.normal(0.0, 0.5, size=means.shape)
+    shared = np.cov(x.T).reshape(d, d) / k + 0.1 * np.eye(d)
+    covariances = {
+        "full": np.stack([shared] * k),
+        "tied": shared,
+        "diag": np.tile(np.diag(shared), (k, 1)),
+        "spherical": np.full(k, np.mean(np.diag(shared))),
+    }[covariance]
+    return np.full(k, 1.0 / k), start_means, covariances
 
 
-def gemm_rate():
-    """float32 and float64 GFLOP/s of a jitted 2048² matmul on this machine."""
+def full_covariances(covariances, covariance, k, d):
+    """Any scikit-learn covariance layout as (K, D, D) matrices."""
+    import numpy as np
+
+    c = np.asarray(covariances, np.float64)
+    if covariance == "full":
+        return c.reshape(k, d, d)
+    if covariance == "tied":
+        return np.broadcast_to(c.reshape(-1, d, d)[0], (k, d, d))
+    if covariance == "diag":
+        return np.stack([np.diag(row) for row in c.reshape(k, d)])
+    return c.reshape(k, -1)[:, :1, None] * np.eye(d)  # spherical: one variance per component
+
+
+def mean_log_likelihood(x, weights, means, covariances, covariance, block=65536):
+    """Mean log-likelihood per row of a Gaussian mixture, in float64 (the common scorer); NaN if invalid."""
+    import numpy as np
+
+    weights = np.asarray(weights, np.float64).reshape(-1)
+    means = np.asarray(means, np.float64)
+    k, d = means.shape
+    try:
+        covs = full_covariances(covariances, covariance, k, d)
+        chol = np.linalg.cholesky(covs)
+    except (np.linalg.LinAlgError, ValueError):
+        return float("nan")
+    if not (np.all(np.isfinite(weights)) and np.all(np.isfinite(means)) and np.all(np.isfinite(chol))):
+        return float("nan")
+    whiten = np.linalg.inv(chol)  # L⁻¹, with Σ = L Lᵀ
+    log_det = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+    with np.errstate(divide="ignore"):
+        constant = np.log(weights) - 0.5 * (d * math.log(2.0 * math.pi) + log_det)
+    total = 0.0
+    for start in range(0, x.shape[0], block):
+        rows = np.asarray(x[start : start + block], np.float64)
+        logp = np.empty((rows.shape[0], k))
+        for j in range(k):
+            y = (rows - means[j]) @ whiten[j].T
+            logp[:, j] = constant[j] - 0.5 * np.einsum("nd,nd->n", y, y)
+        top = np.max(logp, axis=1, keepdims=True)
+        total += float(np.sum(top[:, 0] + np.log(np.sum(np.exp(logp - top), axis=1))))
+    return total / x.shape[0]
+
+
+# ---------------------------------------------------------------------------
+# Children: each runs in its own process
+
+
+def peak_rss_bytes():
+    import resource
+
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is KiB on Linux, bytes on macOS
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def timed(fn, block=lambda r: r):
+    start = time.perf_counter()
+    result = block(fn())
+    return time.perf_counter() - start, result
+
+
+def child_gemm(spec):
+    """GFLOP/s of a jitted square matmul, and a fingerprint of how a small fused program compiles."""
     import jax
     import jax.numpy as jnp
 
     jax.config.update("jax_enable_x64", True)
+
+    def e_step(x, u):  # whitened residuals of every row under every component, then log-sum-exp
+        y = jnp.einsum("nd,kde->nke", x, u)
+        return jax.nn.logsumexp(-0.5 * jnp.sum(y * y, axis=-1), axis=1).sum()
+
+    x, u = jnp.ones((512, 16), jnp.float32), jnp.ones((2, 4, 16, 16), jnp.float32)
+    text = jax.jit(jax.vmap(e_step, in_axes=(None, 0))).lower(x, u).compile().as_text()
+    out = {"fingerprint": hashlib.sha256(text.encode()).hexdigest()[:16], "ynn_fusions": text.count("__ynn_fusion")}
+    if spec["measure"]:
+        size = spec["size"]
+        matmul = jax.jit(lambda a, b: a @ b)
+        for dtype in ("float32", "float64"):
+            a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+            b = jax.random.normal(jax.random.key(1), (size, size), dtype)
+            matmul(a, b).block_until_ready()
+            best = min(timed(lambda: matmul(a, b), jax.block_until_ready)[0] for _ in range(GEMM_REPEATS))
+            out[dtype] = 2.0 * size**3 / best / 1e9
+    return out
+
+
+def load_case(spec, dtype):
+    import numpy as np
+
+    x = np.load(spec["x_" + dtype])
+    start = np.load(spec["start"])
+    return x, start["weights"].astype(dtype), start["means"].astype(dtype), start["covariances"]
+
+
+class Adapter:
+    """One implementation, started from the case's parameters: ``fit(max_iter, tol) -> (seconds, fitted)``.
+
+    ``fitted`` is (weights, means, covariances in scikit-learn's layout, iterations run).
+    """
+
+    compiles = False
+
+
+class MixturesAdapter(Adapter):
+    compiles = True
+
+    def __init__(self, spec, dtype):
+        import jax
+
+        if dtype == "float64":
+            jax.config.update("jax_enable_x64", True)
+        import mixtures as mx
+
+        self.jax, self.mx = jax, mx
+        x, weights, means, covs = load_case(spec, dtype)
+        self.x = jax.device_put(x)
+        self.data_bytes = x.nbytes
+        del x
+        self.covariance = spec["covariance"]
+        self.family = mx.Gaussian(self.covariance)
+        self.start = mx.Mixture(weights, self.family.make_params(means, covs), self.family)
+
+    def fit(self, max_iter, tol):
+        def run():
+            return self.mx.fit(self.x, self.family, self.start.n_components, key=None, init=self.start,
+                               max_iter=max_iter, tol=tol)
+
+        seconds, r = timed(run, self.jax.block_until_ready)
+        m = r.mixture
+        covs = m.params.covariances
+        if self.covariance == "tied":
+            covs = covs[0]
+        return seconds, (m.weights, m.params.means, covs, int(r.n_iter))
+
+
+class SklearnAdapter(Adapter):
+    def __init__(self, spec, dtype):
+        import numpy as np
+
+        self.x, weights, means, covs = load_case(spec, dtype)
+        self.data_bytes = self.x.nbytes
+        self.covariance = spec["covariance"]
+        precisions = 1.0 / covs if self.covariance in ("diag", "spherical") else np.linalg.inv(covs)
+        self.options = dict(n_components=len(weights), covariance_type=self.covariance, weights_init=weights,
+                            means_init=means, precisions_init=precisions, reg_covar=1e-6,
+                            init_params="random_from_data", random_state=0)
+
+    def fit(self, max_iter, tol):
+        import warnings
+
+        from sklearn.mixture import GaussianMixture
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ConvergenceWarning when tol = 0
+            seconds, gm = timed(lambda: GaussianMixture(max_iter=max_iter, tol=tol, **self.options).fit(self.x))
+        return seconds, (gm.weights_, gm.means_, gm.covariances_, int(gm.n_iter_))
+
+
+class GmmxAdapter(Adapter):
+    compiles = True
+
+    def __init__(self, spec, dtype):
+        import jax
+        from gmmx import EMFitter, GaussianMixtureModelJax
+
+        self.jax, self.fitter = jax, EMFitter
+        x, weights, means, covs = load_case(spec, dtype)
+        self.x = jax.device_put(x)
+        self.data_bytes = x.nbytes
+        del x
+        self.covariance = spec["covariance"]
+        self.start = GaussianMixtureModelJax.from_squeezed(
+            means=jax.numpy.asarray(means), covariances=jax.numpy.asarray(covs.astype(dtype)),
+            weights=jax.numpy.asarray(weights), covariance_type=self.covariance,
+        )
+
+    def fit(self, max_iter, tol):
+        import numpy as np
+
+        fitter = self.fitter(max_iter=max_iter, tol=tol, reg_covar=1e-6)
+        seconds, r = timed(lambda: fitter.fit(self.x, self.start), self.jax.block_until_ready)
+        g = r.gmm
+        covs = np.asarray(g.covariances.values)
+        covs = covs[0] if self.covariance == "full" else covs[0, :, :, 0]
+        return seconds, (g.weights_numpy, g.means_numpy, covs, int(r.n_iter))
+
+
+class PomegranateAdapter(Adapter):
+    TYPES = {"full": "full", "diag": "diag", "spherical": "sphere"}
+
+    def __init__(self, spec, dtype):
+        import numpy as np
+        import torch
+
+        self.torch = torch
+        x, weights, means, covs = load_case(spec, dtype)
+        self.x = torch.from_numpy(x)
+        self.data_bytes = x.nbytes
+        self.covariance = spec["covariance"]
+        self.weights = weights / weights.sum()
+        self.means = means
+        if self.covariance == "spherical":
+            covs = np.repeat(covs[:, None], means.shape[1], axis=1)
+        self.covs = covs.astype(dtype)
+
+    def fit(self, max_iter, tol):
+        from pomegranate.distributions import Normal
+        from pomegranate.gmm import GeneralMixtureModel
+
+        torch = self.torch
+        components = [
+            Normal(means=torch.from_numpy(self.means[j].copy()), covs=torch.from_numpy(self.covs[j].copy()),
+                   covariance_type=self.TYPES[self.covariance])
+            for j in range(len(self.weights))
+        ]
+        # pomegranate stops when the summed log-likelihood improves by less than tol; tol = 0 here
+        # means "run max_iter iterations".
+        total_tol = -math.inf if tol == 0 else tol * self.x.shape[0]
+        model = GeneralMixtureModel(components, priors=torch.from_numpy(self.weights.copy()), max_iter=max_iter,
+                                    tol=total_tol)
+        steps = [0]
+        update = model.from_summaries
+
+        def counted():
+            steps[0] += 1
+            update()
+
+        model.from_summaries = counted
+        seconds, _ = timed(lambda: model.fit(self.x))
+        covs = torch.stack([c.covs.detach() for c in model.distributions]).numpy()
+        if self.covariance == "spherical":
+            covs = covs.reshape(len(components), -1)[:, 0]
+        means = torch.stack([c.means.detach() for c in model.distributions]).numpy()
+        return seconds, (model.priors.detach().numpy(), means, covs, steps[0])
+
+
+ADAPTERS = {"mixtures": MixturesAdapter, "sklearn": SklearnAdapter, "gmmx": GmmxAdapter,
+            "pomegranate": PomegranateAdapter}
+
+
+def child_em(spec):
+    """Times one implementation on one case; returns its measurements."""
+    import numpy as np
+
+    library, precision = spec["impl"].split("-")
+    dtype = {"f32": "float32", "f64": "float64"}[precision]
+    adapter = ADAPTERS[library](spec, dtype)
+    out = {"data_gib": adapter.data_bytes / GIB, "rss_after_load_gib": peak_rss_bytes() / GIB}
+    n_iter = spec["iters"]
+    # Each program compiles on its first call; the timed calls come after.
+    out["first_call_s"], _ = adapter.fit(1, 0.0)
+    if adapter.compiles:
+        adapter.fit(n_iter + 1, 0.0)
+    one = min(adapter.fit(1, 0.0)[0] for _ in range(spec["repeats"]))
+    runs = [adapter.fit(n_iter + 1, 0.0) for _ in range(spec["repeats"])]
+    many, fixed = min(runs, key=lambda r: r[0])
+    # None when the difference is lost in timer noise (tiny data).
+    out["per_iter_s"] = (many - one) / n_iter if many > one else None
+    if adapter.compiles:
+        first, _ = adapter.fit(FIT_MAX_ITER, FIT_TOL)
+        out["fit_s"], fitted = adapter.fit(FIT_MAX_ITER, FIT_TOL)
+        out["compile_s"] = max(first - out["fit_s"], 0.0)
+    else:
+        out["fit_s"], fitted = adapter.fit(FIT_MAX_ITER, FIT_TOL)
+        out["compile_s"] = None
+    out["peak_rss_gib"] = peak_rss_bytes() / GIB
+    out["fit_iters"] = fitted[3]
+    x = np.load(spec["x_float64"], mmap_mode="r")
+    cov = spec["covariance"]
+    out["ll_iters"] = mean_log_likelihood(x, *fixed[:3], cov)
+    out["ll_fit"] = mean_log_likelihood(x, *fitted[:3], cov)
+    return out
+
+
+def child_restarts(spec):
+    """``mx.fit(..., n_init=8)`` against 8 single fits with the keys ``jax.random.split(key, 8)``."""
+    import jax
+    import numpy as np
+
+    dtype = {"mixtures-f32": "float32", "mixtures-f64": "float64"}[spec["impl"]]
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    import mixtures as mx
+
+    x = jax.device_put(np.load(spec["x_" + dtype]))
+    family = mx.Gaussian("full")
+    k, key = spec["k"], jax.random.key(spec["seed"])
+    keys = jax.random.split(key, N_RESTARTS)
+
+    def fit(key, n_init):
+        return mx.fit(x, family, k, key=key, n_init=n_init, tol=FIT_TOL)
+
+    first, _ = timed(lambda: fit(key, N_RESTARTS), jax.block_until_ready)
+    vmapped_s, together = timed(lambda: fit(key, N_RESTARTS), jax.block_until_ready)
+    first_single, _ = timed(lambda: fit(keys[0], 1), jax.block_until_ready)
+    single_runs = [timed(lambda: fit(one, 1), jax.block_until_ready) for one in keys]
+    sequential_s = sum(seconds for seconds, _ in single_runs)
+    singles = [r for _, r in single_runs]
+    vmapped_ll = np.asarray(together.all_log_likelihoods, np.float64)
+    single_ll = np.array([float(r.log_likelihood) for r in singles])
+    return {
+        "vmapped_s": vmapped_s,
+        "sequential_s": sequential_s,
+        "compile_vmapped_s": max(first - vmapped_s, 0.0),
+        "compile_single_s": max(first_single - single_runs[0][0], 0.0),
+        "vmapped_iters": np.asarray(together.all_n_iter).tolist(),
+        "sequential_iters": [int(r.n_iter) for r in singles],
+        "vmapped_ll": vmapped_ll.tolist(),
+        "sequential_ll": single_ll.tolist(),
+        "max_rel_diff": float(np.max(np.abs(vmapped_ll - single_ll) / np.abs(single_ll))),
+        "peak_rss_gib": peak_rss_bytes() / GIB,
+    }
+
+
+def child_main(spec):
+    try:
+        out = {"gemm": child_gemm, "em": child_em, "restarts": child_restarts}[spec["mode"]](spec)
+    except Exception:
+        traceback.print_exc()
+        sys.exit(1)
+    print(json.dumps(out))
+
+
+# ---------------------------------------------------------------------------
+# Parent: runs the children, derives ratios, prints and writes the results
+
+
+def child_env(setting):
+    """The environment for a child: XLA_FLAGS with the fusion setting appended (None: as found)."""
+    env = dict(os.environ)
+    if setting is None:
+        return env
+    kept = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(YNN_FLAG + "=")]
+    if setting == "jax-default":
+        flags = kept
+    else:
+        flags = kept + [f"{YNN_FLAG}={FUSION_SETTINGS[setting]}"]
+    if flags:
+        env["XLA_FLAGS"] = " ".join(flags)
+    else:
+        env.pop("XLA_FLAGS", None)
+    return env
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of a running process (all its threads), or None where /proc is missing."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def run_child(spec, setting, timeout):
+    """Runs one child; returns its JSON dict, or {"status": "failed" | "timeout" | "hung", ...}."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)],
+                                stdout=out, stderr=err, env=child_env(setting), start_new_session=True)
+        started = last_change = time.monotonic()
+        last_cpu = cpu_seconds(proc.pid) or 0.0
+        status = None
+        while proc.poll() is None:
+            time.sleep(1.0)
+            now = time.monotonic()
+            cpu = cpu_seconds(proc.pid)
+            if cpu is not None and cpu > last_cpu + 1.0:
+                last_cpu, last_change = cpu, now
+            if now - started > timeout:
+                status = "timeout"
+            elif cpu is not None and now - last_change > HANG_WINDOW_S:
+                status = "hung"
+            if status:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return {"status": status, "seconds": round(now - started, 1)}
+        out.seek(0)
+        err.seek(0)
+        lines = out.read().strip().splitlines()
+        if proc.returncode == 0 and lines:
+            result = json.loads(lines[-1])
+            result["status"] = "ok"
+            return result
+        tail = [line for line in err.read().strip().splitlines() if line.strip()] or ["no output"]
+        return {"status": "failed", "error": tail[-1][:200]}
+
+
+def measure_gemm(size, timeout):
+    """GEMM rates under each fusion setting, and whether "fusion-on" compiles as JAX's default does."""
     rates = {}
-    for dtype in ("float32", "float64"):
-        a = jnp.ones((2048, 2048), dtype)
-        f = jax.jit(lambda a: a @ a)
-        f(a).block_until_ready()
-        t = time.perf_counter()
-        for _ in range(5):
-            f(a).block_until_ready()
-        rates[dtype] = 5 * 2 * 2048**3 / (time.perf_counter() - t) / 1e9
-    return rates
+    for setting in FUSION_SETTINGS:
+        rates[setting] = run_child({"mode": "gemm", "measure": True, "size": size}, setting, timeout)
+    default = run_child({"mode": "gemm", "measure": False}, "jax-default", timeout)
+    return rates, default
 
 
-def main():
+def ratio(numerator, denominator):
+    if numerator is None or denominator is None or denominator <= 0:
+        return None
+    return numerator / denominator
+
+
+def relative_difference(value, reference):
+    if value is None or reference is None or not math.isfinite(reference) or reference == 0:
+        return None
+    return abs(value - reference) / abs(reference) if math.isfinite(value) else math.inf
+
+
+def derive(case, rows, floor_rates):
+    """Adds ratios, GEMM-floor fractions and agreement to the case's rows (in place); returns the reference."""
+    flops = 4.0 * case["n"] * case["k"] * stats_width(case["d"], case["covariance"])
+    fastest = {}
+    for r in rows:
+        if r["status"] == "ok" and r["per_iter_s"] is not None:
+            library = r["impl"].split("-")[0]
+            best = fastest.get(library)
+            if best is None or r["per_iter_s"] < best:
+                fastest[library] = r["per_iter_s"]
+    ok = {r["impl"]: r for r in rows if r["status"] == "ok"}
+    reference = "sklearn-f64" if "sklearn-f64" in ok else ("mixtures-f64" if "mixtures-f64" in ok else None)
+    for r in rows:
+        if r["status"] != "ok":
+            continue
+        library = r["impl"].split("-")[0]
+        for peer in PEERS:
+            r[f"ratio_vs_{peer}"] = None if peer == library else ratio(fastest.get(peer), r["per_iter_s"])
+        dtype = "float64" if r["impl"].endswith("f64") else "float32"
+        rate = floor_rates.get(dtype)
+        r["floor_s"] = flops / (rate * 1e9) if rate else None
+        r["fraction_of_floor"] = ratio(r["floor_s"], r["per_iter_s"])
+        r["peak_minus_data_gib"] = r["peak_rss_gib"] - r["data_gib"]
+        r["reference"] = reference
+        if reference:
+            ref = ok[reference]
+            r["rel_diff_iters"] = relative_difference(r["ll_iters"], ref["ll_iters"])
+            r["rel_diff_fit"] = relative_difference(r["ll_fit"], ref["ll_fit"])
+            limit = AGREEMENT["iters-f64" if dtype == "float64" and reference.endswith("f64") else "iters-f32"]
+            fit_gap = abs(r["ll_fit"] - ref["ll_fit"])
+            agree = r["rel_diff_iters"] is not None and r["rel_diff_iters"] <= limit and fit_gap <= FIT_TOL
+            r["mismatch"] = not agree
+    return reference
+
+
+def fmt(value, spec, suffix=""):
+    """``value`` formatted by ``spec`` plus ``suffix``, or a dash of the same width when it is missing."""
+    width = int(re.match(r"\d*", spec).group() or 0) + len(suffix)
+    if value is None:
+        return "-".rjust(width)
+    if isinstance(value, float) and math.isinf(value):
+        return "inf".rjust(width)
+    return format(value, spec) + suffix
+
+
+def describe_failure(row):
+    if "error" in row:
+        return f"{row['status']}: {row['error']}"
+    if "seconds" in row:
+        return f"{row['status']} after {row['seconds']} s"
+    return row["status"]
+
+
+EM_HEADER = (f"  {'implementation':<16} {'setting':<10} {'s/iter':>9} {'×sklearn':>8} {'×gmmx':>7} {'×pomegr':>7} "
+             f"{'floor':>6} {'compile':>7} {'peak':>6} {'-data':>6} {'fit s':>8} {'iters':>5} "
+             f"{'Δll iters':>9} {'Δll fit':>8}")
+
+
+def print_em_case(case, rows, reference, iters):
+    m = stats_width(case["d"], case["covariance"])
+    print(f"\n{case['name']}: N={case['n']} D={case['d']} K={case['k']} covariance={case['covariance']} "
+          f"(M={m}; memory in GiB; Δll = relative difference of the mean log-likelihood to {reference or 'nothing'})")
+    print(EM_HEADER)
+    for r in rows:
+        label = f"  {r['impl']:<16} {r['setting']:<10}"
+        if r["status"] != "ok":
+            print(f"{label} {describe_failure(r)}")
+            continue
+        print(f"{label} {fmt(r['per_iter_s'], '9.4f')} {fmt(r['ratio_vs_sklearn'], '7.1f', '×')} "
+              f"{fmt(r['ratio_vs_gmmx'], '6.1f', '×')} {fmt(r['ratio_vs_pomegranate'], '6.1f', '×')} "
+              f"{fmt(r['fraction_of_floor'], '6.3f')} "
+              f"{fmt(r['compile_s'], '7.2f')} {r['peak_rss_gib']:6.2f} {r['peak_minus_data_gib']:6.2f} "
+              f"{r['fit_s']:8.3f} {r['fit_iters']:5d} {fmt(r.get('rel_diff_iters'), '9.1e')} "
+              f"{fmt(r.get('rel_diff_fit'), '8.1e')}{'  MISMATCH' if r.get('mismatch') else ''}")
+    diffs = [r for r in rows if r["status"] == "ok" and r.get("rel_diff_iters") is not None and r["impl"] != reference]
+    if diffs:
+        worst_iters = max(r["rel_diff_iters"] for r in diffs)
+        worst_fit = max(r["rel_diff_fit"] for r in diffs)
+        flagged = sorted({r["impl"] for r in diffs if r["mismatch"]})
+        print(f"  max relative difference to {reference}: {worst_iters:.1e} after {iters + 1} iterations, "
+              f"{worst_fit:.1e} after the whole fit; "
+              + (f"MISMATCH: {', '.join(flagged)}" if flagged else "all agree"))
+
+
+def print_restarts_case(case, rows):
+    print(f"\n{case['name']}: N={case['n']} D={case['d']} K={case['k']} full covariance, "
+          f"{N_RESTARTS} restarts from init='kmeans++', tol={FIT_TOL}")
+    print(f"  {'implementation':<16} {'setting':<10} {'vmapped s':>9} {'sequential s':>12} {'seq/vmap':>8} "
+          f"{'compile v':>9} {'compile 1':>9} {'iters v':>7} {'iters s':>7} {'Δll':>8}")
+    for r in rows:
+        label = f"  {r['impl']:<16} {r['setting']:<10}"
+        if r["status"] != "ok":
+            print(f"{label} {describe_failure(r)}")
+            continue
+        same = r["max_rel_diff"] <= (1e-9 if r["impl"].endswith("f64") else 1e-5)
+        print(f"{label} {r['vmapped_s']:9.3f} {r['sequential_s']:12.3f} {r['sequential_s'] / r['vmapped_s']:7.2f}× "
+              f"{r['compile_vmapped_s']:9.2f} {r['compile_single_s']:9.2f} {sum(r['vmapped_iters']):7d} "
+              f"{sum(r['sequential_iters']):7d} {r['max_rel_diff']:8.1e}"
+              + ("" if same else "  DIFFERENT FITS (restart i of n_init=8 and the single fit with key i differ)"))
+
+
+def target_lines(em_results, restart_results):
+    """The summary of targets: (description, value, verdict) per line, mixtures at each fusion setting."""
+    lines = []
+
+    def check(description, rows, value_of, goal, higher_is_better):
+        for r in rows:
+            value = value_of(r)
+            label = f"{description} [{r['setting']}]"
+            if value is None:
+                lines.append((label, "n/a", "-"))
+            else:
+                ok = value >= goal if higher_is_better else value < goal
+                lines.append((label, value, "PASS" if ok else "FAIL"))
+
+    def rows_of(result, impl):
+        return [r for r in result["rows"] if r["impl"] == impl and r["status"] == "ok"]
+
+    full = [c for c in em_results if c["case"]["covariance"] == "full" and rows_of(c, "mixtures-f32")]
+    named = [c for c in full if c["case"]["name"] == TARGET_CASE]
+    by_work = sorted(full, key=lambda c: c["case"]["n"] * c["case"]["k"] * stats_width(c["case"]["d"], "full"))
+    target = named[0] if named else (by_work[-1] if by_work else None)
+    if target is None:
+        lines.append(("no full-covariance case with mixtures-f32 ran", "", ""))
+    else:
+        name = target["case"]["name"]
+        if name != TARGET_CASE:
+            lines.append((f"targets are set for {TARGET_CASE}, which did not run; shown for {name}", "", ""))
+        f32, f64 = rows_of(target, "mixtures-f32"), rows_of(target, "mixtures-f64")
+        check(f"{name} mixtures-f32 vs sklearn (≥ 25×)", f32, lambda r: r["ratio_vs_sklearn"], 25, True)
+        check(f"{name} mixtures-f64 vs sklearn (≥ 10×)", f64, lambda r: r["ratio_vs_sklearn"], 10, True)
+        check(f"{name} mixtures-f32 vs gmmx (≥ 5×)", f32, lambda r: r["ratio_vs_gmmx"], 5, True)
+        check(f"{name} mixtures-f32 peak memory − data, GiB (< 1)", f32, lambda r: r["peak_minus_data_gib"], 1.0, False)
+        check(f"{name} mixtures-f32 compile seconds (< 2)", f32, lambda r: r["compile_s"], 2.0, False)
+    for case in full:
+        if case["case"]["d"] >= 16:
+            check(f"{case['case']['name']} mixtures-f32 fraction of the GEMM floor (≥ 1/3)",
+                  rows_of(case, "mixtures-f32"), lambda r: r["fraction_of_floor"], 1 / 3, True)
+    for case in restart_results:
+        for impl in ("mixtures-f32", "mixtures-f64"):
+            check(f"{case['case']['name']} {impl} sequential / vmapped seconds (≥ 1: vmapped ≤ sequential)",
+                  rows_of(case, impl), lambda r: r["sequential_s"] / r["vmapped_s"], 1.0, True)
+    return lines
+
+
+def select_impls(requested):
+    if requested is None:
+        return list(IMPLEMENTATIONS)
+    chosen = []
+    for item in requested.split(","):
+        matches = [i for i in IMPLEMENTATIONS if i == item or i.split("-")[0] == item]
+        if not matches:
+            raise SystemExit(f"--impl: {item!r} is none of {', '.join(IMPLEMENTATIONS)} (or their library names).")
+        chosen += [m for m in matches if m not in chosen]
+    return chosen
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--full", action="store_true", help="run the full table of cases")
-    parser.add_argument("--out", default="bench_em.json", help="where to write the JSON results")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--cases", default="quick",
+                        help="quick, full, or a comma-separated list of NxDxK-COV and restarts-NxDxK (default quick)")
+    parser.add_argument("--impl", default=None,
+                        help=f"comma-separated subset of {', '.join(IMPLEMENTATIONS)}; "
+                        "a library name takes all of its rows")
+    parser.add_argument("--iters", type=int, default=10,
+                        help="EM iterations in the timed fixed-length fit (default 10)")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="timed fixed-length fits per implementation; the fastest counts (default 2)")
+    parser.add_argument("--out", default="bench_em.json", help="JSON results file (default bench_em.json)")
+    parser.add_argument("--timeout", type=float, default=1800.0,
+                        help="seconds before a child is stopped and reported 'timeout' (default 1800)")
+    parser.add_argument("--gemm-size", type=int, default=None,
+                        help="matmul size for the GEMM rate (default 2048; 4096 with --cases full)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
     if args.child:
-        impl, n, d, k = args.child
-        print(json.dumps(run_one(impl, int(n), int(d), int(k))))
+        child_main(json.loads(args.child))
         return
+    if args.iters < 1 or args.repeats < 1 or args.timeout <= 0:
+        parser.error("--iters and --repeats must be at least 1, --timeout positive")
+    names = PRESETS.get(args.cases, args.cases.split(","))
+    try:
+        cases = [parse_case(name) for name in names]
+    except ValueError as err:
+        parser.error(str(err))
+    impls = select_impls(args.impl)
+    installed = {lib: importlib.util.find_spec(module) is not None for lib, module in MODULES.items()}
+    gemm_size = args.gemm_size or {"full": 4096, "tiny": 1024}.get(args.cases, 2048)
 
-    rates = gemm_rate()
-    print(f"GEMM rate: {rates['float32']:.0f} GFLOP/s float32, {rates['float64']:.0f} GFLOP/s float64")
-    print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores\n")
-    rows = []
-    header = f"{'N':>9} {'D':>3} {'K':>3}  {'implementation':<16} {'s/iter':>9} {'vs sklearn':>10} {'of floor':>9} {'compile s':>9} {'peak GiB':>8} {'mean log-lik':>13}"
-    print(header)
-    for n, d, k in FULL_CASES if args.full else QUICK_CASES:
-        m = d + d * (d + 1) // 2
-        results = {}
-        for impl in IMPLEMENTATIONS:
-            proc = subprocess.run([sys.executable, __file__, "--child", impl, str(n), str(d), str(k)],
-                                  capture_output=True, text=True, timeout=3600)
-            if proc.returncode != 0:
-                last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
-                results[impl] = {"skipped": last[:80]}
-                continue
-            results[impl] = json.loads(proc.stdout.strip().splitlines()[-1])
-        ref = results.get("sklearn-f64", {}).get("per_iter_s")
-        for impl, r in results.items():
-            if "skipped" in r:
-                print(f"{n:>9} {d:>3} {k:>3}  {impl:<16} skipped: {r['skipped']}")
-                continue
-            rate = rates["float64" if impl.endswith("f64") else "float32"] * 1e9
-            r["floor_s"] = 4 * n * k * m / rate
-            r["fraction_of_floor"] = r["floor_s"] / r["per_iter_s"]
-            r["speedup_vs_sklearn"] = ref / r["per_iter_s"] if ref else None
-            print(f"{n:>9} {d:>3} {k:>3}  {impl:<16} {r['per_iter_s']:9.4f} "
-                  f"{(r['speedup_vs_sklearn'] or float('nan')):9.1f}x {r['fraction_of_floor']:9.3f} "
-                  f"{r['first_call_s']:9.2f} {r['peak_rss_gib']:8.2f} {r['log_likelihood']:13.6f}")
-            rows.append({"n": n, "d": d, "k": k, "implementation": impl, **r})
+    import numpy as np
+
+    print(f"{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, {sys.executable}")
+    print(f"XLA_FLAGS as found: {os.environ.get('XLA_FLAGS', '')!r}; settings: "
+          + ", ".join(f"{s} = {YNN_FLAG}={v}" for s, v in FUSION_SETTINGS.items()))
+    missing = [lib for lib in installed if not installed[lib] and any(i.startswith(lib) for i in impls)]
+    if missing:
+        print(f"not installed here, skipped: {', '.join(missing)} (benchmarks/README.md sets up a venv with all peers)")
+    rates, default = measure_gemm(gemm_size, args.timeout)
+    floor_rates = {}
+    for setting, r in rates.items():
+        if r["status"] == "ok":
+            print(f"GEMM {gemm_size}² [{setting}]: {r['float32']:.1f} GFLOP/s float32, "
+                  f"{r['float64']:.1f} GFLOP/s float64")
+            for dtype in ("float32", "float64"):
+                floor_rates[dtype] = max(floor_rates.get(dtype, 0.0), r[dtype])
+        else:
+            print(f"GEMM [{setting}]: {r['status']} {r.get('error', '')}")
+    on = rates.get("fusion-on", {}).get("fingerprint")
+    fusion_on_is_default = on is not None and on == default.get("fingerprint")
+    print(f"fusion-on compiles a test program as JAX's default does: {'yes' if fusion_on_is_default else 'NO'} "
+          f"({default.get('ynn_fusions')} YNN fusions by default, "
+          f"{rates.get('fusion-on', {}).get('ynn_fusions')} with fusion-on)")
+    print("floor rates (best setting): " + ", ".join(f"{d} {v:.1f} GFLOP/s" for d, v in floor_rates.items()))
+
+    em_results, restart_results = [], []
+    workdir = tempfile.mkdtemp(prefix="bench_em_")
+    try:
+        for case in cases:
+            x, means = make_data(case["n"], case["d"], case["k"])
+            paths = {"x_float64": os.path.join(workdir, "x64.npy"), "x_float32": os.path.join(workdir, "x32.npy"),
+                     "start": os.path.join(workdir, "start.npz")}
+            np.save(paths["x_float64"], x)
+            np.save(paths["x_float32"], x.astype(np.float32))
+            weights, start_means, covs = make_start(x, means, case["covariance"])
+            np.savez(paths["start"], weights=weights, means=start_means, covariances=covs)
+            del x
+            rows = []
+            for impl in impls:
+                library = impl.split("-")[0]
+                if not installed[library]:
+                    continue
+                if case["kind"] == "restarts" and library != "mixtures":
+                    continue
+                if case["covariance"] not in SUPPORTED[library]:
+                    rows.append({"impl": impl, "setting": "-", "status": f"n/a ({library} has no {case['covariance']})"})
+                    continue
+                settings = list(FUSION_SETTINGS) if library in ("mixtures", "gmmx") else [None]
+                for setting in settings:
+                    spec = {"mode": case["kind"], "impl": impl, "iters": args.iters, "repeats": args.repeats,
+                            "covariance": case["covariance"], "k": case["k"], "seed": 0, **paths}
+                    print(f"  ... {case['name']} {impl} [{setting or '-'}]", file=sys.stderr, flush=True)
+                    result = run_child(spec, setting, args.timeout)
+                    rows.append({"impl": impl, "setting": setting or "-", **result})
+            if case["kind"] == "restarts":
+                print_restarts_case(case, rows)
+                restart_results.append({"case": case, "rows": rows})
+            else:
+                reference = derive(case, rows, floor_rates)
+                print_em_case(case, rows, reference, args.iters)
+                em_results.append({"case": case, "rows": rows, "reference": reference})
+            sys.stdout.flush()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    summary = target_lines(em_results, restart_results)
+    print("\nTargets (mixtures at each fusion setting; peers at their fastest):")
+    for description, value, verdict in summary:
+        shown = f"{value:.3g}" if isinstance(value, float) else str(value)
+        print(f"  {verdict:<4} {description}: {shown}" if verdict else f"  {description}")
+    record = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "xla_flags_found": os.environ.get("XLA_FLAGS", ""),
+        "fusion_settings": {s: f"{YNN_FLAG}={v}" for s, v in FUSION_SETTINGS.items()},
+        "fusion_on_is_jax_default": fusion_on_is_default,
+        "gemm_size": gemm_size,
+        "gemm_gflops": rates,
+        "floor_gflops": floor_rates,
+        "iters": args.iters,
+        "repeats": args.repeats,
+        "fit_tol": FIT_TOL,
+        "cases": em_results,
+        "restarts": restart_results,
+        "summary": [{"target": d, "value": v, "verdict": t} for d, v, t in summary],
+    }
     with open(args.out, "w") as f:
-        json.dump({"gemm_gflops": rates, "xla_flags": os.environ.get("XLA_FLAGS", ""), "results": rows}, f, indent=2)
+        json.dump(record, f, indent=2, default=float)
     print(f"\nwrote {args.out}")
 
 

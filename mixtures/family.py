@@ -115,6 +115,27 @@ class Family(abc.ABC):
           ((3, 2), (3, 2))
         """
 
+    def log_prob_components_and_cache(self, params: Params, x: jax.Array):
+        """:meth:`log_prob_components` plus intermediate values that :meth:`accumulate_from_cache` reuses.
+
+        The engine's E-step calls this and then passes the cache, with the
+        responsibilities, to :meth:`accumulate_from_cache`, so a family whose
+        log-densities and statistics share work (the Gaussian's whitened
+        residuals) computes it once per block. The default returns no cache.
+
+        Returns:
+          ``(log_probs, cache)``: the (B, K) log-densities and any pytree.
+        """
+        return self.log_prob_components(params, x), None
+
+    def accumulate_from_cache(self, params: Params, x: jax.Array, resp: jax.Array, cache) -> Stats:
+        """:meth:`accumulate`, given the cache from :meth:`log_prob_components_and_cache` for the same rows.
+
+        The result must equal ``accumulate(params, x, resp)``. The default
+        ignores the cache.
+        """
+        return self.accumulate(params, x, resp)
+
     @abc.abstractmethod
     def m_step(self, stats: Stats, counts: jax.Array, previous: Params) -> Params:
         """Parameters maximising the expected complete-data log-likelihood.

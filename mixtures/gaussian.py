@@ -71,12 +71,17 @@ class GaussianParams(NamedTuple):
 
 
 class GaussianStats(NamedTuple):
-    """Responsibility-weighted statistics, shifted by the current means c.
+    """Responsibility-weighted statistics, relative to the current parameters.
+
+    With μₖ the current means and Uₖ the current precision Cholesky factors,
+    yₙₖ = (xₙ − μₖ) Uₖ is row n whitened by component k.
 
     Attributes:
-      first: (K, D) Σₙ rₙₖ (xₙ − cₖ).
-      second: Σₙ rₙₖ (xₙ − cₖ)(xₙ − cₖ)ᵀ, (K, D, D) for "full"/"tied";
-        its diagonal only, (K, D), for "diag"/"spherical".
+      first: (K, D) Σₙ rₙₖ yₙₖ.
+      second: Σₙ rₙₖ yₙₖᵀ yₙₖ (yₙₖ a row), (K, D, D) for "full"/"tied"; its diagonal
+        only, (K, D), for "diag"/"spherical"/"identity". In this frame a
+        converged component's second / Nₖ is close to the identity, whatever
+        the scale of the data.
     """
 
     first: jax.Array
@@ -87,9 +92,12 @@ class GaussianStats(NamedTuple):
 class Gaussian(Family):
     """Multivariate normal components.
 
-    The sufficient statistics are shifted by each component's current mean,
-    which keeps float32 covariances accurate for clusters far from the origin.
-    Log-densities use the precision Cholesky factor; no matrix is inverted.
+    The statistics are taken in each component's whitened frame (residuals
+    from its current mean, multiplied by its precision Cholesky factor), which
+    keeps float32 covariances accurate for clusters far from the origin and of
+    very different scales; the E-step's whitened residuals are reused by the
+    accumulation. Log-densities use the precision Cholesky factor; no matrix
+    is inverted.
 
     Args:
       covariance: "full" (each component its own covariance), "diag"
@@ -218,52 +226,71 @@ class Gaussian(Family):
         return -0.5 * (d * math.log(2 * math.pi) + jnp.sum(y * y)) + self._log_det(u, d)
 
     def log_prob_components(self, params: GaussianParams, x: jax.Array) -> jax.Array:
+        return self.log_prob_components_and_cache(params, x)[0]
+
+    def log_prob_components_and_cache(self, params: GaussianParams, x: jax.Array):
+        """(B, K) log-densities and the whitened residuals (K, B, D) that :meth:`accumulate_from_cache` reuses."""
         d = x.shape[-1]
-        diff = x[:, None, :] - params.means[None, :, :]  # (B, K, D)
-        u = params.precisions_cholesky
-        if u.ndim == 3:
-            y = jnp.einsum("bkd,kde->bke", diff, u, precision=_HI)
-        elif u.ndim == 2:
-            y = diff * u[None]
-        else:
-            y = diff * u[None, :, None]
-        maha = jnp.sum(y * y, axis=-1)
-        return -0.5 * (d * math.log(2 * math.pi) + maha) + self._log_det(u, d)[None, :]
+        y = _whitened(params, x)
+        maha = jnp.sum(y * y, axis=-1)  # (K, B)
+        logp = -0.5 * (d * math.log(2 * math.pi) + maha) + self._log_det(params.precisions_cholesky, d)[:, None]
+        return logp.T, y
 
     # -- EM -----------------------------------------------------------------
 
     def accumulate(self, params: GaussianParams, x, resp) -> GaussianStats:
-        diff = x[:, None, :] - params.means[None, :, :]  # (B, K, D)
-        weighted = resp[:, :, None] * diff
-        first = jnp.sum(weighted, axis=0)
+        return self.accumulate_from_cache(params, x, resp, _whitened(params, x))
+
+    def accumulate_from_cache(self, params: GaussianParams, x, resp, y) -> GaussianStats:
+        """Statistics from the whitened residuals y (K, B, D) of the E-step: Σₙ rₙₖ yₙₖ and Σₙ rₙₖ yₙₖ yₙₖᵀ."""
+        rt = resp.T  # (K, B)
+        first = jnp.einsum("kb,kbd->kd", rt, y, precision=_HI)
+        weighted = rt[:, :, None] * y
         if self.covariance in ("full", "tied"):
-            second = jnp.einsum("bkd,bke->kde", weighted, diff, precision=_HI)
+            second = jax.lax.dot_general(weighted, y, (((1,), (1,)), ((0,), (0,))), precision=_HI)
         else:
-            second = jnp.sum(weighted * diff, axis=0)
+            second = jnp.sum(weighted * y, axis=1)
         return GaussianStats(first, second)
 
     def m_step(self, stats: GaussianStats, counts, previous: GaussianParams) -> GaussianParams:
         k, d = previous.means.shape
         nk = counts + 10 * jnp.finfo(counts.dtype).eps
-        offset = stats.first / nk[:, None]  # new mean − shift
-        means = previous.means + offset
-        if self.covariance == "identity":
-            return GaussianParams(means, previous.precisions_cholesky)
-        if self.covariance in ("full", "tied"):
-            outer = offset[:, :, None] * offset[:, None, :]
-            eye = jnp.eye(d, dtype=means.dtype)
-            if self.covariance == "full":
-                cov = stats.second / nk[:, None, None] - outer + self.reg_covar * eye[None]
-                prec_chol = _precision_cholesky(cov)
-            else:
-                pooled = jnp.sum(stats.second - nk[:, None, None] * outer, axis=0) / jnp.sum(nk)
-                prec_chol = jnp.broadcast_to(_precision_cholesky(pooled + self.reg_covar * eye), (k, d, d))
-        else:
-            var = stats.second / nk[:, None] - offset**2 + self.reg_covar
+        o = stats.first / nk[:, None]  # the mean's move, whitened: (new mean − μ) U
+        u = previous.precisions_cholesky
+        if self.covariance in ("diag", "spherical", "identity"):
+            scale = u if u.ndim == 2 else u[:, None]
+            means = previous.means + o / scale
+            if self.covariance == "identity":
+                return GaussianParams(means, u)
+            var = (stats.second / nk[:, None] - o**2) / scale**2 + self.reg_covar
             if self.covariance == "spherical":
                 var = jnp.mean(var, axis=-1)
-            prec_chol = 1.0 / jnp.sqrt(var)
-        return GaussianParams(means, prec_chol)
+            return GaussianParams(means, 1.0 / jnp.sqrt(var))
+        if self.covariance == "tied":
+            # Pooled in the whitened frame of the component with the largest count, as "full"
+            # below. Every component normally holds that same U; one whose update the engine
+            # refused may hold an older one, and its statistics are carried over by U_k⁻¹ U.
+            inv = _upper_inverse(u)
+            offset = jnp.einsum("kd,kde->ke", o, inv, precision=_HI)  # o U_k⁻¹
+            ref = u[jnp.argmax(counts)]
+            same = jnp.all(u == ref[None], axis=(1, 2))
+            carry = jnp.where(same[:, None, None], jnp.eye(d, dtype=u.dtype)[None], jnp.einsum("kij,jl->kil", inv, ref, precision=_HI))
+            scatter = stats.second - nk[:, None, None] * o[:, :, None] * o[:, None, :]
+            pooled = jnp.einsum("kji,kjl,klm->im", carry, scatter, carry, precision=_HI) / jnp.sum(nk)
+            pooled = pooled + self.reg_covar * jnp.einsum("ji,jl->il", ref, ref, precision=_HI)
+            new_u = jnp.dot(ref, _precision_cholesky(pooled), precision=_HI)
+            return GaussianParams(previous.means + offset, jnp.broadcast_to(new_u, (k, d, d)))
+        # Full, in the whitened frame: C = S/N − ooᵀ + reg_covar·UᵀU is the new covariance
+        # (plus reg_covar·I) seen through U; if C = L Lᵀ the new precision factor is
+        # U' = U L⁻ᵀ, and the mean moves by o U⁻¹ = (o L⁻ᵀ) U'⁻¹. Every solve depends on
+        # the one before it (see shared/JAX-CPU-NOTES.md on concurrent batched solves).
+        cov = stats.second / nk[:, None, None] - o[:, :, None] * o[:, None, :]
+        cov = cov + self.reg_covar * jnp.einsum("kji,kjl->kil", u, u, precision=_HI)
+        inv_lt = _precision_cholesky(cov)  # L⁻ᵀ, upper triangular
+        new_u = jnp.einsum("kij,kjl->kil", u, inv_lt, precision=_HI)
+        through = jnp.einsum("kd,kde->ke", o, inv_lt, precision=_HI)  # o L⁻ᵀ
+        offset = solve_triangular(new_u, through[:, :, None], trans="T", lower=False)[:, :, 0]
+        return GaussianParams(previous.means + offset, new_u)
 
     # -- MAP-EM ---------------------------------------------------------------
 
@@ -315,6 +342,7 @@ class Gaussian(Family):
           ([[1.3333333333333333]], [0.944444])
         """
         k, d = previous.means.shape
+        stats = _data_frame(self.covariance, stats, previous.precisions_cholesky)
         kappa, nu = prior.shrinkage, prior.dof
         offset = (stats.first + kappa * (prior.mean[None, :] - previous.means)) / (counts + kappa)[:, None]
         means = previous.means + offset  # the shift c plus (Nₖ (x̄ₖ − c) + κ₀ (μ₀ − c)) / (Nₖ + κ₀)
@@ -396,6 +424,42 @@ class Gaussian(Family):
         if u.ndim == 2:  # x = μ + U⁻ᵀ ε has covariance U⁻ᵀ U⁻¹ = (U Uᵀ)⁻¹
             return params.means + solve_triangular(u, eps, trans="T", lower=False)
         return params.means + eps / u
+
+
+def _whitened(params: GaussianParams, x) -> jax.Array:
+    """Residuals in each component's whitened frame, yₙₖ = (xₙ − μₖ) Uₖ, shape (K, B, D).
+
+    The difference xₙ − μₖ is taken first, per component, so float32 keeps the
+    residual's digits however far the clusters lie from the origin and from
+    each other; for full/tied it is then one batched product with the Uₖ.
+    """
+    u = params.precisions_cholesky
+    diff = x[None, :, :] - params.means[:, None, :]  # (K, B, D)
+    if u.ndim == 3:
+        return jax.lax.dot_general(diff, u, (((2,), (1,)), ((0,), (0,))), precision=_HI)
+    scale = u if u.ndim == 2 else u[:, None]
+    return diff * scale[:, None, :]
+
+
+def _upper_inverse(u):
+    """U⁻¹ for each upper-triangular factor."""
+    eye = jnp.broadcast_to(jnp.eye(u.shape[-1], dtype=u.dtype), u.shape)
+    return solve_triangular(u, eye, lower=False)
+
+
+def _unwhiten(second, inv):
+    """U⁻ᵀ S U⁻¹ for each component, given U⁻¹: a whitened scatter back in the data frame."""
+    return jnp.einsum("kji,kjl,klm->kim", inv, second, inv, precision=_HI)
+
+
+def _data_frame(covariance, stats: GaussianStats, u) -> GaussianStats:
+    """Statistics moved from each component's whitened frame to the data frame (relative to its mean)."""
+    if covariance in ("full", "tied"):
+        inv = _upper_inverse(u)
+        first = jnp.einsum("kd,kde->ke", stats.first, inv, precision=_HI)  # Σ r yU⁻¹
+        return GaussianStats(first, _unwhiten(stats.second, inv))
+    scale = u if u.ndim == 2 else u[:, None]
+    return GaussianStats(stats.first / scale, stats.second / scale**2)
 
 
 def _precision_cholesky(cov):

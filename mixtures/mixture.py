@@ -308,10 +308,14 @@ def block_responsibilities(mixture: Mixture, x: jax.Array, hard: bool = False, l
     maxₖ log πₖ p(xₙ | θₖ). ``labels`` (B,) fixes the rows with a label
     l ≥ 0 to one-hot responsibilities at l and the term log π_l p(xₙ | θ_l).
     """
-    logp = component_log_probs(mixture, x)
+    return responsibilities_from_log_probs(component_log_probs(mixture, x), hard, labels)
+
+
+def responsibilities_from_log_probs(logp: jax.Array, hard: bool = False, labels=None):
+    """:func:`block_responsibilities` from the (B, K) values log πₖ + log p(xₙ | θₖ)."""
     if hard:
         best = jnp.argmax(logp, axis=1)
-        resp = jax.nn.one_hot(best, logp.shape[1], dtype=x.dtype)
+        resp = jax.nn.one_hot(best, logp.shape[1], dtype=logp.dtype)
         ll = jnp.take_along_axis(logp, best[:, None], axis=1)[:, 0]
     else:
         ll = jax.nn.logsumexp(logp, axis=1)
@@ -319,7 +323,7 @@ def block_responsibilities(mixture: Mixture, x: jax.Array, hard: bool = False, l
     if labels is not None:
         known = labels >= 0
         label = jnp.maximum(labels, 0)
-        resp = jnp.where(known[:, None], jax.nn.one_hot(label, logp.shape[1], dtype=x.dtype), resp)
+        resp = jnp.where(known[:, None], jax.nn.one_hot(label, logp.shape[1], dtype=logp.dtype), resp)
         ll = jnp.where(known, jnp.take_along_axis(logp, label[:, None], axis=1)[:, 0], ll)
     return resp, ll
 
