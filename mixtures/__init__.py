@@ -7,6 +7,10 @@
 (272,)
 """
 
+from mixtures import _xla
+
+_xla.choose_cpu_fusion()
+
 from mixtures import datasets
 from mixtures.bernoulli import Bernoulli, BernoulliParams
 from mixtures.categorical import Categorical, CategoricalParams

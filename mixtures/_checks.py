@@ -31,7 +31,7 @@ def float_dtype_for(dtype) -> np.dtype:
     if dtype == np.float64 or dtype == np.float32:
         return np.dtype(np.float32)
     if jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer):
-        return np.dtype(jnp.zeros(()).dtype)  # the default float
+        return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))  # the default float
     raise TypeError(f"expected real numbers (a floating or integer dtype); received dtype {dtype}.")
 
 
@@ -97,7 +97,20 @@ def as_data(x, name: str = "x", n_features: int | None = None):
             f"{values[bad[0], bad[1]]} at row {bad[0]}, column {bad[1]}"
             + (" (too large for float32: enable JAX's x64 mode for float64)." if np.isfinite(values[bad[0], bad[1]]) else ".")
         )
-    return jnp.asarray(converted)
+    return to_device(converted)
+
+
+def to_device(values, dtype=None) -> jax.Array:
+    """A host value as a ``jax.Array`` (of ``dtype`` when given), copied without compiling anything.
+
+    ``jnp.asarray`` of a NumPy array runs (and on first sight of a shape,
+    compiles) a small XLA program; ``jax.device_put`` only transfers. The
+    validation path uses this so that bad input is rejected before any
+    compilation and valid input costs no extra programs.
+    """
+    if isinstance(values, jax.Array) and (dtype is None or values.dtype == dtype):
+        return values
+    return jax.device_put(np.asarray(values, dtype=dtype))
 
 
 def as_sample_weight(weight, n_samples: int, name: str = "sample_weight", dtype=None):
@@ -134,7 +147,9 @@ def as_sample_weight(weight, n_samples: int, name: str = "sample_weight", dtype=
             )
         if not np.any(values > 0):
             raise ValueError(f"`{name}` must have at least one positive weight; all are zero.")
-    return weight if dtype is None else jnp.asarray(weight, dtype)
+    if dtype is None:
+        return weight
+    return jnp.asarray(weight, dtype) if is_traced(weight) else to_device(weight, dtype)
 
 
 def unit_mean_weights(weight, dtype):
@@ -148,7 +163,7 @@ def unit_mean_weights(weight, dtype):
     if weight is None:
         return None
     values = np.asarray(weight, np.float64)
-    return jnp.asarray(values * (values.shape[0] / values.sum()), dtype)
+    return to_device(values * (values.shape[0] / values.sum()), dtype)
 
 
 def positive_int(value, name: str, *, upper: int | None = None, upper_name: str = "") -> int:
@@ -171,6 +186,17 @@ def non_negative_float(value, name: str) -> float:
     if not np.isfinite(value) or value < 0:
         raise ValueError(f"`{name}` must be finite and non-negative; received {value}.")
     return value
+
+
+def hashable_family(family, name: str = "family") -> None:
+    """Raises ``TypeError`` unless ``family`` is hashable: it is a static argument of the compiled programs."""
+    try:
+        hash(family)
+    except TypeError:
+        raise TypeError(
+            f"`{name}` must be hashable (a frozen dataclass of plain values: it is part of the "
+            f"compiled program's identity); {type(family).__name__} is not."
+        ) from None
 
 
 def prng_key(key, name: str = "key"):
@@ -205,7 +231,7 @@ def as_labels(labels, n_samples: int, n_components: int, name: str = "labels"):
             f"`{name}` must be −1 (unlabelled) or a component index in 0..{n_components - 1}; "
             f"received {values[i]} at index {i}."
         )
-    return jnp.asarray(values, jnp.int32)
+    return to_device(values, np.int32)
 
 
 def symmetric_positive_definite(mats: np.ndarray, name: str) -> np.ndarray:

@@ -16,7 +16,7 @@ from jax import lax
 
 from mixtures import _checks, _chunks, _progress
 from mixtures.gradient import GradientFamily
-from mixtures.mixture import Mixture, block_responsibilities, finite_components, where_components
+from mixtures.mixture import Mixture, finite_components, responsibilities_from_log_probs, where_components
 
 __all__ = ["FitResult", "Sums", "accumulate", "em_step", "fit_loop", "init_from_points", "log_prior", "maximize"]
 
@@ -40,6 +40,14 @@ class FitResult(NamedTuple):
         (R = ``n_init``); ``mixture`` is the restart with the highest.
       all_n_iter: (R,) iterations run by every restart.
       all_converged: (R,) convergence flag of every restart.
+      n_collapsed: int32 scalar, the number of components that collapsed
+        during the EM iterations of the returned restart: switched-on
+        components (weight > 0) whose M-step update :func:`maximize` refused
+        at least once, because their count Σₙ wₙ rₙₖ fell below 10·ε or
+        their new parameters were not all finite. Each such component kept
+        its previous parameters at that iteration (see
+        ``docs/numerics.md``). 0 on well-posed data; between 0 and K.
+      all_n_collapsed: (R,) ``n_collapsed`` of every restart.
     """
 
     mixture: Mixture
@@ -50,6 +58,8 @@ class FitResult(NamedTuple):
     all_log_likelihoods: jax.Array
     all_n_iter: jax.Array
     all_converged: jax.Array
+    n_collapsed: jax.Array
+    all_n_collapsed: jax.Array
 
 
 class Sums(NamedTuple):
@@ -90,12 +100,14 @@ def accumulate(
       [1.0, 2.0]
     """
     family = mixture.family
+    log_weights = jnp.log(mixture.weights)[None, :]
 
     def block(rows, w, idx):
-        resp, ll = block_responsibilities(mixture, rows, hard, None if labels is None else labels[idx])
+        logp, cache = family.log_prob_components_and_cache(mixture.params, rows)
+        resp, ll = responsibilities_from_log_probs(logp + log_weights, hard, None if labels is None else labels[idx])
         resp = resp * w[:, None]
         ll_sum = jnp.sum(jnp.where(w > 0, w * ll, 0.0))
-        return Sums(jnp.sum(resp, axis=0), family.accumulate(mixture.params, rows, resp), ll_sum)
+        return Sums(jnp.sum(resp, axis=0), family.accumulate_from_cache(mixture.params, rows, resp, cache), ll_sum)
 
     return _chunks.sum_over_chunks(block, x, weights, chunk_size)
 
@@ -114,7 +126,8 @@ def maximize(mixture: Mixture, sums: Sums, update_weights: bool = True, *, param
     its weight still follows its count, so an empty component's weight is
     (nearly) zero. As in scikit-learn, 10·ε is added to every count so no
     weight is exactly zero. With ``update_weights=False`` the weights are
-    kept as they are.
+    kept as they are. A refused update of a switched-on component (weight
+    > 0) is what :attr:`FitResult.n_collapsed` counts.
 
     Example:
       >>> import numpy as np, mixtures as mx
@@ -125,6 +138,11 @@ def maximize(mixture: Mixture, sums: Sums, update_weights: bool = True, *, param
       >>> engine.maximize(m, engine.accumulate(m, x, None, chunk_size=3)).weights.round(3).tolist()
       [0.333, 0.667]
     """
+    return _maximize(mixture, sums, update_weights, params, prior)[0]
+
+
+def _maximize(mixture: Mixture, sums: Sums, update_weights: bool, params, prior):
+    """:func:`maximize`, also returning the (K,) mask of switched-on components whose update it refused."""
     counts = sums.counts
     eps = jnp.finfo(counts.dtype).eps
     family = mixture.family
@@ -135,14 +153,15 @@ def maximize(mixture: Mixture, sums: Sums, update_weights: bool = True, *, param
     else:
         new = family.map_step(sums.stats, counts, mixture.params, prior.components, mixture.weights)
     update = (counts >= 10 * eps) & finite_components(new)
+    refused = (mixture.weights > 0) & ~update
     params = where_components(update, new, mixture.params)
     if not update_weights:
-        return Mixture(mixture.weights, params, family)
+        return Mixture(mixture.weights, params, family), refused
     pseudo = counts + 10 * eps
     if prior is not None and prior.weights is not None:
         pseudo = pseudo + (prior.weights.concentration - 1)
     nk = jnp.where(mixture.weights > 0, pseudo, 0.0)
-    return Mixture(nk / jnp.sum(nk), params, family)
+    return Mixture(nk / jnp.sum(nk), params, family), refused
 
 
 def log_prior(mixture: Mixture, prior) -> jax.Array:
@@ -213,12 +232,17 @@ def em_step_impl(
     is the posterior mode and the returned value is the mean log posterior
     (Σₙ wₙ log p(xₙ) + :func:`log_prior`) / Σₙ wₙ, both before the step.
     """
+    return _em_step(mixture, x, weights, chunk_size, hard, update_weights, labels, prior)[:2]
+
+
+def _em_step(mixture, x, weights, chunk_size, hard, update_weights, labels, prior):
+    """:func:`em_step_impl`, also returning the mask of refused updates (see :func:`_maximize`)."""
     sums = accumulate(mixture, x, weights, chunk_size, hard, labels)
     params = None
     if isinstance(mixture.family, GradientFamily):
         params = mixture.family.m_step_from_data(mixture, x, weights, chunk_size, hard, labels)
-    new = maximize(mixture, sums, update_weights, params=params, prior=prior)
-    return new, _objective(mixture, sums.log_likelihood, prior) / _total_weight(x, weights)
+    new, refused = _maximize(mixture, sums, update_weights, params, prior)
+    return new, _objective(mixture, sums.log_likelihood, prior) / _total_weight(x, weights), refused
 
 
 def em_step(mixture: Mixture, x, *, sample_weight=None, chunk_size: int | None = None):
@@ -285,7 +309,9 @@ def fit_loop(
     posterior per sample, which never decreases. With ``report`` (static)
     every iteration sends (``restart``, iteration, value) to the host through
     ``jax.debug.callback``, to the receiver installed by
-    :func:`mixtures._progress.receiving`.
+    :func:`mixtures._progress.receiving`. ``n_collapsed`` counts the
+    switched-on components whose update :func:`maximize` refused in at
+    least one of the iterations (the initial ``mixture`` is not judged).
 
     Example:
       >>> import jax, numpy as np, mixtures as mx
@@ -300,15 +326,16 @@ def fit_loop(
     dtype = x.dtype
 
     def cond(state):
-        _, i, _, _, converged = state
+        _, i, _, _, converged, _ = state
         return (i < max_iter) & ~converged
 
     def body(state):
-        m, i, previous, history, _ = state
-        new, ll = em_step_impl(m, x, weights, chunk_size, hard, update_weights, labels, prior)
+        m, i, previous, history, _, collapsed = state
+        new, ll, refused = _em_step(m, x, weights, chunk_size, hard, update_weights, labels, prior)
+        collapsed = collapsed | refused
         if report:
             jax.debug.callback(_progress.emit, cond(state), restart, i + 1, ll)
-        return new, i + 1, ll, history.at[i].set(ll), jnp.abs(ll - previous) < tol
+        return new, i + 1, ll, history.at[i].set(ll), jnp.abs(ll - previous) < tol, collapsed
 
     init = (
         mixture,
@@ -316,10 +343,23 @@ def fit_loop(
         jnp.asarray(-jnp.inf, dtype),
         jnp.full((max_iter,), jnp.nan, dtype),
         jnp.asarray(False),
+        jnp.zeros(mixture.weights.shape, bool),
     )
-    m, n_iter, _, history, converged = lax.while_loop(cond, body, init)
+    m, n_iter, _, history, converged, collapsed = lax.while_loop(cond, body, init)
     final = _objective(m, accumulate(m, x, weights, chunk_size, hard, labels).log_likelihood, prior) / total
-    return FitResult(m, final, history, n_iter, converged, final[None], n_iter[None], converged[None])
+    n_collapsed = jnp.sum(collapsed, dtype=jnp.int32)
+    return FitResult(
+        mixture=m,
+        log_likelihood=final,
+        history=history,
+        n_iter=n_iter,
+        converged=converged,
+        all_log_likelihoods=final[None],
+        all_n_iter=n_iter[None],
+        all_converged=converged[None],
+        n_collapsed=n_collapsed,
+        all_n_collapsed=n_collapsed[None],
+    )
 
 
 def init_from_points(

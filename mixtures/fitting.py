@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,8 @@ import numpy as np
 
 from mixtures import _checks, _chunks, _progress, engine
 from mixtures.family import Family
+from mixtures.gaussian import Gaussian, GaussianParams
+from mixtures.independent import Independent
 from mixtures.init import INIT_METHODS, check_method, initialize
 from mixtures.mixture import Mixture
 from mixtures.priors import DirichletPrior, Prior, check_dirichlet_prior
@@ -97,7 +100,18 @@ def fit(
 
     Returns:
       A :class:`~mixtures.FitResult`; its ``all_*`` fields hold every
-      restart's final log-likelihood, iteration count and convergence flag.
+      restart's final log-likelihood, iteration count, convergence flag and
+      number of collapsed components (``n_collapsed``: components whose
+      M-step update was refused because they emptied or their new parameters
+      were not finite; they keep their previous parameters, see
+      ``docs/numerics.md``).
+
+    Raises:
+      ValueError: for an argument of the right kind but an invalid value
+        (NaN or infinite data, K outside 1..N, data outside the family's
+        domain, ...), naming the argument, before anything is compiled.
+      TypeError: for an argument of the wrong kind (string or complex data,
+        a non-integer K, ...), likewise.
 
     Example:
       >>> import jax, mixtures as mx
@@ -115,13 +129,7 @@ def fit(
         raise TypeError(
             f"`family` must be a mixtures.Family such as mx.Gaussian(); received {family!r}."
         )
-    try:
-        hash(family)
-    except TypeError:
-        raise TypeError(
-            f"`family` must be hashable (a frozen dataclass of plain values: it is part of the "
-            f"compiled program's identity); {type(family).__name__} is not."
-        ) from None
+    _checks.hashable_family(family)
     x = _checks.as_data(x, "x")
     if _checks.is_traced(x):
         raise TypeError("`x` must be a concrete array: mx.fit validates on the host and cannot be traced.")
@@ -144,34 +152,39 @@ def fit(
                 f"`n_components` ({k}) must be at most the number of rows with positive "
                 f"`sample_weight` ({n_positive})."
             )
-        # Without a prior only the weights' ratios matter: rescale them to mean one.
-        # With a prior their total is the data's strength against it: keep them.
-        weights = (
-            _checks.unit_mean_weights(weights, x.dtype) if prior is None else jnp.asarray(weights, x.dtype)
-        )
     labels = _checks.as_labels(labels, n, k)
-    tol = jnp.asarray(tol, x.dtype)
     if not isinstance(assignment, str) or assignment not in ASSIGNMENTS:
         raise ValueError(f"`assignment` must be one of {ASSIGNMENTS}; received {assignment!r}.")
     if not isinstance(update_weights, bool):
         raise TypeError(f"`update_weights` must be True or False; received {update_weights!r}.")
     if callback is not None and not callable(callback):
         raise TypeError(f"`callback` must be callable or None; received {callback!r}.")
-    options = (max_iter, chunk, assignment == "hard", update_weights, callback is not None)
-    prior = check_prior(prior, family, x, k, weights)
-
     if isinstance(init, Mixture):
         if n_init != 1:
             raise ValueError(f"`n_init` must be 1 with a warm start (`init` a Mixture); received {n_init}.")
         start = _check_warm_start(init, family, k, d, x.dtype)
+    elif isinstance(init, str) and init in INIT_METHODS:
+        check_method(init, family)
+        key = _checks.prng_key(key)
+    else:
+        raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")
+    prior = check_prior(prior, family, x, k, weights)
+
+    # Everything is valid: only now are arrays made for the compiled program.
+    if weights is not None:
+        # Without a prior only the weights' ratios matter: rescale them to mean one.
+        # With a prior their total is the data's strength against it: keep them.
+        weights = (
+            _checks.unit_mean_weights(weights, x.dtype) if prior is None else _checks.to_device(weights, x.dtype)
+        )
+    tol = _checks.to_device(tol, x.dtype)
+    options = (max_iter, chunk, assignment == "hard", update_weights, callback is not None)
+    if isinstance(init, Mixture):
         with _progress.receiving(callback):
             return _fit_from(start, x, weights, labels, tol, *options, prior)
-    if isinstance(init, str) and init in INIT_METHODS:
-        check_method(init, family)
-        keys = jax.random.split(_checks.prng_key(key), n_init)
-        with _progress.receiving(callback):
-            return _fit_restarts(family, k, init, keys, x, weights, labels, tol, *options, prior)
-    raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")
+    keys = jax.random.split(key, n_init)
+    with _progress.receiving(callback):
+        return _fit_restarts(family, k, init, keys, x, weights, labels, tol, *options, prior)
 
 
 def check_prior(prior, family: Family, x, n_components: int, sample_weight=None) -> Prior | None:
@@ -212,6 +225,8 @@ def check_prior(prior, family: Family, x, n_components: int, sample_weight=None)
                 f"mixtures.ConjugatePrior), a mixtures.DirichletPrior or a mixtures.Prior; received {prior!r}."
             )
         prior = Prior(components=prior)
+    # The weight prior first: the component prior's check ends by making device arrays.
+    weights = None if prior.weights is None else check_dirichlet_prior(prior.weights, x.dtype)
     components = prior.components
     if isinstance(components, str):
         if components != "default":
@@ -220,7 +235,6 @@ def check_prior(prior, family: Family, x, n_components: int, sample_weight=None)
         components = family.default_prior(np.asarray(x), n_components, row_weights)
     if components is not None:
         components = family.check_prior(components, x)
-    weights = None if prior.weights is None else check_dirichlet_prior(prior.weights, x.dtype)
     return Prior(components, weights)
 
 
@@ -243,10 +257,67 @@ def _check_warm_start(init: Mixture, family, k, d, dtype) -> Mixture:
     weights = np.asarray(init.weights, dtype=np.float64)
     if weights.shape != (k,) or np.any(~np.isfinite(weights)) or np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, rtol=1e-5):
         raise ValueError(f"`init.weights` must be {k} non-negative numbers summing to 1; received {weights}.")
-    for leaf in jax.tree.leaves(init.params):
-        if not np.all(np.isfinite(np.asarray(leaf))):
-            raise ValueError("`init.params` must be finite.")
-    return jax.tree.map(lambda a: jnp.asarray(a, dtype), init)
+    host = jax.tree.map(lambda a: np.asarray(a).astype(dtype), init.params)
+    for leaf in jax.tree.leaves(host):
+        if not np.all(np.isfinite(leaf)):
+            raise ValueError(f"`init.params` must be finite in {np.dtype(dtype)}.")
+    _check_start_params(family, host)
+    return Mixture(_checks.to_device(weights, dtype), jax.tree.map(_checks.to_device, host), family)
+
+
+def _check_start_params(family, params) -> None:
+    """Raises ``ValueError`` if a warm start's parameters (host arrays) lie outside ``family``'s parameter space.
+
+    Gaussian precision factors are checked here; a family whose
+    ``make_params`` takes exactly its parameter tuple's fields by name (every
+    other built-in family) is checked by its own ``make_params``; an
+    ``Independent`` family group by group. Other families get the finiteness
+    check only.
+    """
+    if isinstance(family, Independent):
+        for i, ((group, columns), p) in enumerate(zip(family.components, params)):
+            try:
+                _check_start_params(group, p)
+            except ValueError as err:
+                raise ValueError(f"group {i} (columns {columns}) of {err}") from None
+        return
+    if isinstance(family, Gaussian) and isinstance(params, GaussianParams):
+        _check_gaussian_start(family.covariance, params.precisions_cholesky)
+        return
+    make_params = getattr(family, "make_params", None)
+    fields = getattr(params, "_fields", None)
+    if make_params is None or fields is None or tuple(inspect.signature(make_params).parameters) != fields:
+        return
+    try:
+        make_params(**params._asdict())
+    except ValueError as err:
+        raise ValueError(f"`init.params` must be valid parameters of {family!r}: {err}") from None
+
+
+def _check_gaussian_start(covariance: str, u: np.ndarray) -> None:
+    where = f"`init.params.precisions_cholesky` (covariance={covariance!r})"
+    if covariance == "identity":
+        if not np.all(u == 1):
+            raise ValueError(f"{where} must be all ones: the covariance is fixed to the identity.")
+        return
+    if u.ndim == 3:
+        diagonal = np.diagonal(u, axis1=-2, axis2=-1)
+        scale = np.max(np.abs(u), axis=(-2, -1), keepdims=True)
+        below = np.abs(np.tril(u, k=-1)) > 1e-6 * scale
+        if np.any(below):
+            k = int(np.argwhere(below)[0][0])
+            raise ValueError(
+                f"{where} must hold upper-triangular factors U (precision = U Uᵀ), as "
+                f"Gaussian.make_params builds them; component {k} has entries below the diagonal."
+            )
+    else:
+        diagonal = u.reshape(u.shape[0], -1)
+    if np.any(diagonal <= 0):
+        k = int(np.argwhere(diagonal <= 0)[0][0])
+        raise ValueError(
+            f"{where} must have a positive diagonal (positive-definite covariances); component {k} "
+            f"has {diagonal[k].tolist()}. Build warm starts with Gaussian.make_params(means, covariances)."
+        )
 
 
 def _leaf_shapes(tree):
@@ -286,6 +357,7 @@ def best_restart(results: engine.FitResult) -> engine.FitResult:
         all_log_likelihoods=results.log_likelihood,
         all_n_iter=results.n_iter,
         all_converged=results.converged,
+        all_n_collapsed=results.n_collapsed,
     )
 
 

@@ -106,7 +106,7 @@ def lloyd(centres, x, weights, n_iter: int, chunk_size: int, n_active=None) -> j
       >>> import numpy as np
       >>> from mixtures.init import lloyd
       >>> x = np.array([[0.0], [1.0], [9.0], [11.0]])
-      >>> lloyd(np.array([[0.0], [1.0]]), x, None, 10, 4).tolist()
+      >>> lloyd(np.array([[0.0], [1.0]]), x, None, 10, 4).round(6).tolist()
       [[0.5], [10.0]]
     """
     k = centres.shape[0]

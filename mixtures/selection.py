@@ -138,8 +138,8 @@ def select(
     ks = _as_n_components(n_components, upper, upper_name)
     n_init = _checks.positive_int(n_init, "n_init")
     max_iter = _checks.positive_int(max_iter, "max_iter")
-    tol = jnp.asarray(_checks.non_negative_float(tol, "tol"), x.dtype)
-    keys = jax.random.split(_checks.prng_key(key), (len(ks), n_init))
+    tol = _checks.non_negative_float(tol, "tol")
+    key = _checks.prng_key(key)
     k_max = max(ks)
     if chunk_size is None:
         chunk = _chunks.default_chunk_size(k_max * len(ks) * n_init, d)
@@ -148,11 +148,15 @@ def select(
     host_x = np.asarray(x)
     for f in families:
         f.check_data(host_x)
+
+    # Everything is valid: only now are arrays made for the compiled programs.
+    tol = _checks.to_device(tol, x.dtype)
+    keys = jax.random.split(key, (len(ks), n_init))
     fit_weights = _checks.unit_mean_weights(weights, x.dtype)
     if weights is not None:
-        weights = jnp.asarray(weights, x.dtype)
+        weights = _checks.to_device(weights, x.dtype)
 
-    n_active = jnp.asarray(ks, jnp.int32)
+    n_active = _checks.to_device(ks, np.int32)
     table, results = [], []
     for f in families:
         fitted, log_l, entropy = jax.device_get(
@@ -186,6 +190,7 @@ def select(
 
 def _as_families(family) -> tuple[Family, ...]:
     if isinstance(family, Family):
+        _checks.hashable_family(family)
         return (family,)
     if isinstance(family, (str, bytes)) or not isinstance(family, Iterable):
         raise TypeError(
@@ -198,6 +203,7 @@ def _as_families(family) -> tuple[Family, ...]:
     for i, f in enumerate(families):
         if not isinstance(f, Family):
             raise TypeError(f"`family[{i}]` must be a mixtures.Family such as mx.Gaussian(); received {f!r}.")
+        _checks.hashable_family(f, f"family[{i}]")
         if f in families[:i]:
             raise ValueError(f"`family` lists {f!r} twice (at {families.index(f)} and {i}); give each once.")
     return families
