@@ -1,60 +1,336 @@
-"""The command line, run as a user would (subprocess)."""
+"""The command line, run as a user would (subprocess), against in-process references.
 
+Each subprocess imports JAX and compiles its own programs (seconds each), so
+one fit's outputs (model file, printed summary) are shared by the predict,
+info and error tests through module-scoped fixtures. Errors raised before
+anything is compiled are also checked in-process through ``main``.
+"""
+
+import pathlib
 import re
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
+from scipy.stats import multivariate_normal
+
+import mixtures as mx
+from mixtures.cli import CommandError, main
+from tests.helpers import mixture_log_prob
+
+ROOT = pathlib.Path(__file__).parents[1]
+SCRIPT = pathlib.Path(sys.executable).parent / "mixtures"
 
 
-def run(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "mixtures.cli", *args], capture_output=True, text=True, timeout=300
+def run(*args, cwd=None, command=None):
+    command = command or [sys.executable, "-m", "mixtures.cli"]
+    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def one_line_error(out):
+    """The process failed with exactly one line on stderr, ``mixtures: error: ...``, no traceback."""
+    assert out.returncode != 0, out.stdout
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("mixtures: error: ") and "Traceback" not in out.stderr
+    return lines[0]
+
+
+def error_of(argv, capsys):
+    """``main(argv)``'s exit status and its one stderr line (in-process)."""
+    status = main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status != 0 and len(err) == 1 and err[0].startswith("mixtures: error: "), err
+    return status, err[0]
+
+
+# -- data -----------------------------------------------------------------------
+
+
+def blobs(seed=0, n=150):
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0]])
+    return centres[rng.integers(0, 3, n)] + rng.normal(size=(n, 2))
+
+
+def write_csv(path, x, names=("id", "a", "b")):
+    with open(path, "w") as f:
+        f.write(",".join(names) + "\n")
+        for i, row in enumerate(x):
+            f.write(f"r{i}," + ",".join(repr(float(v)) for v in row) + "\n")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    x = blobs()
+    write_csv(tmp / "blobs.csv", x)
+    return tmp, x
+
+
+@pytest.fixture(scope="module")
+def fitted(files):
+    """``mixtures fit`` with K = 3 in float64, saving the model and a figure, with the progress bar on."""
+    tmp, x = files
+    out = run(
+        "fit", tmp / "blobs.csv", "--columns", "a,b", "--components", 3, "--float64", "--seed", 1,
+        "--restarts", 2, "--init", "random_from_data", "--tol", 1e-8, "--max-iter", 60,
+        "--out", tmp / "model.mixture", "--plot", tmp / "fit.png", "--progress",
     )
+    assert out.returncode == 0, out.stderr
+    return tmp, x, out
 
 
-def test_demo_prints_the_fitted_old_faithful_mixture():
-    out = run("demo")
+# -- fit, predict, info -----------------------------------------------------------
+
+
+def test_fit_saves_the_model_mx_fit_gives_with_the_same_options(fitted):
+    tmp, x, out = fitted
+    reference = mx.fit(
+        x, mx.Gaussian("full"), 3, key=jax.random.key(1), n_init=2, init="random_from_data", tol=1e-8, max_iter=60
+    )
+    saved = mx.load(tmp / "model.mixture")
+    assert saved.dtype == np.float64 and saved.family == mx.Gaussian("full")
+    np.testing.assert_allclose(saved.weights, reference.mixture.weights, rtol=1e-10)
+    np.testing.assert_allclose(saved.params.means, reference.mixture.params.means, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(float(saved.score(x)), float(reference.log_likelihood), rtol=1e-10)
+    # The summary: the log-likelihood, BIC (as mx's), iterations and every component's weight and means.
+    text = out.stdout
+    printed = float(re.search(r"log-likelihood\s+(-?\d+\.\d+) per row", text).group(1))
+    assert abs(printed - float(reference.log_likelihood)) < 1e-6
+    m = reference.mixture
+    log_l = mixture_log_prob(x, m.weights, m.params.means, m.params.covariances).sum()
+    bic = float(re.search(r"BIC\s+(\d+\.\d+)", text).group(1))
+    assert abs(bic - (-2 * log_l + 17 * np.log(len(x)))) < 1e-3  # 3 × (2 means + 3 covariances) + 2 weights
+    assert re.search(rf"EM iterations\s+{int(reference.n_iter)} \(", text)
+    weights = [float(v) for v in re.search(r"\nweight((?:\s+\d\.\d+){3})", text).group(1).split()]
+    np.testing.assert_allclose(weights, reference.mixture.weights, atol=1e-4)
+    mean_a = [float(v) for v in re.search(r"\nmean a((?:\s+-?\d+\.\d+){3})", text).group(1).split()]
+    np.testing.assert_allclose(mean_a, reference.mixture.params.means[:, 0], atol=1e-4)
+    assert "converged" in text and "Model saved to" in text
+    # The progress bar went to stderr and ended at the iterations of the longest restart.
+    longest = int(np.max(reference.all_n_iter))
+    assert f"| {longest}/{longest} [" in out.stderr
+    assert (tmp / "fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_predict_prints_what_the_loaded_model_predicts(fitted):
+    tmp, x, _ = fitted
+    model = mx.load(tmp / "model.mixture")
+    out = run("predict", tmp / "model.mixture", tmp / "blobs.csv", "--columns", "2,3")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "component"
+    np.testing.assert_array_equal(np.array(lines[1:], int), model.predict(x))
+
+    assert main(["predict", str(tmp / "model.mixture"), str(tmp / "blobs.csv"), "--columns", "a,b", "--proba",
+                 "--out", str(tmp / "p.csv")]) == 0
+    assert (tmp / "p.csv").read_text().splitlines()[0] == "p0,p1,p2"
+    proba = np.loadtxt(tmp / "p.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(proba, model.responsibilities(x), rtol=1e-12, atol=1e-300)
+
+
+def test_info_describes_the_model_file(fitted):
+    tmp, _, _ = fitted
+    model = mx.load(tmp / "model.mixture")
+    command = [str(SCRIPT)] if SCRIPT.exists() else None  # the installed console script, when there is one
+    out = run("info", tmp / "model.mixture", command=command)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "mixtures.Mixture 1.0" in text and f"mixtures {mx.__version__}" in text
+    assert "Gaussian(covariance='full', reg_covar=1e-06)" in text
+    assert re.search(r"components K\s+3\n", text) and re.search(r"features D\s+2\n", text)
+    assert re.search(r"dtype\s+float64", text) and re.search(r"free parameters\s+17\n", text)
+    weights = [float(v) for v in re.search(r"\nweight((?:\s+\d\.\d+){3})", text).group(1).split()]
+    np.testing.assert_allclose(weights, model.weights, atol=1e-4)
+
+
+def test_fit_auto_picks_the_number_of_well_separated_clusters(files):
+    tmp, x = files
+    np.savez(tmp / "arrays.npz", data=x, other=np.zeros(3))
+    out = run(
+        "fit", tmp / "arrays.npz", "--key", "data", "--components", "auto", "--k-max", 5, "--restarts", 2,
+        "--out", tmp / "auto.mixture", "--plot", tmp / "auto.png",
+    )
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"components\s+3 \(chosen by BIC among 1\.\.5\)", out.stdout)
+    rows = re.findall(r"^\s+(\d)\s+(-?\d+\.\d+)\s+(\d+)\s+(\d+\.\d+)", out.stdout, flags=re.M)
+    assert [int(r[0]) for r in rows] == [1, 2, 3, 4, 5]
+    bics = [float(r[3]) for r in rows]
+    assert int(np.argmin(bics)) == 2 and "<- chosen" in out.stdout
+    model = mx.load(tmp / "auto.mixture")
+    assert model.n_components == 3 and model.dtype == np.float32
+    # The three centres are found, each within 0.5 of the truth.
+    found = np.sort(np.round(np.asarray(model.params.means) / 8.0), axis=0)
+    np.testing.assert_array_equal(found, [[0, 0], [0, 0], [1, 1]])
+    assert (tmp / "auto.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("family", ["poisson", "categorical"])
+def test_fit_other_families(files, family):
+    tmp, _ = files
+    rng = np.random.default_rng(1)
+    z = rng.integers(0, 2, 120)
+    if family == "poisson":
+        x = rng.poisson(np.array([[1.0, 8.0], [12.0, 2.0]])[z])
+    else:
+        x = np.column_stack([np.where(z == 0, rng.integers(0, 2, 120), 2), rng.integers(0, 2, 120)])
+    np.save(tmp / f"{family}.npy", x)
+    out = run(
+        "fit", tmp / f"{family}.npy", "--family", family, "-k", 2, "--float64", "--seed", 3, "--restarts", 2,
+        "--out", tmp / f"{family}.mixture",
+    )
+    assert out.returncode == 0, out.stderr
+    model = mx.load(tmp / f"{family}.mixture")
+    if family == "poisson":
+        rates = np.asarray(model.params.rates)[np.argsort(np.asarray(model.params.rates)[:, 0])]
+        np.testing.assert_allclose(rates, [[1.0, 8.0], [12.0, 2.0]], rtol=0.25)
+        printed = re.search(r"\nrate x1((?:\s+\d+\.\d+){2})", out.stdout).group(1).split()
+        np.testing.assert_allclose([float(v) for v in printed], model.params.rates[:, 0], atol=1e-4)
+    else:
+        assert model.family == mx.Categorical((3, 2))  # categories inferred: largest code + 1
+        assert "p(x1=2)" in out.stdout and "p(x2=1)" in out.stdout
+
+
+def test_progress_without_tqdm_prints_plain_lines(monkeypatch):
+    import io
+
+    from mixtures.cli import ProgressReporter
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    stream = io.StringIO()
+    reporter = ProgressReporter(50, 2, delay=0.0, every=0.0, stream=stream)
+    for i in range(1, 4):
+        reporter(mx.Progress(0, i, -3.0 + 0.1 * i))
+        reporter(mx.Progress(1, i, -2.0 - 0.1 * i))
+    reporter.close()
+    # A line per new iteration, with the best of the restarts' latest values.
+    assert stream.getvalue().splitlines() == [
+        "EM iteration 1/50: log-likelihood -2.900000",
+        "EM iteration 2/50: log-likelihood -2.100000",
+        "EM iteration 3/50: log-likelihood -2.200000",
+    ]
+
+
+# -- errors -----------------------------------------------------------------------
+
+
+def test_a_non_numeric_cell_is_reported_by_file_line_and_column(files):
+    tmp, x = files
+    text = (tmp / "blobs.csv").read_text().splitlines()
+    text[5] = "r4,1.5,oops"
+    (tmp / "bad.csv").write_text("\n".join(text) + "\n")
+    line = one_line_error(run("fit", tmp / "bad.csv", "--columns", "a,b", "-k", 2))
+    assert "bad.csv" in line and "line 6" in line and "column 3 (b)" in line and "'oops'" in line
+
+    with pytest.raises(CommandError, match="line 6"):  # --debug lets the exception (and its traceback) through
+        main(["fit", str(tmp / "bad.csv"), "--columns", "a,b", "--debug"])
+
+
+def test_errors_in_process(files, fitted, capsys):
+    tmp, x = files
+    (tmp / "nan.csv").write_text("u,v\n1,2\n3,nan\n")
+    status, line = error_of(["fit", tmp / "nan.csv", "-k", 1], capsys)
+    assert status == 2 and "nan.csv" in line and "line 3" in line and "column 2 (v)" in line and "finite" in line
+
+    status, line = error_of(["fit", tmp / "missing.csv"], capsys)
+    assert status == 1 and "missing.csv" in line and "No such file" in line
+
+    status, line = error_of(["fit", tmp / "blobs.csv", "--columns", "a,b", "-k", 151], capsys)
+    assert status == 2 and "--components" in line and "N = 150" in line and "151" in line
+
+    status, line = error_of(["fit", tmp / "blobs.csv", "--family", "weibull"], capsys)
+    assert status == 2 and "--family" in line and "'weibull'" in line and "gaussian" in line
+
+    status, line = error_of(["fit", tmp / "blobs.csv", "--columns", "a,b", "--family", "exponential"], capsys)
+    assert status == 2 and re.search(r"line \d+, column \d \([ab]\) is -\d", line) and "positive" in line
+
+    status, line = error_of(["fit", tmp / "blobs.csv", "--columns", "a,height"], capsys)
+    assert status == 2 and "'height'" in line and "id, a, b" in line
+
+    np.save(tmp / "three.npy", np.ones((4, 3)))
+    status, line = error_of(["predict", tmp / "model.mixture", tmp / "three.npy"], capsys)
+    assert status == 2 and "three.npy" in line and "3 columns" in line and "D = 2" in line
+
+    damaged = bytearray((tmp / "model.mixture").read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    (tmp / "damaged.mixture").write_bytes(bytes(damaged))
+    for command in (["info", tmp / "damaged.mixture"], ["predict", tmp / "damaged.mixture", tmp / "three.npy"]):
+        status, line = error_of(command, capsys)
+        assert status == 2 and "damaged.mixture" in line and "checksum" in line
+
+    status, line = error_of(["fit", tmp / "blobs.csv", "--columns", "a,b", "--out", tmp / "no" / "dir.mixture"], capsys)
+    assert status == 1 and "--out" in line and "does not exist" in line
+
+
+# -- demo -----------------------------------------------------------------------------
+
+
+def test_demo_picks_two_components_by_bic_and_draws_them(tmp_path):
+    out = run("demo", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "Warning" not in out.stderr, out.stderr
     text = out.stdout
-    assert "Component 1" in text and "Component 2" in text
+    # The BIC table: K = 1..6, K = 2 lowest and chosen.
+    rows = re.findall(r"^\s+(\d)\s+(-?\d+\.\d+)\s+(\d+)\s+(\d+\.\d+)\s+\d+\s+\w+(.*)$", text, flags=re.M)
+    assert [int(r[0]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert int(np.argmin([float(r[3]) for r in rows])) == 1 and "chosen" in rows[1][4]
+    # K = 1 is one Gaussian at the sample mean and covariance: BIC = −2 log L + 5 log N.
+    x = mx.datasets.load_old_faithful()
+    one = multivariate_normal(x.mean(axis=0), np.cov(x.T, bias=True)).logpdf(x).sum()
+    np.testing.assert_allclose(float(rows[0][3]), -2 * one + 5 * np.log(len(x)), atol=2e-3)
+    assert "Component 1" in text and "Component 2" in text and "Component 3" not in text
     assert "Old Faithful" in text and "eruptions" in text and "waiting" in text
     weights = [float(w) for w in re.findall(r"weight (\d\.\d+)", text)]
-    np.testing.assert_allclose(sorted(weights), [0.3559, 0.6441], atol=2e-4)
+    np.testing.assert_allclose(weights, [0.3559, 0.6441], atol=2e-4)
     means = [[float(v) for v in line.split()[1:]] for line in text.splitlines() if line.strip().startswith("mean")]
-    np.testing.assert_allclose(sorted(means), [[2.0364, 54.4786], [4.2897, 79.9682]], atol=2e-3)
+    np.testing.assert_allclose(means, [[2.0364, 54.4786], [4.2897, 79.9682]], atol=2e-3)
     assert text.count("cov eruptions") == 2 and text.count("cov waiting") == 2
     ll = float(re.search(r"log-likelihood per sample: (-?\d+\.\d+)", text).group(1))
     assert abs(ll - (-4.1554)) < 1e-3
-    assert "converged" in text
+    assert "Figure written to old_faithful.png" in text
+    assert (tmp_path / "old_faithful.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("args, words", [(("demo", "--components", "0"), ["n_components", "positive"]),
-                                         (("demo", "--components", "300"), ["n_components", "at most"])])
-def test_demo_reports_bad_options_in_one_line(args, words):
-    out = run(*args)
-    assert out.returncode != 0
-    assert "Traceback" not in out.stderr
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and all(w in lines[0] for w in words), out.stderr
+def test_demo_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # any import of matplotlib now fails
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--components", "2", "--restarts", "2"]) == 0
+    out = capsys.readouterr().out
+    hints = [line for line in out.splitlines() if "matplotlib" in line]
+    assert len(hints) == 1 and "pip install 'mixtures[plot]'" in hints[0]
+    assert "weight 0.3559" in out and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [(("demo", "--components", "0"), ["--components", "positive"]),
+     (("demo", "--components", "300"), ["--components", "at most", "N = 272"])],
+)
+def test_demo_reports_bad_options_in_one_line(args, words, capsys):
+    status, line = error_of(args, capsys)
+    assert status == 2 and all(w in line for w in words), line
+
+
+# -- examples and docs -----------------------------------------------------------------
 
 
 def test_examples_run():
-    import pathlib
-
-    for script in sorted(pathlib.Path(__file__).parents[1].joinpath("examples").glob("*.py")):
+    """Every example script but the tutorials', which tests/test_docs.py runs and checks against its pages."""
+    scripts = sorted(p for p in ROOT.joinpath("examples").glob("*.py") if not p.name.startswith("tutorial_"))
+    assert scripts
+    for script in scripts:
         out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, (script, out.stderr)
-        assert "log-likelihood" in out.stdout
+        assert "log-likelihood" in out.stdout, script
 
 
 def test_custom_family_page_runs():
     """The code blocks of docs/custom-family.md, run in order, fit and check the family."""
-    import pathlib
-
-    page = pathlib.Path(__file__).parents[1].joinpath("docs", "custom-family.md").read_text()
+    page = ROOT.joinpath("docs", "custom-family.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", page, flags=re.S)
     assert len(blocks) >= 4
     script = "import jax\njax.config.update('jax_enable_x64', True)\n" + "\n".join(blocks)
