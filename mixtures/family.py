@@ -14,6 +14,7 @@ arrays (NamedTuples) whose every leaf has a leading component axis of size K.
 from __future__ import annotations
 
 import abc
+import inspect
 from typing import Any
 
 import jax
@@ -322,6 +323,30 @@ class Family(abc.ABC):
         """
         del params, prior, weights
         raise NotImplementedError(f"{type(self).__name__} does not implement log_prior.")
+
+    def check_params(self, params) -> None:
+        """Raises ``ValueError`` if a warm start's ``params`` (host arrays, leading axis K) lie outside the parameter space.
+
+        ``fit`` calls it on a warm start's parameters before compiling. The
+        default, for a family whose ``make_params`` takes exactly the fields
+        of its parameter tuple by name (every built-in exponential family),
+        runs that ``make_params``; otherwise it accepts any finite values.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> mx.Poisson().check_params(mx.PoissonParams(np.array([[-1.0]])))
+          Traceback (most recent call last):
+          ...
+          ValueError: `init.params` must be valid parameters of Poisson(min_rate=1e-06): `rates` must be finite and positive; received [[-1.]].
+        """
+        make_params = getattr(self, "make_params", None)
+        fields = getattr(params, "_fields", None)
+        if make_params is None or fields is None or tuple(inspect.signature(make_params).parameters) != fields:
+            return
+        try:
+            make_params(**params._asdict())
+        except ValueError as err:
+            raise ValueError(f"`init.params` must be valid parameters of {self!r}: {err}") from None
 
     def check_data(self, x: np.ndarray) -> None:
         """Raises ``ValueError`` if ``x`` (host array, (N, D)) is outside the family's domain.

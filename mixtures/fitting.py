@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 
 import jax
 import jax.numpy as jnp
@@ -11,8 +10,6 @@ import numpy as np
 
 from mixtures import _checks, _chunks, _progress, engine
 from mixtures.family import Family
-from mixtures.gaussian import Gaussian, GaussianParams
-from mixtures.independent import Independent
 from mixtures.init import INIT_METHODS, check_method, initialize
 from mixtures.mixture import Mixture
 from mixtures.priors import DirichletPrior, Prior, check_dirichlet_prior
@@ -261,63 +258,8 @@ def _check_warm_start(init: Mixture, family, k, d, dtype) -> Mixture:
     for leaf in jax.tree.leaves(host):
         if not np.all(np.isfinite(leaf)):
             raise ValueError(f"`init.params` must be finite in {np.dtype(dtype)}.")
-    _check_start_params(family, host)
+    family.check_params(host)
     return Mixture(_checks.to_device(weights, dtype), jax.tree.map(_checks.to_device, host), family)
-
-
-def _check_start_params(family, params) -> None:
-    """Raises ``ValueError`` if a warm start's parameters (host arrays) lie outside ``family``'s parameter space.
-
-    Gaussian precision factors are checked here; a family whose
-    ``make_params`` takes exactly its parameter tuple's fields by name (every
-    other built-in family) is checked by its own ``make_params``; an
-    ``Independent`` family group by group. Other families get the finiteness
-    check only.
-    """
-    if isinstance(family, Independent):
-        for i, ((group, columns), p) in enumerate(zip(family.components, params)):
-            try:
-                _check_start_params(group, p)
-            except ValueError as err:
-                raise ValueError(f"group {i} (columns {columns}) of {err}") from None
-        return
-    if isinstance(family, Gaussian) and isinstance(params, GaussianParams):
-        _check_gaussian_start(family.covariance, params.precisions_cholesky)
-        return
-    make_params = getattr(family, "make_params", None)
-    fields = getattr(params, "_fields", None)
-    if make_params is None or fields is None or tuple(inspect.signature(make_params).parameters) != fields:
-        return
-    try:
-        make_params(**params._asdict())
-    except ValueError as err:
-        raise ValueError(f"`init.params` must be valid parameters of {family!r}: {err}") from None
-
-
-def _check_gaussian_start(covariance: str, u: np.ndarray) -> None:
-    where = f"`init.params.precisions_cholesky` (covariance={covariance!r})"
-    if covariance == "identity":
-        if not np.all(u == 1):
-            raise ValueError(f"{where} must be all ones: the covariance is fixed to the identity.")
-        return
-    if u.ndim == 3:
-        diagonal = np.diagonal(u, axis1=-2, axis2=-1)
-        scale = np.max(np.abs(u), axis=(-2, -1), keepdims=True)
-        below = np.abs(np.tril(u, k=-1)) > 1e-6 * scale
-        if np.any(below):
-            k = int(np.argwhere(below)[0][0])
-            raise ValueError(
-                f"{where} must hold upper-triangular factors U (precision = U Uᵀ), as "
-                f"Gaussian.make_params builds them; component {k} has entries below the diagonal."
-            )
-    else:
-        diagonal = u.reshape(u.shape[0], -1)
-    if np.any(diagonal <= 0):
-        k = int(np.argwhere(diagonal <= 0)[0][0])
-        raise ValueError(
-            f"{where} must have a positive diagonal (positive-definite covariances); component {k} "
-            f"has {diagonal[k].tolist()}. Build warm starts with Gaussian.make_params(means, covariances)."
-        )
 
 
 def _leaf_shapes(tree):

@@ -181,6 +181,41 @@ class Gaussian(Family):
             prec_chol = 1.0 / np.sqrt(cov)
         return GaussianParams(jnp.asarray(means, dtype), jnp.asarray(prec_chol, dtype))
 
+    def check_params(self, params: GaussianParams) -> None:
+        """Precision factors as :meth:`make_params` builds them: upper triangular, positive diagonal (ones for "identity").
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> mx.Gaussian("diag").check_params(mx.GaussianParams(np.zeros((1, 2)), np.array([[1.0, -1.0]])))
+          Traceback (most recent call last):
+          ...
+          ValueError: `init.params.precisions_cholesky` (covariance='diag') must have a positive diagonal (positive-definite covariances); component 0 has [1.0, -1.0]. Build warm starts with Gaussian.make_params(means, covariances).
+        """
+        u = np.asarray(params.precisions_cholesky)
+        where = f"`init.params.precisions_cholesky` (covariance={self.covariance!r})"
+        if self.covariance == "identity":
+            if not np.all(u == 1):
+                raise ValueError(f"{where} must be all ones: the covariance is fixed to the identity.")
+            return
+        if u.ndim == 3:
+            diagonal = np.diagonal(u, axis1=-2, axis2=-1)
+            scale = np.max(np.abs(u), axis=(-2, -1), keepdims=True)
+            below = np.abs(np.tril(u, k=-1)) > 1e-6 * scale
+            if np.any(below):
+                k = int(np.argwhere(below)[0][0])
+                raise ValueError(
+                    f"{where} must hold upper-triangular factors U (precision = U Uᵀ), as "
+                    f"Gaussian.make_params builds them; component {k} has entries below the diagonal."
+                )
+        else:
+            diagonal = u.reshape(u.shape[0], -1)
+        if np.any(diagonal <= 0):
+            k = int(np.argwhere(diagonal <= 0)[0][0])
+            raise ValueError(
+                f"{where} must have a positive diagonal (positive-definite covariances); component {k} "
+                f"has {diagonal[k].tolist()}. Build warm starts with Gaussian.make_params(means, covariances)."
+            )
+
     def n_features(self, params: GaussianParams) -> int:
         return params.means.shape[-1]
 

@@ -255,6 +255,14 @@ class Independent(Family):
             )
         return sum(family.n_free_parameters(n_components, len(cols)) for family, cols in self.components)
 
+    def check_params(self, params: tuple) -> None:
+        """Checks each group's parameters with its family; an error names the group and its columns."""
+        for i, ((family, columns), p) in enumerate(zip(self.components, params)):
+            try:
+                family.check_params(p)
+            except ValueError as err:
+                raise ValueError(f"group {i} (columns {columns}) of {err}") from None
+
     def check_data(self, x) -> None:
         """Checks each group's columns with its family; errors name the row and the columns of ``x``.
 
