@@ -529,9 +529,9 @@ class GaussianMixture(_MixtureEstimator):
             chol = np.broadcast_to(chol, (k, d, d))
 
         def build(initial, dtype) -> Mixture:
-            w = initial.weights if weights is None else _device(weights, dtype)
-            m = initial.params.means if means is None else _device(means, dtype)
-            u = initial.params.precisions_cholesky if chol is None else _device(chol, dtype)
+            w = initial.weights if weights is None else _checks.to_device(weights, dtype)
+            m = initial.params.means if means is None else _checks.to_device(means, dtype)
+            u = initial.params.precisions_cholesky if chol is None else _checks.to_device(chol, dtype)
             return Mixture(w, GaussianParams(m, u), family)
 
         return (weights is not None and means is not None and chol is not None), build
@@ -576,8 +576,8 @@ class GaussianMixture(_MixtureEstimator):
         chol = np.asarray(self.precisions_cholesky_)
         if self.covariance_type == "tied":
             chol = np.broadcast_to(chol, (k,) + chol.shape)
-        params = GaussianParams(_device(self.means_), _device(chol))
-        return Mixture(_device(self.weights_), params, self._fitted_family())
+        params = GaussianParams(_checks.to_device(self.means_), _checks.to_device(chol))
+        return Mixture(_checks.to_device(self.weights_), params, self._fitted_family())
 
 
 class MixtureModel(_MixtureEstimator):
@@ -695,7 +695,7 @@ class MixtureModel(_MixtureEstimator):
             raise ValueError("`mixture_init.params` must be finite.")
 
         def build(initial, dtype) -> Mixture:
-            return Mixture(_device(weights, dtype), jax.tree.map(lambda a: _device(a, dtype), params), family)
+            return Mixture(_checks.to_device(weights, dtype), jax.tree.map(lambda a: _checks.to_device(a, dtype), params), family)
 
         return True, build
 
@@ -720,15 +720,10 @@ class MixtureModel(_MixtureEstimator):
         return self.family_
 
     def _fitted_mixture(self) -> Mixture:
-        return Mixture(_device(self.weights_), jax.tree.map(_device, self.params_), self.family_)
+        return Mixture(_checks.to_device(self.weights_), jax.tree.map(_checks.to_device, self.params_), self.family_)
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def _device(values, dtype=None) -> jax.Array:
-    """A host array on the device (in ``dtype``), transferred without compiling anything."""
-    return jax.device_put(np.asarray(values, dtype=dtype))
 
 
 def _random_key(random_state):
@@ -743,12 +738,12 @@ def _outcome(result) -> _Outcome:
 
 def _initial_mixtures(family, k, method, key, n_init, X, weights) -> list[Mixture]:
     """Each restart's starting mixture, from the keys :func:`mixtures.fit` splits ``key`` into."""
-    x = _device(X)
+    x = _checks.to_device(X)
     w = None if weights is None else _checks.unit_mean_weights(weights, x.dtype)
     keys = jax.random.split(key, n_init)
     chunk = _chunks.default_chunk_size(k * n_init, x.shape[1])
     starts = jax.tree.map(np.asarray, _initialize_restarts(family, k, method, chunk, keys, x, w))
-    return [Mixture(_device(starts.weights[r]), jax.tree.map(lambda a: _device(a[r]), starts.params), family)
+    return [Mixture(_checks.to_device(starts.weights[r]), jax.tree.map(lambda a: _checks.to_device(a[r]), starts.params), family)
             for r in range(n_init)]
 
 
