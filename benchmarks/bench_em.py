@@ -228,8 +228,21 @@ def mean_log_likelihood(x, weights, means, covariances, covariance, block=65536)
 
 
 def peak_rss_bytes():
+    """This process's peak resident memory: VmHWM on Linux, else ``ru_maxrss``.
+
+    Linux keeps ``ru_maxrss`` across fork and exec, so a child started by a
+    large parent would report the parent's peak; VmHWM belongs to the
+    child's own address space.
+    """
     import resource
 
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is KiB on Linux, bytes on macOS
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 

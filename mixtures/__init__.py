@@ -29,6 +29,7 @@ from mixtures._progress import Progress
 from mixtures.poisson import Poisson, PoissonParams
 from mixtures.priors import ConjugatePrior, DirichletPrior, GaussianPrior, Prior
 from mixtures.selection import Selection, select
+from mixtures.streaming import fit_stream
 from mixtures.student_t import StudentT, StudentTParams
 from mixtures.von_mises_fisher import VonMisesFisher, VonMisesFisherParams
 
@@ -68,6 +69,7 @@ __all__ = [
     "datasets",
     "em_step",
     "fit",
+    "fit_stream",
     "load",
     "save",
     "select",

@@ -50,7 +50,26 @@ def as_data(x, name: str = "x", n_features: int | None = None):
       A ``jax.Array`` of shape (N, D) and floating dtype. Traced input is
       returned unchanged apart from its dtype; only its shape is checked.
     """
-    if is_traced(x) or isinstance(x, jax.Array):
+    if is_traced(x):
+        _check_kind_and_shape(x, name, n_features)
+        return jnp.asarray(x, dtype=float_dtype_for(x.dtype))
+    return to_device(as_host_data(x, name, n_features))
+
+
+def as_host_data(x, name: str = "x", n_features: int | None = None) -> np.ndarray:
+    """:func:`as_data` on the host: the checked (N, D) NumPy array in its compute dtype.
+
+    Example:
+      >>> import numpy as np
+      >>> from mixtures._checks import as_host_data
+      >>> as_host_data([[1, 2]]).dtype
+      dtype('float32')
+      >>> as_host_data(np.array([[0.0, np.nan]]), "batches[2]")
+      Traceback (most recent call last):
+      ...
+      ValueError: `batches[2]` must contain only finite values in float32; received nan at row 0, column 1.
+    """
+    if isinstance(x, jax.Array):
         arr = x
     else:
         try:
@@ -60,6 +79,22 @@ def as_data(x, name: str = "x", n_features: int | None = None):
                 f"`{name}` must be an array-like of real numbers with shape "
                 f"(n_samples, n_features); could not convert a {type(x).__name__}: {err}"
             ) from None
+    _check_kind_and_shape(arr, name, n_features)
+    target = float_dtype_for(arr.dtype)
+    values = np.asarray(arr)
+    with np.errstate(over="ignore", under="ignore"):
+        converted = values.astype(target, copy=False)  # checked in the dtype it is computed in
+    if not np.all(np.isfinite(converted)):
+        bad = np.argwhere(~np.isfinite(converted))[0]
+        raise ValueError(
+            f"`{name}` must contain only finite values in {target}; received "
+            f"{values[bad[0], bad[1]]} at row {bad[0]}, column {bad[1]}"
+            + (" (too large for float32: enable JAX's x64 mode for float64)." if np.isfinite(values[bad[0], bad[1]]) else ".")
+        )
+    return converted
+
+
+def _check_kind_and_shape(arr, name, n_features) -> None:
     dtype = np.dtype(arr.dtype)
     if dtype == np.bool_ or not (
         jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)
@@ -84,20 +119,6 @@ def as_data(x, name: str = "x", n_features: int | None = None):
             f"`{name}` must have {n_features} features (columns), as the mixture "
             f"was fitted with; received {arr.shape[1]}."
         )
-    target = float_dtype_for(dtype)
-    if is_traced(arr):
-        return jnp.asarray(arr, dtype=target)
-    values = np.asarray(arr)
-    with np.errstate(over="ignore", under="ignore"):
-        converted = values.astype(target)  # checked in the dtype it is computed in
-    if not np.all(np.isfinite(converted)):
-        bad = np.argwhere(~np.isfinite(converted))[0]
-        raise ValueError(
-            f"`{name}` must contain only finite values in {target}; received "
-            f"{values[bad[0], bad[1]]} at row {bad[0]}, column {bad[1]}"
-            + (" (too large for float32: enable JAX's x64 mode for float64)." if np.isfinite(values[bad[0], bad[1]]) else ".")
-        )
-    return to_device(converted)
 
 
 def to_device(values, dtype=None) -> jax.Array:

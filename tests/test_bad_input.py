@@ -92,6 +92,35 @@ FRONTS = [
 ]
 
 
+# -- mx.fit_stream: the data as a source of batches ---------------------------------------------------
+
+STREAM_ARGS = tuple(a for a in FIT_ARGS if a != "labels")
+
+
+def _stream(args):
+    args = dict(args)
+    x = args.pop("x")
+    weights = args.pop("sample_weight", None)
+    return mx.fit_stream(x if weights is None else [(x, weights)], **args)
+
+
+FRONTS.append(Front(
+    "stream",
+    _names(*STREAM_ARGS),
+    _stream,
+    tuple(("streaming", f) for f in ("_initial", "_add_batch", "_step", "_final")),
+    names={
+        **{a: f"`{a}" for a in STREAM_ARGS if a not in ("x", "sample_weight")},
+        # the data is `batches`, a batch `batches[i]`; the family's domain check names `x`
+        "x": r"`batches|`x`", "sample_weight": r"`batches\[0\] sample_weight`|`sample_weight`",
+        "covariance": r"`covariance`", "reg_covar": r"`reg_covar`", "means": r"`means`", "covariances": r"`covariances`",
+    },
+    # von Mises–Fisher's check of D speaks of "the data"; a gradient family is refused as a
+    # family before its init method is looked at
+    loose=frozenset({"vmf_one_column", "init_random_gradient_family"}),
+))
+
+
 # -- scikit-learn's estimator: mixtures.sklearn.MixtureModel ---------------------------------------
 
 try:

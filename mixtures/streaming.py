@@ -1,0 +1,317 @@
+"""``fit_stream``: exact EM over data read in batches (a file, a memmap, or any re-iterable source).
+
+EM needs the data only through sums over rows, so one iteration can read the
+data batch by batch: each batch goes through one compiled accumulation step
+(the E-step and the sufficient statistics, added to running sums), and after
+the last batch one compiled M-step updates the mixture. The result is the
+fit :func:`mixtures.fit` computes on the concatenated data, to rounding.
+
+Memory is two batches (one being read on the host while the device works on
+the one before), plus O(chunk × K × D) working memory, whatever the number of
+rows.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mixtures import _checks, _chunks, _sources, engine, fitting
+from mixtures._progress import Progress
+from mixtures.family import Family
+from mixtures.gradient import GradientFamily
+from mixtures.init import INIT_METHODS, check_method, initialize
+from mixtures.mixture import Mixture
+
+__all__ = ["fit_stream", "DEFAULT_INIT_SAMPLE_SIZE"]
+
+DEFAULT_INIT_SAMPLE_SIZE = 100_000
+
+
+def fit_stream(
+    batches,
+    family: Family,
+    n_components: int,
+    *,
+    key,
+    init="kmeans++",
+    n_init: int = 1,
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    batch_size: int | None = None,
+    init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE,
+    assignment: str = "soft",
+    update_weights: bool = True,
+    prior=None,
+    chunk_size: int | None = None,
+    callback=None,
+) -> engine.FitResult:
+    """Fits a K-component mixture by exact EM, reading the data in batches on every iteration.
+
+    Every EM iteration streams all batches through one compiled accumulation
+    step (each batch padded with zero-weight rows to one shape, so it compiles
+    once) and then takes the M-step, so the result equals :func:`mixtures.fit`
+    on the concatenated data from the same starting mixture, up to the order
+    of floating-point sums (1e-6 relative in float64 is tested). Restarts
+    (``n_init``) are fitted side by side: each batch is read once per
+    iteration for all of them.
+
+    Before anything is compiled, one pass validates every batch (shape,
+    dtype, finite values, the family's domain, weights), counts the rows and
+    draws a uniform sample of at most ``init_sample_size`` rows (reservoir
+    sampling). The initialisation methods run on that sample; when the data
+    has no more rows than ``init_sample_size``, the sample is the data itself
+    in order and the fit equals ``mx.fit`` from the same key. Each later pass
+    validates its batches again and checks the source yields as many rows as
+    on the first pass. Files are read with plain reads, a batch at a time, so
+    resident memory does not grow with the file.
+
+    Args:
+      batches: the data: a (N, D) array; a ``numpy.memmap``; the path of a
+        ``.npy`` file (never unpickled); a list of (B, D) arrays or
+        ``(x, sample_weight)`` pairs; or a callable with no arguments
+        returning an iterator over such batches (called once per pass; it
+        must yield the same rows on every pass; batches may differ in length).
+      family: the component family, e.g. ``mx.Gaussian("full")``. A
+        :class:`~mixtures.GradientFamily` (whose M-step needs the data
+        itself) cannot be streamed; use :func:`mixtures.fit`.
+      n_components: number of components K, 1 ≤ K ≤ N.
+      key: a JAX PRNG key; split into one key per restart as in
+        :func:`mixtures.fit`, and also seeds the reservoir sample. May be
+        None with a warm start (the sample then uses seed 0).
+      init: an initialisation method of :func:`mixtures.fit`, run on the
+        sample, or a :class:`~mixtures.Mixture` to start from.
+      n_init: number of restarts R.
+      max_iter: maximum number of EM iterations.
+      tol: stop a restart when its mean log-likelihood per sample changes
+        by less than this between iterations.
+      batch_size: rows per batch read from an array, memmap or file; default
+        about 2²² values per batch. Ignored for callables and lists.
+      init_sample_size: the bound on the initialisation sample's rows.
+      assignment: "soft" (EM) or "hard" (classification EM), as in
+        :func:`mixtures.fit`.
+      update_weights: if False the mixing weights keep their initial values.
+      prior: as in :func:`mixtures.fit`; ``"default"`` is computed from the
+        initialisation sample.
+      chunk_size: rows per block inside a batch (memory O(chunk_size × K ×
+        D)); default chosen from K, R and D.
+      callback: optional callable, called after every EM iteration of every
+        restart with a :class:`~mixtures.Progress`.
+
+    Returns:
+      A :class:`~mixtures.FitResult`, as :func:`mixtures.fit` returns.
+
+    Raises:
+      TypeError, ValueError: for invalid arguments or data, naming them (a
+        batch as ``batches[i]``), before anything is compiled; ValueError
+        also when a later pass yields a different number of rows.
+
+    Example:
+      >>> import jax, numpy as np, mixtures as mx
+      >>> x = mx.datasets.load_old_faithful()
+      >>> r = mx.fit_stream(x, mx.Gaussian(), 2, key=jax.random.key(0), batch_size=100)
+      >>> bool(r.converged), r.mixture.weights.shape
+      (True, (2,))
+    """
+    if not isinstance(family, Family):
+        raise TypeError(f"`family` must be a mixtures.Family such as mx.Gaussian(); received {family!r}.")
+    _checks.hashable_family(family)
+    if isinstance(family, GradientFamily):
+        raise ValueError(
+            f"`family` must have an M-step from summed statistics to be streamed; {type(family).__name__} does "
+            "not (its M-step takes optimiser steps over the data): use mx.fit."
+        )
+    k = _checks.positive_int(n_components, "n_components")
+    n_init = _checks.positive_int(n_init, "n_init")
+    max_iter = _checks.positive_int(max_iter, "max_iter")
+    tol = _checks.non_negative_float(tol, "tol")
+    sample_size = _checks.positive_int(init_sample_size, "init_sample_size")
+    if chunk_size is not None:
+        chunk_size = _checks.positive_int(chunk_size, "chunk_size")
+    if not isinstance(assignment, str) or assignment not in fitting.ASSIGNMENTS:
+        raise ValueError(f"`assignment` must be one of {fitting.ASSIGNMENTS}; received {assignment!r}.")
+    if not isinstance(update_weights, bool):
+        raise TypeError(f"`update_weights` must be True or False; received {update_weights!r}.")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"`callback` must be callable or None; received {callback!r}.")
+    warm = isinstance(init, Mixture)
+    if warm:
+        if n_init != 1:
+            raise ValueError(f"`n_init` must be 1 with a warm start (`init` a Mixture); received {n_init}.")
+    elif isinstance(init, str) and init in INIT_METHODS:
+        check_method(init, family)
+        key = _checks.prng_key(key)
+    else:
+        raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")
+    seed = 0 if key is None else np.asarray(jax.random.key_data(_checks.prng_key(key))).ravel()
+
+    source = _sources.as_source(batches, family, batch_size=batch_size)
+    seen = _sources.scan(source, sample_size, seed)
+    n, d = seen.n_rows, seen.n_features
+    if k > n:
+        raise ValueError(f"`n_components` ({k}) must be at most the number of samples N ({n}).")
+    if k > seen.n_positive:
+        raise ValueError(
+            f"`n_components` ({k}) must be at most the number of rows with positive `sample_weight` ({seen.n_positive})."
+        )
+    if not warm:
+        in_sample = seen.sample.shape[0] if seen.sample_weights is None else int(np.count_nonzero(seen.sample_weights > 0))
+        if k > in_sample:
+            raise ValueError(
+                f"`n_components` ({k}) must be at most the rows of positive weight in the initialisation sample "
+                f"({in_sample}); raise `init_sample_size` (now {sample_size})."
+            )
+    dtype = seen.sample.dtype
+    start = fitting._check_warm_start(init, family, k, d, dtype) if warm else None
+    sample = _checks.to_device(seen.sample)
+    sample_weights = seen.sample_weights
+    prior = fitting.check_prior(prior, family, sample, k, sample_weights)
+
+    # Everything is valid: only now are arrays made for the compiled programs.
+    # Without a prior only the weights' ratios matter, and they are scaled to mean one over the
+    # data as mx.fit does; with a prior their total is the data's strength, and they are kept.
+    scale = 1.0 if prior is not None or seen.sample_weights is None else n / seen.total_weight
+    if sample_weights is not None:
+        sample_weights = _checks.to_device(sample_weights * scale, dtype)
+    chunk = chunk_size or _chunks.default_chunk_size(k * n_init, d)
+    hard = assignment == "hard"
+    if warm:
+        mixtures = jax.tree.map(lambda a: a[None], start)
+    else:
+        keys = jax.random.split(key, n_init)
+        mixtures = _initial(family, k, init, keys, sample, sample_weights, chunk, update_weights)
+    rows = seen.max_rows
+    total = _checks.to_device(seen.total_weight * scale if seen.sample_weights is not None else float(n), dtype)
+
+    def one_pass(mixtures):
+        sums = _zero_sums(mixtures, rows, d, dtype, chunk, hard)
+        count = 0
+        for batch in source.batches():
+            x, w = _sources.padded(batch, rows)
+            if scale != 1.0:
+                w = w * np.asarray(scale, w.dtype)
+            done = sums
+            sums = _add_batch(mixtures, done, jax.device_put(x), jax.device_put(w), chunk, hard)
+            # The next batch is read while this one is computed, and no further: without the wait,
+            # reading outpaces the device and every batch of the pass queues up in memory.
+            jax.block_until_ready(done)
+            count += batch.x.shape[0]
+        if count != n:
+            raise ValueError(
+                f"`{source.name}` yielded {count} rows on a later pass but {n} on the first; fit_stream needs "
+                "a source that yields the same rows on every pass."
+            )
+        return sums
+
+    r = n_init
+    state = _State(
+        mixtures=mixtures,
+        previous=np.full(r, -np.inf, dtype),
+        history=np.full((r, max_iter), np.nan, dtype),
+        n_iter=np.zeros(r, np.int32),
+        converged=np.zeros(r, bool),
+        collapsed=np.zeros((r, k), bool),
+    )
+    tol = _checks.to_device(tol, dtype)
+    active = np.ones(r, bool)
+    for i in range(max_iter):
+        sums = one_pass(state.mixtures)
+        new, ll, refused = _step(state.mixtures, sums, total, update_weights, prior)
+        ll, refused = np.asarray(ll), np.asarray(refused)
+        mask = jax.device_put(active)
+        mixtures = _select(mask, new, state.mixtures)
+        now = active & (np.abs(ll - state.previous) < np.asarray(tol))
+        history = state.history.copy()
+        history[active, i] = ll[active]
+        state = _State(
+            mixtures=mixtures,
+            previous=np.where(active, ll, state.previous),
+            history=history,
+            n_iter=state.n_iter + active,
+            converged=state.converged | now,
+            collapsed=state.collapsed | (refused & active[:, None]),
+        )
+        if callback is not None:
+            for j in np.flatnonzero(active):
+                callback(Progress(int(j), i + 1, float(ll[j])))
+        active = active & ~now
+        if not active.any():
+            break
+    final = _final(state.mixtures, one_pass(state.mixtures), total, prior)
+    n_collapsed = np.sum(state.collapsed, axis=1, dtype=np.int32)
+    results = engine.FitResult(
+        mixture=state.mixtures,
+        log_likelihood=final,
+        history=state.history,
+        n_iter=state.n_iter,
+        converged=state.converged,
+        all_log_likelihoods=final,
+        all_n_iter=state.n_iter,
+        all_converged=state.converged,
+        n_collapsed=n_collapsed,
+        all_n_collapsed=n_collapsed,
+    )
+    return _best(jax.tree.map(_checks.to_device, results))
+
+
+class _State(NamedTuple):
+    """The host loop's state: the restarts' mixtures (stacked) and their monitoring arrays."""
+
+    mixtures: Mixture
+    previous: np.ndarray
+    history: np.ndarray
+    n_iter: np.ndarray
+    converged: np.ndarray
+    collapsed: np.ndarray
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 6, 7))
+def _initial(family, k, method, keys, x, weights, chunk_size, update_weights):
+    def one(key):
+        start = initialize(method, family, k, key, x, weights, chunk_size)
+        if not update_weights:
+            start = Mixture(jnp.full((k,), 1.0 / k, x.dtype), start.params, family)
+        return start
+
+    return jax.vmap(one)(keys)
+
+
+def _zero_sums(mixtures, rows, d, dtype, chunk_size, hard):
+    x, w = jax.ShapeDtypeStruct((rows, d), dtype), jax.ShapeDtypeStruct((rows,), dtype)
+    shapes = jax.eval_shape(lambda m, x, w: _accumulate(m, x, w, chunk_size, hard), mixtures, x, w)
+    return jax.tree.map(lambda s: jax.device_put(np.zeros(s.shape, s.dtype)), shapes)
+
+
+def _accumulate(mixtures, x, w, chunk_size, hard):
+    return jax.vmap(lambda m: engine.accumulate(m, x, w, chunk_size, hard))(mixtures)
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5))
+def _add_batch(mixtures, sums, x, w, chunk_size, hard):
+    return jax.tree.map(jnp.add, sums, _accumulate(mixtures, x, w, chunk_size, hard))
+
+
+@functools.partial(jax.jit, static_argnums=(3,))
+def _step(mixtures, sums, total, update_weights, prior):
+    def one(m, s):
+        new, refused = engine._maximize(m, s, update_weights, None, prior)
+        return new, engine._objective(m, s.log_likelihood, prior) / total, refused
+
+    return jax.vmap(one)(mixtures, sums)
+
+
+@jax.jit
+def _select(mask, new, old):
+    return jax.tree.map(lambda a, b: jnp.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
+
+
+@jax.jit
+def _final(mixtures, sums, total, prior):
+    return jax.vmap(lambda m, s: engine._objective(m, s.log_likelihood, prior) / total)(mixtures, sums)
+
+
+_best = jax.jit(fitting.best_restart)
