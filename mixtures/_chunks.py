@@ -5,9 +5,20 @@ of B, is read as the final B rows of the data (``dynamic_slice`` clamps its
 start) and the rows already seen are masked out. Every block therefore has the
 same static shape, the body is traced once, and no padded copy of the data is
 ever made.
+
+Inside a data-parallel region (:func:`rows_split_over`, entered by
+:mod:`mixtures._parallel` while it traces the per-device program of a mesh
+fit) each device holds a block of the rows, and :func:`sum_over_chunks` adds
+the devices' sums (``lax.psum``). Every sum over rows in the EM iterations
+goes through it (the E-step statistics and log-likelihood, a
+:class:`~mixtures.gradient.GradientFamily`'s Q and gradient), so code written
+for one array computes the sums over all rows on every device unchanged.
 """
 
 from __future__ import annotations
+
+import contextlib
+import contextvars
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +26,42 @@ from jax import lax
 
 # Working memory per block is about DEFAULT_BLOCK_ELEMENTS × (a few) floats.
 DEFAULT_BLOCK_ELEMENTS = 1 << 20
+
+
+# The mesh axes the rows are split over while a per-device program is traced; None outside one.
+_ROW_AXES: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("row_axes", default=None)
+
+
+@contextlib.contextmanager
+def rows_split_over(axis_names):
+    """Traces the enclosed code as the per-device program of rows split over ``axis_names``.
+
+    Use only inside ``jax.shard_map`` over those mesh axes, where each device
+    sees its own block of rows: sums over rows then include every device's.
+    """
+    token = _ROW_AXES.set(tuple(axis_names))
+    try:
+        yield
+    finally:
+        _ROW_AXES.reset(token)
+
+
+def across_devices(tree):
+    """Σ of a pytree of per-device sums over the devices holding the rows (itself outside a split)."""
+    axes = _ROW_AXES.get()
+    return tree if axes is None else lax.psum(tree, axes)
+
+
+def _per_device(tree):
+    """A pytree that will hold this device's own sums (typed as varying across devices, inside a split)."""
+    axes = _ROW_AXES.get()
+    return tree if axes is None else lax.pcast(tree, axes, to="varying")
+
+
+def first_device_only(flag):
+    """``flag`` on the first device holding rows and False on the others (``flag`` outside a split)."""
+    axes = _ROW_AXES.get()
+    return flag if axes is None else flag & (lax.axis_index(axes) == 0)
 
 
 def default_chunk_size(n_components: int, n_features: int) -> int:
@@ -43,7 +90,8 @@ def sum_over_chunks(fn, x, weights, chunk_size):
       chunk_size: rows per block B (clipped to N).
 
     Returns:
-      The pytree of sums over all rows.
+      The pytree of sums over all rows (of every device, inside
+      :func:`rows_split_over`).
     """
     n = x.shape[0]
     size = min(chunk_size, n)
@@ -55,14 +103,14 @@ def sum_over_chunks(fn, x, weights, chunk_size):
         return fn(rows, jnp.where(fresh, w, 0).astype(x.dtype), start + jnp.arange(size))
 
     if n_blocks == 1:
-        return block_sum(0)
+        return across_devices(block_sum(0))
     shapes = jax.eval_shape(block_sum, 0)
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    zeros = _per_device(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes))
 
     def body(i, total):
         return jax.tree.map(jnp.add, total, block_sum(i))
 
-    return lax.fori_loop(0, n_blocks, body, zeros)
+    return across_devices(lax.fori_loop(0, n_blocks, body, zeros))
 
 
 def map_over_chunks(fn, x, chunk_size):

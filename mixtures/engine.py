@@ -209,7 +209,9 @@ def _objective(mixture: Mixture, log_likelihood_sum, prior):
 
 
 def _total_weight(x, weights):
-    return jnp.asarray(x.shape[0], x.dtype) if weights is None else jnp.sum(weights)
+    """Σₙ wₙ over all rows (every device's, inside :func:`mixtures._chunks.rows_split_over`)."""
+    total = jnp.asarray(x.shape[0], x.dtype) if weights is None else jnp.sum(weights)
+    return _chunks.across_devices(total)
 
 
 def em_step_impl(
@@ -312,6 +314,10 @@ def fit_loop(
     :func:`mixtures._progress.receiving`. ``n_collapsed`` counts the
     switched-on components whose update :func:`maximize` refused in at
     least one of the iterations (the initial ``mixture`` is not judged).
+    Traced as the per-device program of a data-parallel fit
+    (:mod:`mixtures._parallel`), ``x``, ``weights`` and ``labels`` are this
+    device's rows, every sum over rows is over all devices' rows, and only
+    the first device reports.
 
     Example:
       >>> import jax, numpy as np, mixtures as mx
@@ -334,7 +340,8 @@ def fit_loop(
         new, ll, refused = _em_step(m, x, weights, chunk_size, hard, update_weights, labels, prior)
         collapsed = collapsed | refused
         if report:
-            jax.debug.callback(_progress.emit, cond(state), restart, i + 1, ll)
+            # With rows split over devices every device runs this loop: one reports.
+            jax.debug.callback(_progress.emit, _chunks.first_device_only(cond(state)), restart, i + 1, ll)
         return new, i + 1, ll, history.at[i].set(ll), jnp.abs(ll - previous) < tol, collapsed
 
     init = (

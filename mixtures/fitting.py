@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixtures import _checks, _chunks, _progress, engine
+from mixtures import _checks, _chunks, _parallel, _progress, engine
 from mixtures.family import Family
 from mixtures.init import INIT_METHODS, check_method, initialize
 from mixtures.mixture import Mixture
@@ -36,6 +36,7 @@ def fit(
     chunk_size: int | None = None,
     prior=None,
     callback=None,
+    mesh=None,
 ) -> engine.FitResult:
     """Fits a K-component mixture of ``family`` to ``x`` by EM.
 
@@ -45,6 +46,32 @@ def fit(
     used in its own floating dtype: float32, or float64 when JAX's x64 mode is
     on (``jax.config.update("jax_enable_x64", True)``); integer data is
     converted to the default float dtype.
+
+    Across devices (``mesh``, or ``x`` split along its rows): each device
+    runs the E-step and the accumulation on its own rows, ``lax.psum`` adds
+    the statistics across devices, and the M-step and the convergence test
+    run replicated on every device; every option works as on one device,
+    for every family. N need not be a multiple of the number of devices: the
+    rows are padded with zero-weight copies of the first row. The result is
+    the single-device fit's from the same key, up to the order in which
+    floating-point sums are added (in float64 about 1e-15 relative; 1e-9
+    for a :class:`~mixtures.GradientFamily`, whose Adam steps amplify
+    rounding). The EM iterations hold only each device's rows, but the
+    initialisation (``init`` a method) gathers the N rows onto every device
+    while it runs, one copy each: for data too large for one device, start
+    from a mixture fitted on a subsample (``init=`` that mixture), which
+    gathers nothing.
+
+    Multi-host: call ``jax.distributed.initialize()`` in every process, make
+    ``x`` from each process's rows with
+    ``jax.make_array_from_process_local_data(NamedSharding(mesh,
+    PartitionSpec(mesh.axis_names)), local_rows)`` (every device holding the
+    same number of rows) and call ``fit`` with the same arguments in every
+    process, with ``mesh`` or without. Each process validates its own rows
+    (a process that rejects its rows raises; the others then wait for it in
+    the compiled program); ``sample_weight`` and ``labels`` are host arrays
+    of all N rows, the same in every process; ``prior="default"``, computed
+    from all the rows, is refused. Every process receives the whole result.
 
     Args:
       x: (N, D) array-like of real numbers.
@@ -94,6 +121,14 @@ def fit(
         (restart, iteration, log_likelihood); for progress bars and logs.
         Every call has been made when ``fit`` returns. The compiled program
         does not depend on which callable is given, only on whether one is.
+        In a multi-process run only the process holding the first device of
+        the mesh calls it.
+      mesh: optional ``jax.sharding.Mesh`` for a data-parallel fit: the
+        rows are split over all its devices (over all its axes, in order)
+        and ``x`` may be any array-like. Without ``mesh``, an ``x`` that is a
+        ``jax.Array`` split along its rows by a ``NamedSharding`` is fitted
+        on that sharding's mesh, over the axes it names; an ``x`` split along
+        its features is refused. See "Across devices" above.
 
     Returns:
       A :class:`~mixtures.FitResult`; its ``all_*`` fields hold every
@@ -121,17 +156,28 @@ def fit(
       >>> map_fit = mx.fit(x, mx.Gaussian("full"), n_components=2, key=jax.random.key(0), prior="default")
       >>> bool(map_fit.converged)
       True
+      >>> mesh = jax.make_mesh((jax.device_count(),), ("data",))  # rows over every device
+      >>> bool(mx.fit(x, mx.Gaussian("full"), n_components=2, key=jax.random.key(0), mesh=mesh).converged)
+      True
     """
     if not isinstance(family, Family):
         raise TypeError(
             f"`family` must be a mixtures.Family such as mx.Gaussian(); received {family!r}."
         )
     _checks.hashable_family(family)
-    x = _checks.as_data(x, "x")
+    split = _parallel.row_split(x, mesh)  # None: one device
+    if split is None:
+        x = _checks.as_data(x, "x")
     if _checks.is_traced(x):
         raise TypeError("`x` must be a concrete array: mx.fit validates on the host and cannot be traced.")
+    if split is None:
+        family.check_data(np.asarray(x))
+    elif _parallel.keeps_placement(x, split):
+        x = _parallel.check_sharded_rows(x, family)  # shard by shard: never gathered
+    else:
+        x = _checks.as_host_data(x, "x")
+        family.check_data(x)
     n, d = x.shape
-    family.check_data(np.asarray(x))
     k = _checks.positive_int(n_components, "n_components", upper=n, upper_name="the number of samples N")
     n_init = _checks.positive_int(n_init, "n_init")
     max_iter = _checks.positive_int(max_iter, "max_iter")
@@ -165,17 +211,30 @@ def fit(
         key = _checks.prng_key(key)
     else:
         raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")
+    if isinstance(x, jax.Array) and not x.is_fully_addressable and _uses_default_prior(prior):
+        raise ValueError(
+            '`prior="default"` is computed from all the rows of `x`, which no process holds here '
+            "(x spans several processes): pass an explicit prior."
+        )
     prior = check_prior(prior, family, x, k, weights)
 
     # Everything is valid: only now are arrays made for the compiled program.
+    tol = _checks.to_device(tol, x.dtype)
+    options = (max_iter, chunk, assignment == "hard", update_weights, callback is not None)
+    if split is not None:
+        plan = _parallel.RowPlan(*split, n)
+        data = _place_rows(plan, x, weights, labels, prior)
+        with _progress.receiving(callback):
+            if isinstance(init, Mixture):
+                return _fit_from_on_mesh(start, *data, tol, *options, prior, plan)
+            keys = jax.random.split(key, n_init)
+            return _fit_restarts_on_mesh(family, k, init, keys, *data, tol, *options, prior, plan, weights is not None)
     if weights is not None:
         # Without a prior only the weights' ratios matter: rescale them to mean one.
         # With a prior their total is the data's strength against it: keep them.
         weights = (
             _checks.unit_mean_weights(weights, x.dtype) if prior is None else _checks.to_device(weights, x.dtype)
         )
-    tol = _checks.to_device(tol, x.dtype)
-    options = (max_iter, chunk, assignment == "hard", update_weights, callback is not None)
     if isinstance(init, Mixture):
         with _progress.receiving(callback):
             return _fit_from(start, x, weights, labels, tol, *options, prior)
@@ -235,6 +294,29 @@ def check_prior(prior, family: Family, x, n_components: int, sample_weight=None)
     return Prior(components, weights)
 
 
+def _uses_default_prior(prior) -> bool:
+    return (isinstance(prior, str) and prior == "default") or (
+        isinstance(prior, Prior) and isinstance(prior.components, str)
+    )
+
+
+def _place_rows(plan, x, weights, labels, prior):
+    """The validated rows, weights and labels split over ``plan``'s devices, padded with zero-weight rows."""
+    if isinstance(x, jax.Array):  # already split as the plan needs (and N a multiple of P)
+        rows = jax.device_put(x, plan.rows)
+    else:
+        rows = _parallel.place(x, plan, fill=x[0])
+    if weights is not None:
+        # As on one device: rescaled to mean one without a prior, kept with one.
+        host = _checks.unit_mean_weights(weights, x.dtype) if prior is None else _checks.to_device(weights, x.dtype)
+        weights = _parallel.place(host, plan, fill=0)
+    elif plan.n_padded > plan.n_rows:
+        weights = _parallel.place(np.ones(plan.n_rows, x.dtype), plan, fill=0)
+    if labels is not None:
+        labels = _parallel.place(labels, plan, fill=-1)
+    return rows, weights, labels
+
+
 def _check_warm_start(init: Mixture, family, k, d, dtype) -> Mixture:
     if init.family != family:
         raise ValueError(f"`init` is a mixture of {init.family!r}, but `family` is {family!r}.")
@@ -282,12 +364,18 @@ def fit_one(
     ``prior`` is a validated :class:`~mixtures.priors.Prior` (see
     :func:`check_prior`) or None; the initialisation ignores it.
     """
-    start = initialize(method, family, k, key, x, weights, chunk_size, labels, n_active)
-    if not update_weights and n_active is None:
-        start = Mixture(jnp.full((k,), 1.0 / k, x.dtype), start.params, family)
+    start = _start(family, k, method, key, x, weights, labels, chunk_size, update_weights, n_active)
     return engine.fit_loop(
         start, x, weights, tol, max_iter, chunk_size, hard, update_weights, labels, prior, report, restart
     )
+
+
+def _start(family, k, method, key, x, weights, labels, chunk_size, update_weights, n_active=None):
+    """The starting mixture of one restart (equal weights when they are not updated)."""
+    start = initialize(method, family, k, key, x, weights, chunk_size, labels, n_active)
+    if not update_weights and n_active is None:
+        start = Mixture(jnp.full((k,), 1.0 / k, x.dtype), start.params, family)
+    return start
 
 
 def best_restart(results: engine.FitResult) -> engine.FitResult:
@@ -316,3 +404,34 @@ def _fit_restarts(
 
     return best_restart(jax.vmap(one)(keys, jnp.arange(keys.shape[0])))
 
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 8, 9, 10, 11, 12, 14, 15))
+def _fit_restarts_on_mesh(
+    family, k, method, keys, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights, report,
+    prior, plan, weighted,
+):
+    """:func:`_fit_restarts` with the rows split over ``plan``'s devices (see :mod:`mixtures._parallel`).
+
+    The restarts are initialised from the N valid rows (with the user's
+    weights only when ``weighted``: the padding's weights are not theirs),
+    then run EM side by side on every device's rows.
+    """
+    valid_x, valid_labels = _parallel.valid_rows(plan, x), _parallel.valid_rows(plan, labels)
+    valid_weights = _parallel.valid_rows(plan, weights) if weighted else None
+
+    def start(key):
+        return _start(family, k, method, key, valid_x, valid_weights, valid_labels, chunk_size, update_weights)
+
+    starts = jax.vmap(start)(keys)
+    return best_restart(
+        _parallel.fit_loops(plan, starts, x, weights, labels, tol, prior, max_iter, chunk_size, hard, update_weights, report)
+    )
+
+
+@functools.partial(jax.jit, static_argnums=(5, 6, 7, 8, 9, 11))
+def _fit_from_on_mesh(mixture, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights, report, prior, plan):
+    """:func:`_fit_from` with the rows split over ``plan``'s devices."""
+    starts = jax.tree.map(lambda a: a[None], mixture)
+    return best_restart(
+        _parallel.fit_loops(plan, starts, x, weights, labels, tol, prior, max_iter, chunk_size, hard, update_weights, report)
+    )

@@ -195,4 +195,5 @@ CASES = [
     case("labels_fraction", TypeError, r"`labels` must hold integers \(−1 for unlabelled rows\); received dtype float64", labels=np.full(N, 0.5)),
     case("labels_length", ValueError, r"`labels` must have shape \(20,\), one label per sample; received shape \(19,\)", labels=np.zeros(N - 1, int)),
     case("criterion_unknown", ValueError, r"`criterion` must be one of \('bic', 'aic', 'icl'\); received 'BIC'", criterion="BIC"),
+    case("mesh_string", TypeError, r"`mesh` must be a jax.sharding.Mesh .*; received 'data'", mesh="data"),
 ]

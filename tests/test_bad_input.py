@@ -55,7 +55,7 @@ def _names(*allowed):
 
 FIT_ARGS = (
     "x", "family", "n_components", "key", "init", "n_init", "max_iter", "tol", "sample_weight",
-    "labels", "assignment", "update_weights", "chunk_size", "prior", "callback",
+    "labels", "assignment", "update_weights", "chunk_size", "prior", "callback", "mesh",
 )
 
 
@@ -84,9 +84,10 @@ def _score(args):
 
 
 _FIT_ENTRY_POINTS = (("fitting", "_fit_restarts"), ("fitting", "_fit_from"), ("selection", "_fit_candidates"))
+_MESH_ENTRY_POINTS = (("fitting", "_fit_restarts_on_mesh"), ("fitting", "_fit_from_on_mesh"))
 
 FRONTS = [
-    Front("fit", _names(*FIT_ARGS), _fit, _FIT_ENTRY_POINTS[:2]),
+    Front("fit", _names(*FIT_ARGS), _fit, _FIT_ENTRY_POINTS[:2] + _MESH_ENTRY_POINTS),
     Front("select", _select_accepts, _select, _FIT_ENTRY_POINTS[2:]),
     Front("score", _names("x", "sample_weight"), _score, tuple(("mixture", f) for f in ("_score", "_criteria", "_log_prob"))),
 ]
@@ -94,7 +95,7 @@ FRONTS = [
 
 # -- mx.fit_stream: the data as a source of batches ---------------------------------------------------
 
-STREAM_ARGS = tuple(a for a in FIT_ARGS if a != "labels")
+STREAM_ARGS = tuple(a for a in FIT_ARGS if a not in ("labels", "mesh"))
 
 
 def _stream(args):
