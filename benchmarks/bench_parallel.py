@@ -16,7 +16,7 @@ Seconds per EM iteration come from two timed fits of ``--iters + 1`` and 1
 iterations with the tolerance at zero, so set-up and the final E-step cancel
 out (the fastest of ``--repeats`` each). Also reported: compile seconds
 (first call minus a later one), peak resident memory of the subprocess
-(``ru_maxrss``), the mean log-likelihood after the iterations and its
+(VmHWM), the mean log-likelihood after the iterations and its
 relative difference to ``single``'s, the speed-up over ``single``, and the
 time of the initialisation from a key (``init="kmeans++"``, which gathers
 the rows onto every device: a one-iteration fit from a key minus a
@@ -44,15 +44,11 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_em import peak_rss_bytes  # noqa: E402
+
 GIB = 2.0**30
 DEVICE_FLAG = "--xla_force_host_platform_device_count"
-
-
-def peak_rss_bytes():
-    import resource
-
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is KiB on Linux, bytes on macOS
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 def timed(fn):

@@ -11,7 +11,7 @@ from mixtures import _xla
 
 _xla.choose_cpu_fusion()
 
-from mixtures import datasets
+from mixtures import datasets, online
 from mixtures.bernoulli import Bernoulli, BernoulliParams
 from mixtures.categorical import Categorical, CategoricalParams
 from mixtures.engine import FitResult, em_step
@@ -25,6 +25,7 @@ from mixtures.gradient import GradientFamily
 from mixtures.independent import Independent
 from mixtures.io import ModelFileError, load, save
 from mixtures.mixture import Mixture
+from mixtures.online import fit_online
 from mixtures._progress import Progress
 from mixtures.poisson import Poisson, PoissonParams
 from mixtures.priors import ConjugatePrior, DirichletPrior, GaussianPrior, Prior
@@ -69,8 +70,10 @@ __all__ = [
     "datasets",
     "em_step",
     "fit",
+    "fit_online",
     "fit_stream",
     "load",
+    "online",
     "save",
     "select",
 ]

@@ -44,6 +44,10 @@ class Family(abc.ABC):
     over rows and components); a family overrides it only with a faster
     batched form that computes the same values.
 
+    :meth:`transport_stats` (for online EM) defaults to returning the
+    statistics unchanged; a family whose :meth:`accumulate` depends on the
+    current parameters overrides it.
+
     Optional, for MAP-EM with a conjugate prior on the component parameters
     (``mx.fit(..., prior=...)``): :meth:`check_prior`, :meth:`default_prior`,
     :meth:`map_step` and :meth:`log_prior`. Without them the family fits by
@@ -160,6 +164,45 @@ class Family(abc.ABC):
           >>> new.means.round(6).tolist(), new.covariances.round(6).tolist()
           ([[2.0]], [1.0])
         """
+
+    def transport_stats(self, stats: Stats, counts: jax.Array, old: Params, new: Params) -> Stats:
+        """Statistics accumulated under ``old`` parameters, re-expressed as if accumulated under ``new``.
+
+        Online EM (:mod:`mixtures.online`) keeps running statistics across
+        M-steps; a family whose :meth:`accumulate` depends on the parameters
+        (the Gaussian's whitened frame) moves them into the new parameters'
+        frame after every M-step. The result must equal, for every set of
+        rows and responsibilities, ``accumulate(new, x, resp)`` given
+        ``accumulate(old, x, resp)`` and ``counts`` = Σₙ respₙₖ. It must be
+        linear in (``counts``, ``stats``) jointly and treat components
+        independently (row k of the result depends on row k of the inputs
+        only): online EM stacks several statistics along the component axis
+        and transports them in one call.
+
+        The default returns ``stats`` unchanged, which is exact for statistics
+        that do not depend on the parameters (every
+        :class:`~mixtures.ExponentialFamily`). A family whose statistics do
+        must override it.
+
+        Args:
+          stats: statistics from :meth:`accumulate` under ``old``.
+          counts: (K,) summed responsibilities the statistics were taken with.
+          old: the parameters the statistics were accumulated under.
+          new: the parameters to re-express them under.
+
+        Returns:
+          Statistics with the structure and shapes of ``stats``.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> f = mx.Poisson()
+          >>> x = np.array([[1.0], [3.0]])
+          >>> stats = f.accumulate(f.make_params([[1.0]]), x, np.ones((2, 1)))
+          >>> f.transport_stats(stats, np.array([2.0]), None, None).sum_t.tolist()  # Σ T(x), whatever θ
+          [[4.0]]
+        """
+        del counts, old, new
+        return stats
 
     @abc.abstractmethod
     def sample(self, params: Params, key: jax.Array) -> jax.Array:

@@ -327,6 +327,49 @@ class Gaussian(Family):
         offset = solve_triangular(new_u, through[:, :, None], trans="T", lower=False)[:, :, 0]
         return GaussianParams(previous.means + offset, new_u)
 
+    def transport_stats(self, stats: GaussianStats, counts, old: GaussianParams, new: GaussianParams) -> GaussianStats:
+        """Statistics taken in the whitened frames of ``old`` moved into those of ``new``, exactly.
+
+        A row whitened by the old parameters, y = (x − μ) U, is whitened by
+        the new ones as y' = y A + c, with A = U⁻¹ U' (one triangular solve;
+        upper triangular) and c = (μ − μ') U', per component. Hence
+        first' = first A + N c and
+        second' = Aᵀ second A + (first A)ᵀ c + cᵀ (first A) + N cᵀ c for
+        "full" and "tied"; for the diagonal types A is the diagonal
+        a = U' / U and second' = a² second + 2 c (first a) + N c².
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("full")
+          >>> old = g.make_params(np.zeros((1, 2)), np.eye(2)[None])
+          >>> new = g.make_params(np.ones((1, 2)), np.array([[[2.0, 0.3], [0.3, 1.0]]]))
+          >>> x, r = np.array([[0.5, -1.0], [2.0, 1.5], [1.0, 0.0]]), np.ones((3, 1))
+          >>> moved = g.transport_stats(g.accumulate(old, x, r), np.array([3.0]), old, new)
+          >>> bool(np.allclose(moved.second, g.accumulate(new, x, r).second))
+          True
+        """
+        u_old, u_new = old.precisions_cholesky, new.precisions_cholesky
+        shift = old.means - new.means
+        if u_old.ndim == 3:
+            a = solve_triangular(u_old, u_new, lower=False)  # U⁻¹ U'
+            c = jnp.einsum("kd,kde->ke", shift, u_new, precision=_HI)
+            moved = jnp.einsum("kd,kde->ke", stats.first, a, precision=_HI)  # first A
+            cross = moved[:, :, None] * c[:, None, :]
+            second = (
+                jnp.einsum("kji,kjl,klm->kim", a, stats.second, a, precision=_HI)
+                + cross
+                + jnp.swapaxes(cross, 1, 2)
+                + counts[:, None, None] * c[:, :, None] * c[:, None, :]
+            )
+            return GaussianStats(moved + counts[:, None] * c, second)
+        scale_old = u_old if u_old.ndim == 2 else u_old[:, None]
+        scale_new = u_new if u_new.ndim == 2 else u_new[:, None]
+        a = scale_new / scale_old
+        c = shift * scale_new
+        moved = stats.first * a
+        second = a**2 * stats.second + 2.0 * c * moved + counts[:, None] * c**2
+        return GaussianStats(moved + counts[:, None] * c, second)
+
     # -- MAP-EM ---------------------------------------------------------------
 
     def check_prior(self, prior, x) -> GaussianPrior:

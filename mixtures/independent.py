@@ -184,6 +184,25 @@ class Independent(Family):
             family.m_step(s, counts, p) for (family, _), s, p in zip(self.components, stats, previous)
         )
 
+    def transport_stats(self, stats: tuple, counts, old: tuple, new: tuple) -> tuple:
+        """Each group's statistics moved by its own family's :meth:`~mixtures.Family.transport_stats`; a tuple.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.independent import Independent
+          >>> g = mx.Gaussian("diag")
+          >>> fam = Independent(((g, (0,)), (mx.Poisson(), (1,))))
+          >>> x = np.array([[0.5, 2.0], [1.5, 4.0]])
+          >>> old, new = fam.init_params(x[:1], x), fam.init_params(x[1:], x)
+          >>> moved = fam.transport_stats(fam.accumulate(old, x, np.ones((2, 1))), np.array([2.0]), old, new)
+          >>> bool(np.allclose(moved[0].second, fam.accumulate(new, x, np.ones((2, 1)))[0].second)), moved[1].sum_t.tolist()
+          (True, [[6.0]])
+        """
+        return tuple(
+            family.transport_stats(s, counts, o, n)
+            for (family, _), s, o, n in zip(self.components, stats, old, new)
+        )
+
     def sample(self, params: tuple, key) -> jax.Array:
         """One draw, shape (D,), from one component: each group drawn with its own key.
 
