@@ -62,9 +62,9 @@ def as_host_data(x, name: str = "x", n_features: int | None = None) -> np.ndarra
     Example:
       >>> import numpy as np
       >>> from mixtures._checks import as_host_data
-      >>> as_host_data([[1, 2]]).dtype
-      dtype('float32')
-      >>> as_host_data(np.array([[0.0, np.nan]]), "batches[2]")
+      >>> as_host_data([[1, 2]]).dtype.kind  # integers become the default float
+      'f'
+      >>> as_host_data(np.array([[0.0, np.nan]], np.float32), "batches[2]")
       Traceback (most recent call last):
       ...
       ValueError: `batches[2]` must contain only finite values in float32; received nan at row 0, column 1.
