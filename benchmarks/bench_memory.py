@@ -6,7 +6,7 @@ The target: peak resident memory below the data's size plus 1 GiB.
 
 The script writes the data once as a float32 ``.npy`` file (305 MiB at the
 default size) and runs each fit in its own subprocess, so that each peak
-(``ru_maxrss``) is its own:
+(VmHWM) is its own:
 
 - **mixtures (NumPy input)**: ``x = np.load(path)``, then ``mx.fit(x, ...)``.
   The process then holds the caller's array and the library's device copy

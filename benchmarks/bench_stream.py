@@ -3,7 +3,7 @@
 For each size N the script writes a float32 ``.npy`` file of N rows drawn
 from a known Gaussian mixture (written block by block, so the parent never
 holds it), then runs, each in its own subprocess so that its peak resident
-memory (``ru_maxrss``) is its own:
+memory (VmHWM) is its own:
 
 - **stream**: ``mx.fit_stream(path, ...)`` from a fixed warm start, with
   ``--iters`` iterations and the tolerance at zero. The compiled programs are

@@ -51,25 +51,53 @@ class Source:
 
     Attributes:
       name: the argument's name, used in messages.
-      n_features: D when known before reading (arrays and files), else None.
+      n_features: D when known (arrays and files, or after a :func:`scan`), else None.
+      block_rows: for an array or a file read in row blocks, the rows per
+        block (a batch is then named by its rows, ``batches[start:stop]``);
+        None for lists and callables (a batch is named by its index,
+        ``batches[i]``).
     """
 
-    def __init__(self, name: str, read: Callable[[], Iterator], family, n_features: int | None):
+    def __init__(self, name: str, read: Callable[[], Iterator], family, n_features: int | None, block_rows: int | None = None):
         self.name = name
         self._read = read
         self._family = family
         self.n_features = n_features
+        self.block_rows = block_rows
 
     def batches(self) -> Iterator[Batch]:
-        """One pass: every batch validated (shape, dtype, finiteness, the family's domain, weights)."""
+        """One pass: every batch validated (shape, dtype, finite values, the family's domain, weights).
+
+        Every batch is computed in the first batch's floating dtype.
+        """
         d = self.n_features
-        for i, item in enumerate(self._read()):
-            batch = _validate(item, f"{self.name}[{i}]", d, self._family)
-            d = batch.x.shape[1]
-            yield batch
+        dtype = None
+        items = self._read()
+        try:
+            for i, item in enumerate(items):
+                batch = _validate(item, self._label(i, item), d, self._family)
+                d = batch.x.shape[1]
+                if dtype is None:
+                    dtype = batch.x.dtype
+                elif batch.x.dtype != dtype:
+                    batch = Batch(batch.x.astype(dtype), None if batch.weights is None else batch.weights.astype(dtype))
+                yield batch
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # a file reader's handle, also after a validation error
+
+    def _label(self, i: int, item) -> str:
+        if self.block_rows is None:
+            return f"{self.name}[{i}]"
+        start = i * self.block_rows
+        rows = item[0] if isinstance(item, tuple) else item
+        return f"{self.name}[{start}:{start + len(rows)}]"
 
 
-def as_source(batches, family, *, batch_size: int | None = None, name: str = "batches") -> Source:
+def as_source(
+    batches, family, *, batch_size: int | None = None, sample_weight=None, name: str = "batches"
+) -> Source:
     """Checks what ``batches`` is and returns a :class:`Source` over it (host only).
 
     Args:
@@ -90,7 +118,12 @@ def as_source(batches, family, *, batch_size: int | None = None, name: str = "ba
       family: the component family, whose ``check_data`` every batch passes.
       batch_size: rows per block for arrays and files; default
         :func:`default_batch_size`. Ignored for a callable.
-      name: the argument's name, used in messages.
+      sample_weight: optional (N,) row weights of an array, memmap or file
+        source, read block by block with it; a list or a callable gives its
+        weights in ``(x, sample_weight)`` pairs instead.
+      name: the argument's name, used in messages (a row block of an array
+        or a file is named ``batches[start:stop]``, with rows counted from
+        ``start``; an item of a list or a callable ``batches[i]``).
 
     Returns:
       A :class:`Source`.
@@ -111,28 +144,44 @@ def as_source(batches, family, *, batch_size: int | None = None, name: str = "ba
     if isinstance(batches, (str, os.PathLike)):
         path = os.fspath(batches)
         shape, dtype, offset = _npy_layout(path, name)
-        return _file_source(path, offset, shape, dtype, batch_size, family, name)
+        return _file_source(path, offset, shape, dtype, batch_size, sample_weight, family, name)
     if isinstance(batches, np.memmap):
         layout = _memmap_layout(batches)
         if layout is not None:
             path, offset = layout
             _check_array_kind(batches, name)
-            return _file_source(path, offset, batches.shape, batches.dtype, batch_size, family, name)
-    if callable(batches) and not hasattr(batches, "shape"):
-        return Source(name, lambda: _call(batches, name), family, None)
+            return _file_source(path, offset, batches.shape, batches.dtype, batch_size, sample_weight, family, name)
     if isinstance(batches, (Iterator, map, filter)) or _is_generator(batches):
         raise TypeError(
             f"`{name}` must be re-iterable: pass a callable returning a fresh iterator (for example the "
             "generator function itself, not the generator it returns); an iterator is used up after one pass."
         )
-    if isinstance(batches, list) and batches and all(_is_batch(b) for b in batches):
+    listed = isinstance(batches, list) and batches and all(_is_batch(b) for b in batches)
+    if (listed or callable(batches) and not hasattr(batches, "shape")) and sample_weight is not None:
+        raise ValueError(
+            f"`sample_weight` goes with an array, memmap or .npy `{name}`; a list or a callable gives "
+            "its weights as (x, sample_weight) pairs."
+        )
+    if callable(batches) and not hasattr(batches, "shape"):
+        return Source(name, lambda: _call(batches, name), family, None)
+    if listed:
         parts = list(batches)
         return Source(name, lambda: iter(parts), family, None)
     x = batches if isinstance(batches, np.ndarray) else _as_array(batches, name)
     _check_array_kind(x, name)
     size = batch_size or default_batch_size(x.shape[1])
     n = x.shape[0]
-    return Source(name, lambda: (x[i : i + size] for i in range(0, n, size)), family, x.shape[1])
+    w = _row_weights(sample_weight, n)
+    if w is None:
+        return Source(name, lambda: (x[i : i + size] for i in range(0, n, size)), family, x.shape[1], size)
+    return Source(name, lambda: ((x[i : i + size], w[i : i + size]) for i in range(0, n, size)), family, x.shape[1], size)
+
+
+def _row_weights(sample_weight, n: int):
+    """A whole source's (N,) weights, checked as ``fit`` checks them, or None."""
+    if sample_weight is None:
+        return None
+    return np.asarray(_checks.as_sample_weight(sample_weight, n))
 
 
 class Scan(NamedTuple):
@@ -217,10 +266,11 @@ def scan(source: Source, sample_size: int, seed) -> Scan:
         raise ValueError(f"`{source.name}` yielded no rows.")
     if n_positive == 0:
         raise ValueError(f"`{source.name}` must have at least one row of positive `sample_weight`; all are zero.")
+    source.n_features = sample.shape[1]  # later passes hold every batch to it
     return Scan(n, sample.shape[1], n_positive, total, max_rows, n_batches, sample, weights if has_weights else None)
 
 
-def padded(batch: Batch, rows: int) -> tuple[np.ndarray, np.ndarray]:
+def padded(batch: Batch, rows: int, name: str = "batches") -> tuple[np.ndarray, np.ndarray]:
     """A batch as exactly ``rows`` rows and their weights, the added rows weighted zero.
 
     The added rows repeat the batch's last row, so they lie in every family's
@@ -234,6 +284,11 @@ def padded(batch: Batch, rows: int) -> tuple[np.ndarray, np.ndarray]:
       ([1.0, 2.0, 2.0], [1.0, 1.0, 0.0])
     """
     b = batch.x.shape[0]
+    if b > rows:
+        raise ValueError(
+            f"`{name}` yielded a batch of {b} rows on a later pass, longer than the longest batch of the first "
+            f"pass ({rows}); the source must yield the same rows on every pass."
+        )
     w = np.ones(b, batch.x.dtype) if batch.weights is None else batch.weights
     if b == rows:
         return batch.x, w
@@ -359,10 +414,11 @@ def _memmap_layout(x: np.memmap):
     return x.filename, x.offset
 
 
-def _file_source(path, offset, shape, dtype, batch_size, family, name) -> Source:
+def _file_source(path, offset, shape, dtype, batch_size, sample_weight, family, name) -> Source:
     n, d = shape
     size = batch_size or default_batch_size(d)
     row_bytes = d * dtype.itemsize
+    weights = _row_weights(sample_weight, n)
 
     def read():
         with open(path, "rb", buffering=0) as f:
@@ -377,6 +433,6 @@ def _file_source(path, offset, shape, dtype, batch_size, family, name) -> Source
                     if not k:
                         raise ValueError(f"`{name}`: {path!r} ended early, at row {start + got // row_bytes}.")
                     got += k
-                yield block
+                yield block if weights is None else (block, weights[start : start + rows])
 
-    return Source(name, read, family, d)
+    return Source(name, read, family, d, size)

@@ -213,8 +213,11 @@ def online_em(
     (bias-corrected, see :mod:`mixtures.online`), takes the M-step and moves
     the running statistics into the new parameters' frame. It is compiled
     once per minibatch shape (the family is static); keep the batch shape
-    fixed and pass zero ``sample_weight`` for padding rows. A batch whose
-    weights are all zero leaves the state unchanged.
+    fixed and pass zero ``sample_weight`` for padding rows. Called on host
+    arrays, ``update`` refuses a batch whose weights are all zero, as
+    :func:`mixtures.fit` refuses such data; under ``jax.jit`` (or in
+    :func:`fit_online`, which pads batches) such a batch leaves the state
+    unchanged.
 
     Inside the compiled update ρₜ is clipped to [0, 1]: a value above 1 acts
     as 1 (the batch replaces the statistics), a value ≤ 0 or NaN as 0 (the
@@ -446,7 +449,14 @@ def _update(config: _Config, state: OnlineState, x, weights) -> OnlineState:
     previous_ll = jnp.where(old_share > 0, old_share * state.log_likelihood, 0)  # 0 · (−∞) is not NaN here
     log_likelihood = previous_ll + new_share * batch_ll
 
-    new = engine.maximize(mixture, engine.Sums(counts, stats, log_likelihood), config.update_weights)
+    # The running statistics are per row; the M-step's floors (10·ε on a count) are sized for counts
+    # in rows, so it sees them scaled to one batch's rows. Otherwise the M-step is scale-free.
+    rows = x.shape[0]
+
+    def in_rows(c, s):
+        return engine.Sums(c * rows, jax.tree.map(lambda a: a * rows, s), log_likelihood)
+
+    new = engine.maximize(mixture, in_rows(counts, stats), config.update_weights)
     averaged = averaged_counts = averaged_stats = None
     if config.averaging_start is None:
         stats = family.transport_stats(stats, counts, mixture.params, new.params)
@@ -463,9 +473,7 @@ def _update(config: _Config, state: OnlineState, x, weights) -> OnlineState:
             family, (stats, averaged_stats), (counts, averaged_counts), mixture.params, new.params
         )
         polyak = engine.maximize(
-            Mixture(new.weights, new.params, family),
-            engine.Sums(averaged_counts, averaged_stats, log_likelihood),
-            config.update_weights,
+            Mixture(new.weights, new.params, family), in_rows(averaged_counts, averaged_stats), config.update_weights
         )
         averaged = jax.tree.map(lambda a, b: jnp.where(started, a, b), polyak, new)
 
@@ -529,6 +537,7 @@ def fit_online(
     key,
     step_size=None,
     batch_size: int | None = None,
+    sample_weight=None,
     n_epochs: int = 1,
     init="kmeans++",
     n_init: int = 1,
@@ -573,10 +582,15 @@ def fit_online(
         may be None with a warm start.
       step_size: as in :func:`online_em`; default
         ``polynomial_decay(0.6, offset=S / B)`` with S the sample's rows and
-        B the batch rows, so the first update keeps the sample's statistics
-        with the weight of about S rows against B.
+        B the batch rows: the first step ρ₀ = (1 + S/B)^−0.6 is small when
+        the sample is large against a batch, so the first updates keep
+        most of the sample's statistics (S = 10⁴, B = 1024: ρ₀ ≈ 0.24, the
+        sample weighing about three batches).
       batch_size: rows per batch read from an array, memmap or file (default
         1024); ignored for lists and callables.
+      sample_weight: optional (N,) non-negative row weights of an array,
+        memmap or ``.npy`` source (read block by block with the rows); a list
+        or callable gives its weights in ``(x, sample_weight)`` pairs.
       n_epochs: passes over the data.
       init: a method of :func:`mixtures.fit`, run with EM on the sample, or a
         :class:`~mixtures.Mixture` to start from (used as is).
@@ -632,7 +646,7 @@ def fit_online(
         raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")
     seed = 0 if key is None else np.asarray(jax.random.key_data(_checks.prng_key(key))).ravel()
 
-    source = _sources.as_source(batches, family, batch_size=batch_size)
+    source = _sources.as_source(batches, family, batch_size=batch_size, sample_weight=sample_weight)
     seen = _sources.scan(source, sample_size, seed)
     n, d = seen.n_rows, seen.n_features
     if k > n:
@@ -662,13 +676,16 @@ def fit_online(
             sample_weight=seen.sample_weights, update_weights=update_weights, chunk_size=chunk_size,
         ).mixture
     sample_weights = None if seen.sample_weights is None else _checks.to_device(seen.sample_weights, dtype)
-    state = _init(config, start, _checks.to_device(seen.sample), sample_weights)
+    state = initial = _init(config, start, _checks.to_device(seen.sample), sample_weights)
     history = []
     for _ in range(n_epochs):
         for batch in source.batches():
-            x, w = _sources.padded(batch, rows)
-            state = _update(config, state, jax.device_put(x), jax.device_put(w))
-            history.append(state.log_likelihood)
-    return OnlineResult(
-        state.mixture, state.averaged, state.log_likelihood, np.asarray(jax.device_get(history)), int(state.step), state
-    )
+            x, w = _sources.padded(batch, rows, source.name)
+            previous = state
+            state = _update(config, previous, jax.device_put(x), jax.device_put(w))
+            # The next batch is read while this one is computed, and no further: waiting for the
+            # previous update keeps memory one batch ahead; its estimate is kept as a Python float.
+            if previous is not initial:
+                history.append(float(previous.log_likelihood))
+    history.append(float(state.log_likelihood))
+    return OnlineResult(state.mixture, state.averaged, state.log_likelihood, np.asarray(history), int(state.step), state)

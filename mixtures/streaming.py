@@ -43,6 +43,7 @@ def fit_stream(
     max_iter: int = 100,
     tol: float = 1e-3,
     batch_size: int | None = None,
+    sample_weight=None,
     init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE,
     assignment: str = "soft",
     update_weights: bool = True,
@@ -91,6 +92,10 @@ def fit_stream(
         by less than this between iterations.
       batch_size: rows per batch read from an array, memmap or file; default
         about 2²² values per batch. Ignored for callables and lists.
+      sample_weight: optional (N,) non-negative row weights of an array,
+        memmap or ``.npy`` source, as in :func:`mixtures.fit` (read block by
+        block with the rows); a list or callable gives its weights in
+        ``(x, sample_weight)`` pairs instead.
       init_sample_size: the bound on the initialisation sample's rows.
       assignment: "soft" (EM) or "hard" (classification EM), as in
         :func:`mixtures.fit`.
@@ -149,7 +154,7 @@ def fit_stream(
         raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")
     seed = 0 if key is None else np.asarray(jax.random.key_data(_checks.prng_key(key))).ravel()
 
-    source = _sources.as_source(batches, family, batch_size=batch_size)
+    source = _sources.as_source(batches, family, batch_size=batch_size, sample_weight=sample_weight)
     seen = _sources.scan(source, sample_size, seed)
     n, d = seen.n_rows, seen.n_features
     if k > n:
@@ -186,12 +191,14 @@ def fit_stream(
         mixtures = _initial(family, k, init, keys, sample, sample_weights, chunk, update_weights)
     rows = seen.max_rows
     total = _checks.to_device(seen.total_weight * scale if seen.sample_weights is not None else float(n), dtype)
+    del seen, sample, sample_weights  # the initialisation sample is not needed any more
+    zero = _zero_sums(mixtures, rows, d, dtype, chunk, hard)
 
     def one_pass(mixtures):
-        sums = _zero_sums(mixtures, rows, d, dtype, chunk, hard)
+        sums = zero
         count = 0
         for batch in source.batches():
-            x, w = _sources.padded(batch, rows)
+            x, w = _sources.padded(batch, rows, source.name)
             if scale != 1.0:
                 w = w * np.asarray(scale, w.dtype)
             done = sums

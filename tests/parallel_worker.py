@@ -113,7 +113,10 @@ def main():
             "categorical-presharded-labels-prior", presharded, mx.Categorical((3, 3, 3, 3)), 3, None,
             single_x=codes[:1000], labels=labels[:1000], prior="default", init="random_from_data",
         ),
-        compare("poisson-hard-fixed-weights", counts, mx.Poisson(), 3, mesh, assignment="hard", update_weights=False, init="random"),
+        compare(
+            "poisson-hard-fixed-weights-labels", counts, mx.Poisson(), 3, mesh, assignment="hard", update_weights=False,
+            init="random", labels=labels,
+        ),
         compare("student-t-warm-start", x, student, 3, mesh, max_iter=4, init=warm),
     ]
     print(json.dumps({"xla_flags": os.environ.get("XLA_FLAGS", ""), "collectives": found, "cases": cases}))

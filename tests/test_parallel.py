@@ -25,7 +25,7 @@ WORKER = Path(__file__).with_name("parallel_worker.py")
 CASES = {
     "gaussian-weights-restarts",  # full covariance, N = 1001, sample_weight, n_init=3, callback
     "categorical-presharded-labels-prior",  # x split by its own NamedSharding over a 2×2 mesh
-    "poisson-hard-fixed-weights",  # init="random", assignment="hard", update_weights=False
+    "poisson-hard-fixed-weights-labels",  # init="random", assignment="hard", update_weights=False, labels on N = 1001 rows
     "student-t-warm-start",  # a GradientFamily (Adam steps over the data) from a given mixture
 }
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
