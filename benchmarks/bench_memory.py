@@ -38,14 +38,13 @@ import importlib.util
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_em import peak_rss_bytes  # noqa: E402
-from bench_stream import start_mixture, write_file  # noqa: E402
+from bench_stream import run_child_of, start_mixture, write_file  # noqa: E402
 
 GIB = 2.0**30
 MODES = ("mixtures-numpy", "mixtures-device", "mixtures-stream", "sklearn")
@@ -104,18 +103,6 @@ def child(spec):
     print(json.dumps(out))
 
 
-def run_child(spec, timeout):
-    proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)],
-        capture_output=True, text=True, timeout=timeout,
-    )
-    if proc.returncode != 0:
-        return {"status": "failed", "error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]}
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["status"] = "ok"
-    return result
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=float, default=1e7, help="N")
@@ -147,7 +134,7 @@ def main(argv=None):
         spec = {"path": path, "means": means.tolist(), "iters": args.iters, "sklearn_iters": args.sklearn_iters,
                 "batch_size": args.batch_size}
         for mode in modes:
-            results[mode] = run_child({**spec, "mode": mode}, args.timeout)
+            results[mode] = run_child_of(__file__, {**spec, "mode": mode}, args.timeout)
             print_row(mode, results[mode], data_bytes)
     reference = next((r["log_likelihood"] for r in results.values() if r["status"] == "ok" and r is not results.get("sklearn")), None)
     for mode, r in results.items():

@@ -105,9 +105,10 @@ def child(spec):
     print(json.dumps(out))
 
 
-def run_child(spec, timeout):
+def run_child_of(script, spec, timeout):
+    """Runs ``script --child SPEC`` in a subprocess; returns its last stdout line's JSON with a status."""
     proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)],
+        [sys.executable, os.path.abspath(script), "--child", json.dumps(spec)],
         capture_output=True, text=True, timeout=timeout,
     )
     if proc.returncode != 0:
@@ -142,7 +143,7 @@ def main(argv=None):
             spec = {"path": path, "means": means.tolist(), "iters": args.iters, "batch_size": args.batch_size}
             row = {"n": n, "file_bytes": os.path.getsize(path)}
             for mode in ("stream", "in-memory"):
-                row[mode] = run_child({**spec, "mode": mode}, args.timeout)
+                row[mode] = run_child_of(__file__, {**spec, "mode": mode}, args.timeout)
             os.remove(path)
             rows.append(row)
             print_row(row)

@@ -57,10 +57,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixtures import _checks, _chunks, _sources, engine, fitting
+from mixtures import _checks, _chunks, _sources, engine, fitting, streaming
 from mixtures.family import Family
 from mixtures.gradient import GradientFamily
-from mixtures.init import INIT_METHODS, check_method
 from mixtures.mixture import Mixture
 
 __all__ = ["OnlineEM", "OnlineResult", "OnlineState", "fit_online", "online_em", "polynomial_decay"]
@@ -636,33 +635,12 @@ def fit_online(
     config = _configure(step_size, averaging_start, update_weights, chunk_size)
     warm = isinstance(init, Mixture)
     if warm:
-        if n_init != 1:
-            raise ValueError(f"`n_init` must be 1 with a warm start (`init` a Mixture); received {n_init}.")
         _refuse_gradient_family(init.family, "init.family")
-    elif isinstance(init, str) and init in INIT_METHODS:
-        check_method(init, family)
-        key = _checks.prng_key(key)
-    else:
-        raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")
-    seed = 0 if key is None else np.asarray(jax.random.key_data(_checks.prng_key(key))).ravel()
-
-    source = _sources.as_source(batches, family, batch_size=batch_size, sample_weight=sample_weight)
-    seen = _sources.scan(source, sample_size, seed)
-    n, d = seen.n_rows, seen.n_features
-    if k > n:
-        raise ValueError(f"`n_components` ({k}) must be at most the number of samples N ({n}).")
-    if k > seen.n_positive:
-        raise ValueError(
-            f"`n_components` ({k}) must be at most the number of rows with positive `sample_weight` ({seen.n_positive})."
-        )
-    positive_in_sample = (
-        seen.sample.shape[0] if seen.sample_weights is None else int(np.count_nonzero(seen.sample_weights > 0))
+    source, seen, key, positive_in_sample = streaming.scan_for_fit(
+        batches, family, k, init=init, n_init=n_init, key=key, batch_size=batch_size,
+        sample_weight=sample_weight, sample_size=sample_size,
     )
-    if not warm and k > positive_in_sample:
-        raise ValueError(
-            f"`n_components` ({k}) must be at most the rows of positive weight in the initialisation sample "
-            f"({positive_in_sample}); raise `init_sample_size` (now {sample_size})."
-        )
+    d = seen.n_features
     dtype = seen.sample.dtype
     rows = seen.max_rows
     if warm:

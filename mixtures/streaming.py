@@ -27,7 +27,7 @@ from mixtures.gradient import GradientFamily
 from mixtures.init import INIT_METHODS, check_method, initialize
 from mixtures.mixture import Mixture
 
-__all__ = ["fit_stream", "DEFAULT_INIT_SAMPLE_SIZE"]
+__all__ = ["fit_stream", "scan_for_fit", "DEFAULT_INIT_SAMPLE_SIZE"]
 
 DEFAULT_INIT_SAMPLE_SIZE = 100_000
 
@@ -144,32 +144,11 @@ def fit_stream(
     if callback is not None and not callable(callback):
         raise TypeError(f"`callback` must be callable or None; received {callback!r}.")
     warm = isinstance(init, Mixture)
-    if warm:
-        if n_init != 1:
-            raise ValueError(f"`n_init` must be 1 with a warm start (`init` a Mixture); received {n_init}.")
-    elif isinstance(init, str) and init in INIT_METHODS:
-        check_method(init, family)
-        key = _checks.prng_key(key)
-    else:
-        raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")
-    seed = 0 if key is None else np.asarray(jax.random.key_data(_checks.prng_key(key))).ravel()
-
-    source = _sources.as_source(batches, family, batch_size=batch_size, sample_weight=sample_weight)
-    seen = _sources.scan(source, sample_size, seed)
+    source, seen, key, _ = scan_for_fit(
+        batches, family, k, init=init, n_init=n_init, key=key, batch_size=batch_size,
+        sample_weight=sample_weight, sample_size=sample_size,
+    )
     n, d = seen.n_rows, seen.n_features
-    if k > n:
-        raise ValueError(f"`n_components` ({k}) must be at most the number of samples N ({n}).")
-    if k > seen.n_positive:
-        raise ValueError(
-            f"`n_components` ({k}) must be at most the number of rows with positive `sample_weight` ({seen.n_positive})."
-        )
-    if not warm:
-        in_sample = seen.sample.shape[0] if seen.sample_weights is None else int(np.count_nonzero(seen.sample_weights > 0))
-        if k > in_sample:
-            raise ValueError(
-                f"`n_components` ({k}) must be at most the rows of positive weight in the initialisation sample "
-                f"({in_sample}); raise `init_sample_size` (now {sample_size})."
-            )
     dtype = seen.sample.dtype
     start = fitting._check_warm_start(init, family, k, d, dtype) if warm else None
     sample = _checks.to_device(seen.sample)
@@ -263,6 +242,47 @@ def fit_stream(
         all_n_collapsed=n_collapsed,
     )
     return _best(jax.tree.map(_checks.to_device, results))
+
+
+def scan_for_fit(batches, family, k: int, *, init, n_init: int, key, batch_size, sample_weight, sample_size: int):
+    """The host-side start of a fit over a source: checks ``init`` and ``key``, scans once, checks K.
+
+    Shared by :func:`fit_stream` and :func:`mixtures.online.fit_online`. The
+    scan validates every batch and draws the initialisation sample, seeded by
+    ``key`` (seed 0 without one); K must not exceed the rows, the rows of
+    positive weight, or (unless ``init`` is a Mixture) the sample's rows of
+    positive weight. Nothing is compiled.
+
+    Returns:
+      ``(source, scan, key, positive_in_sample)``: the :class:`~mixtures._sources.Source`,
+      its :class:`~mixtures._sources.Scan`, the checked key (None with a
+      warm start and no key) and the sample's rows of positive weight.
+    """
+    if isinstance(init, Mixture):
+        if n_init != 1:
+            raise ValueError(f"`n_init` must be 1 with a warm start (`init` a Mixture); received {n_init}.")
+    elif isinstance(init, str) and init in INIT_METHODS:
+        check_method(init, family)
+        key = _checks.prng_key(key)
+    else:
+        raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")
+    seed = 0 if key is None else np.asarray(jax.random.key_data(_checks.prng_key(key))).ravel()
+    source = _sources.as_source(batches, family, batch_size=batch_size, sample_weight=sample_weight)
+    seen = _sources.scan(source, sample_size, seed)
+    if k > seen.n_rows:
+        raise ValueError(f"`n_components` ({k}) must be at most the number of samples N ({seen.n_rows}).")
+    if k > seen.n_positive:
+        raise ValueError(
+            f"`n_components` ({k}) must be at most the number of rows with positive `sample_weight` ({seen.n_positive})."
+        )
+    weights = seen.sample_weights
+    in_sample = seen.sample.shape[0] if weights is None else int(np.count_nonzero(weights > 0))
+    if not isinstance(init, Mixture) and k > in_sample:
+        raise ValueError(
+            f"`n_components` ({k}) must be at most the rows of positive weight in the initialisation sample "
+            f"({in_sample}); raise `init_sample_size` (now {sample_size})."
+        )
+    return source, seen, key, in_sample
 
 
 class _State(NamedTuple):

@@ -1,9 +1,11 @@
-"""Reference implementations and data shared by the tests (NumPy only)."""
+"""Reference implementations and data shared by the tests (NumPy only), and a compilation recorder."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
+import jax
 import numpy as np
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
@@ -97,3 +99,23 @@ def assert_monotone(result, n_iter, rel=1e-9):
     scale = max(1.0, float(np.max(np.abs(history))))
     assert np.all(np.diff(history) >= -rel * scale)
     assert float(result.log_likelihood) >= history[-1] - rel * scale
+
+
+# The event JAX records for every XLA compilation (jax._src.dispatch.BACKEND_COMPILE_EVENT).
+COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+@contextlib.contextmanager
+def recording_compilations():
+    """Yields a list that gets one entry (the event's keyword arguments) per XLA compilation in the block."""
+    events = []
+
+    def listener(event, duration, **kwargs):
+        if event == COMPILE_EVENT:
+            events.append(kwargs)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield events
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)

@@ -20,9 +20,8 @@ import pytest
 import mixtures as mx
 from mixtures import cli
 from tests.bad_inputs import CASES, GOOD, Lazy, resolve
+from tests.helpers import recording_compilations
 
-# The event JAX records for every XLA compilation (jax._src.dispatch.BACKEND_COMPILE_EVENT).
-COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
 class Front(NamedTuple):
@@ -237,17 +236,8 @@ def _must_not_run(*args, **kwargs):
 @pytest.fixture
 def no_compilation(monkeypatch):
     """Counts XLA compilations; the test asserts there were none."""
-    events = []
-
-    def listener(event, duration, **kwargs):
-        if event == COMPILE_EVENT:
-            events.append(kwargs)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with recording_compilations() as events:
         yield events
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 @pytest.mark.parametrize("front, case", PAIRS, ids=[f"{f.name}-{c.id}" for f, c in PAIRS])

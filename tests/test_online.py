@@ -15,10 +15,9 @@ import mixtures as mx
 from mixtures import online
 from mixtures.independent import Independent
 from mixtures.online import OnlineState, online_em, polynomial_decay
-from tests.helpers import blobs, dense_covariances
+from tests.helpers import blobs, dense_covariances, recording_compilations
 
 COVARIANCES = ["full", "tied", "diag", "spherical", "identity"]
-COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
 def random_params(family, rng, k, d, centre=0.0, spread=3.0):
@@ -466,17 +465,8 @@ def test_jit_and_vmap_over_restarts_equal_python_loops(small_stream, small_start
 
 @pytest.fixture
 def no_compilation():
-    events = []
-
-    def listener(event, duration, **kwargs):
-        if event == COMPILE_EVENT:
-            events.append(kwargs)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with recording_compilations() as events:
         yield events
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 def test_bad_input_is_rejected_before_compilation(no_compilation):

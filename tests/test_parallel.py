@@ -20,6 +20,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec
 
 import mixtures as mx
+from tests.helpers import recording_compilations
 
 WORKER = Path(__file__).with_name("parallel_worker.py")
 CASES = {
@@ -28,7 +29,6 @@ CASES = {
     "poisson-hard-fixed-weights-labels",  # init="random", assignment="hard", update_weights=False, labels on N = 1001 rows
     "student-t-warm-start",  # a GradientFamily (Adam steps over the data) from a given mixture
 }
-COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
 def test_mesh_fits_equal_single_device_fits_and_sum_across_devices():
@@ -67,17 +67,8 @@ def test_mesh_fits_equal_single_device_fits_and_sum_across_devices():
 @pytest.fixture
 def no_compilation():
     """Fails the test if XLA compiles anything after it calls ``clear()`` on the list."""
-    events = []
-
-    def listener(event, duration, **kwargs):
-        if event == COMPILE_EVENT:
-            events.append(event)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with recording_compilations() as events:
         yield events
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
     assert not events, "compiled before rejecting the input"
 
 

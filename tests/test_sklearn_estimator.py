@@ -17,7 +17,6 @@ import warnings
 import jax
 import numpy as np
 import pytest
-from jax._src import dispatch
 from scipy.special import logsumexp
 from scipy.stats import bernoulli, poisson
 from sklearn.exceptions import ConvergenceWarning
@@ -30,6 +29,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import mixtures as mx
 import mixtures.sklearn as mxs
 from mixtures.sklearn import GaussianMixture, MixtureModel
+from tests.helpers import recording_compilations
 
 COVARIANCES = ["full", "tied", "diag", "spherical"]
 X = mx.datasets.load_old_faithful()
@@ -382,17 +382,8 @@ def no_compilation(monkeypatch):
 
     monkeypatch.setattr(mxs, "_mx_fit", must_not_run)
     monkeypatch.setattr(mxs, "_initialize_restarts", must_not_run)
-    events = []
-
-    def listener(event, duration, **kwargs):
-        if event == dispatch.BACKEND_COMPILE_EVENT:
-            events.append(event)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with recording_compilations() as events:
         yield events
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 FULL = start("full")
