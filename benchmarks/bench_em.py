@@ -9,7 +9,7 @@ starting point per case:
   ``--iters + 1`` and 1 iterations with the tolerance at zero, so set-up,
   validation and the final E-step cancel out; compile seconds (JAX
   implementations: first call minus a second call of the whole-fit program);
-  peak resident memory (``ru_maxrss`` of the implementation's own
+  peak resident memory (VmHWM, else ``ru_maxrss``, of the implementation's own
   subprocess); a whole fit to convergence (tol = 1e-3 on the mean
   log-likelihood per sample) with its seconds and iterations;
 - the mean log-likelihood per sample of every fitted mixture, computed by one

@@ -64,6 +64,54 @@ def first_device_only(flag):
     return flag if axes is None else flag & (lax.axis_index(axes) == 0)
 
 
+# The vmap axes of side-by-side restarts while their program is traced; () outside one.
+_RESTART_AXES: contextvars.ContextVar[tuple] = contextvars.ContextVar("restart_axes", default=())
+
+
+@contextlib.contextmanager
+def restarts_over(axis_name):
+    """Traces the enclosed code as one restart of a ``jax.vmap(..., axis_name=axis_name)``.
+
+    :func:`for_all_restarts` then reduces over that axis, so a ``lax.cond``
+    on its result stays a branch (one side runs) instead of becoming a select
+    of both sides, as a condition that differs between restarts would.
+    """
+    token = _RESTART_AXES.set(_RESTART_AXES.get() + (axis_name,))
+    try:
+        yield
+    finally:
+        _RESTART_AXES.reset(token)
+
+
+def vmap_restarts(fn, in_axes=0):
+    """``jax.vmap(fn, in_axes)`` over restarts, traced inside :func:`restarts_over` its own axis."""
+
+    def batched(*args):
+        name = f"restarts{len(_RESTART_AXES.get())}"
+
+        def one(*one_args):
+            with restarts_over(name):
+                return fn(*one_args)
+
+        return jax.vmap(one, in_axes=in_axes, axis_name=name)(*args)
+
+    return batched
+
+
+def for_all_restarts(flag):
+    """``flag`` (a bool scalar) and-ed over the restarts traced side by side.
+
+    ``flag`` itself outside :func:`restarts_over`, and inside
+    :func:`rows_split_over`.
+    """
+    axes = _RESTART_AXES.get()
+    if not axes or _ROW_AXES.get() is not None:
+        # jax 0.10 cannot reduce over a vmap axis inside shard_map; there each restart keeps
+        # its own flag, and a cond on it runs both sides (correct, not faster).
+        return flag
+    return lax.pmin(flag.astype(jnp.int32), axes) > 0
+
+
 def default_chunk_size(n_components: int, n_features: int) -> int:
     """Rows per block so that a (rows, K, D) temporary holds about 2²⁰ elements."""
     rows = DEFAULT_BLOCK_ELEMENTS // max(1, n_components * n_features)

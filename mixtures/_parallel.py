@@ -268,7 +268,7 @@ def fit_loops(
             )
 
         with _chunks.rows_split_over(plan.axes):
-            return jax.vmap(one)(starts, jnp.arange(n_restarts))
+            return _chunks.vmap_restarts(one)(starts, jnp.arange(n_restarts))
 
     rows, whole = PartitionSpec(plan.axes), PartitionSpec()
     run = jax.shard_map(

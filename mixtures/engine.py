@@ -18,6 +18,14 @@ from mixtures import _checks, _chunks, _progress
 from mixtures.gradient import GradientFamily
 from mixtures.mixture import Mixture, finite_components, responsibilities_from_log_probs, where_components
 
+_HI = lax.Precision.HIGHEST
+# A family's matrix-product form is compiled only for passes of at least this many
+# multiply-adds (N·K·M) and rows of at least this many statistics (M): below either, it
+# saved less run time than its second compiled branch costs (about 0.8 s of compile;
+# the Gaussian's M = 5 for D = 2 ran no faster than the whitened residuals).
+PRODUCTS_MIN_WORK = 1 << 24
+PRODUCTS_MIN_WIDTH = 16
+
 __all__ = ["FitResult", "Sums", "accumulate", "em_step", "fit_loop", "init_from_points", "log_prior", "maximize"]
 
 
@@ -71,9 +79,22 @@ class Sums(NamedTuple):
 
 
 def accumulate(
-    mixture: Mixture, x, weights, chunk_size: int, hard: bool = False, labels=None
+    mixture: Mixture, x, weights, chunk_size: int, hard: bool = False, labels=None, products: bool = True
 ) -> Sums:
     """E-step and accumulation, block by block over the rows.
+
+    When the family has a :class:`~mixtures.family.GemmForm` for the current
+    parameters, the pass is large enough to repay its compilation (N·K·M at
+    least :data:`PRODUCTS_MIN_WORK` and M at least :data:`PRODUCTS_MIN_WIDTH`,
+    decided from the static shapes), and the
+    form is usable (for every restart run side by side, see
+    :func:`mixtures._chunks.vmap_restarts`), each block costs two matrix
+    products, T(rows) @ η and Rᵀ T(rows), and the log-likelihood comes from
+    the statistics (Σₙₖ rₙₖ (log πₖ + log pₖ(xₙ) − log rₙₖ), with
+    Σₙ rₙₖ log pₖ(xₙ) from :meth:`~mixtures.Family.expected_log_prob`);
+    otherwise from :meth:`~mixtures.Family.log_prob_components_and_cache`
+    and :meth:`~mixtures.Family.accumulate_from_cache`. Both give the same
+    sums up to rounding; the choice is made once per call, under ``lax.cond``.
 
     Args:
       mixture: current mixture.
@@ -86,6 +107,9 @@ def accumulate(
       labels: optional (N,) int32 component of each labelled row, −1 for
         unlabelled rows. A labelled row's responsibilities are one-hot at its
         label and its log-likelihood term is log π_l p(xₙ | θ_l).
+      products: False skips the matrix-product form (one compiled path:
+        for passes that run once, where a second branch would only add
+        compile time).
 
     Returns:
       :class:`Sums` over all rows.
@@ -109,7 +133,32 @@ def accumulate(
         ll_sum = jnp.sum(jnp.where(w > 0, w * ll, 0.0))
         return Sums(jnp.sum(resp, axis=0), family.accumulate_from_cache(mixture.params, rows, resp, cache), ll_sum)
 
-    return _chunks.sum_over_chunks(block, x, weights, chunk_size)
+    def by_blocks():
+        return _chunks.sum_over_chunks(block, x, weights, chunk_size)
+
+    form = family.gemm_form(mixture.params) if products else None
+    if form is None or form.natural.shape[0] < PRODUCTS_MIN_WIDTH or x.shape[0] * form.natural.size < PRODUCTS_MIN_WORK:
+        return by_blocks()
+
+    def gemm_block(rows, w, idx):
+        t = family.gemm_features(form.aux, rows)
+        logp = jnp.dot(t, form.natural, precision=_HI) + form.offset[None, :]
+        resp, _ = responsibilities_from_log_probs(logp + log_weights, hard, None if labels is None else labels[idx])
+        weighted = resp * w[:, None]
+        entropy = jnp.sum(jnp.where(resp > 0, weighted * jnp.log(jnp.where(resp > 0, resp, 1.0)), 0.0))
+        return Sums(jnp.sum(weighted, axis=0), jnp.dot(weighted.T, t, precision=_HI), entropy)
+
+    def by_products():
+        # The log-likelihood is Σₙₖ rₙₖ (log πₖ + log pₖ(xₙ) − log rₙₖ), its E-step identity, with
+        # Σₙ rₙₖ log pₖ(xₙ) from the family's statistics rather than from the expanded
+        # log-densities: those carry the form's rounding, which does not average out over rows.
+        s = _chunks.sum_over_chunks(gemm_block, x, weights, chunk_size)
+        stats = family.gemm_stats(form.aux, s.stats, s.counts, mixture.params)
+        on = mixture.weights > 0
+        expected = jnp.where(on, s.counts * log_weights[0] + family.expected_log_prob(stats, s.counts, mixture.params), 0.0)
+        return Sums(s.counts, stats, jnp.sum(expected) - s.log_likelihood)
+
+    return lax.cond(_chunks.for_all_restarts(form.usable), by_products, by_blocks)
 
 
 def maximize(mixture: Mixture, sums: Sums, update_weights: bool = True, *, params=None, prior=None) -> Mixture:
@@ -237,9 +286,9 @@ def em_step_impl(
     return _em_step(mixture, x, weights, chunk_size, hard, update_weights, labels, prior)[:2]
 
 
-def _em_step(mixture, x, weights, chunk_size, hard, update_weights, labels, prior):
+def _em_step(mixture, x, weights, chunk_size, hard, update_weights, labels, prior, products=True):
     """:func:`em_step_impl`, also returning the mask of refused updates (see :func:`_maximize`)."""
-    sums = accumulate(mixture, x, weights, chunk_size, hard, labels)
+    sums = accumulate(mixture, x, weights, chunk_size, hard, labels, products)
     params = None
     if isinstance(mixture.family, GradientFamily):
         params = mixture.family.m_step_from_data(mixture, x, weights, chunk_size, hard, labels)
@@ -353,7 +402,7 @@ def fit_loop(
         jnp.zeros(mixture.weights.shape, bool),
     )
     m, n_iter, _, history, converged, collapsed = lax.while_loop(cond, body, init)
-    final = _objective(m, accumulate(m, x, weights, chunk_size, hard, labels).log_likelihood, prior) / total
+    final = _objective(m, accumulate(m, x, weights, chunk_size, hard, labels, False).log_likelihood, prior) / total
     n_collapsed = jnp.sum(collapsed, dtype=jnp.int32)
     return FitResult(
         mixture=m,
@@ -389,4 +438,4 @@ def init_from_points(
     k = points.shape[0]
     w0 = jnp.full((k,), 1.0 / k, x.dtype) if initial_weights is None else initial_weights
     start = Mixture(w0, family.init_params(points, x), family)
-    return em_step_impl(start, x, weights, chunk_size, hard=True, labels=labels)[0]
+    return _em_step(start, x, weights, chunk_size, True, True, labels, None, products=False)[0]

@@ -15,15 +15,42 @@ from __future__ import annotations
 
 import abc
 import inspect
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
-__all__ = ["Family"]
+__all__ = ["Family", "GemmForm"]
 
 Params = Any
 Stats = Any
+
+
+class GemmForm(NamedTuple):
+    """A family's log-densities as one matrix product, for the engine's fast E-step.
+
+    With T(x) the (M,) statistics that :meth:`Family.gemm_features` makes of
+    a row, log p(x | θₖ) = T(x) · ``natural[:, k]`` + ``offset[k]`` (up to
+    float rounding). The engine then forms a block's log-densities as
+    T(rows) @ ``natural`` and its statistics as Rᵀ T(rows), two matrix
+    products, and :meth:`Family.gemm_stats` turns the summed Rᵀ T into the
+    family's statistics.
+
+    Attributes:
+      usable: bool scalar; False when float rounding of this form would
+        cost accuracy for these parameters (the engine then uses
+        :meth:`Family.log_prob_components_and_cache` and
+        :meth:`Family.accumulate_from_cache` for this iteration instead).
+      natural: (M, K).
+      offset: (K,).
+      aux: any pytree :meth:`Family.gemm_features` and
+        :meth:`Family.gemm_stats` need (the Gaussian's centre).
+    """
+
+    usable: jax.Array
+    natural: jax.Array
+    offset: jax.Array
+    aux: Any
 
 
 class Family(abc.ABC):
@@ -47,6 +74,11 @@ class Family(abc.ABC):
     :meth:`transport_stats` (for online EM) defaults to returning the
     statistics unchanged; a family whose :meth:`accumulate` depends on the
     current parameters overrides it.
+
+    Optional, for speed: :meth:`gemm_form`, :meth:`gemm_features`,
+    :meth:`gemm_stats` and :meth:`expected_log_prob` let the engine compute
+    an E-step and accumulation as two large matrix products (see
+    :class:`GemmForm`).
 
     Optional, for MAP-EM with a conjugate prior on the component parameters
     (``mx.fit(..., prior=...)``): :meth:`check_prior`, :meth:`default_prior`,
@@ -140,6 +172,33 @@ class Family(abc.ABC):
         ignores the cache.
         """
         return self.accumulate(params, x, resp)
+
+    def gemm_form(self, params: Params) -> GemmForm | None:
+        """The log-densities under ``params`` as one matrix product, or None (the default: no such form).
+
+        A family that returns a :class:`GemmForm` also implements
+        :meth:`gemm_features`, :meth:`gemm_stats` and :meth:`expected_log_prob`
+        (the engine computes the log-likelihood from the statistics, see
+        :func:`mixtures.engine.accumulate`). The engine never compares them
+        with :meth:`log_prob_components` and :meth:`accumulate`: the family's
+        own tests must (tests/test_gemm_form.py does for the Gaussian). None
+        may also depend on static facts such as the dtype (the Gaussian's
+        form is never accurate enough in float32), and then no second path
+        is compiled.
+        """
+        return None
+
+    def gemm_features(self, aux, x: jax.Array) -> jax.Array:
+        """T(x) of a block of rows x (B, D), shape (B, M), for the :class:`GemmForm` with ``aux``."""
+        raise NotImplementedError(f"{type(self).__name__} has no gemm_form.")
+
+    def gemm_stats(self, aux, sum_t: jax.Array, counts: jax.Array, params: Params) -> Stats:
+        """The statistics :meth:`accumulate` would give, from ``sum_t`` = Σₙ rₙₖ T(xₙ) (K, M) and the counts."""
+        raise NotImplementedError(f"{type(self).__name__} has no gemm_form.")
+
+    def expected_log_prob(self, stats: Stats, counts: jax.Array, params: Params) -> jax.Array:
+        """Σₙ rₙₖ log p(xₙ | θₖ) per component (K,), from statistics accumulated under ``params``."""
+        raise NotImplementedError(f"{type(self).__name__} has no gemm_form.")
 
     @abc.abstractmethod
     def m_step(self, stats: Stats, counts: jax.Array, previous: Params) -> Params:

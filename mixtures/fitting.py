@@ -402,7 +402,7 @@ def _fit_restarts(
             prior=prior, report=report, restart=restart,
         )
 
-    return best_restart(jax.vmap(one)(keys, jnp.arange(keys.shape[0])))
+    return best_restart(_chunks.vmap_restarts(one)(keys, jnp.arange(keys.shape[0])))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 8, 9, 10, 11, 12, 14, 15))
@@ -422,7 +422,7 @@ def _fit_restarts_on_mesh(
     def start(key):
         return _start(family, k, method, key, valid_x, valid_weights, valid_labels, chunk_size, update_weights)
 
-    starts = jax.vmap(start)(keys)
+    starts = _chunks.vmap_restarts(start)(keys)
     return best_restart(
         _parallel.fit_loops(plan, starts, x, weights, labels, tol, prior, max_iter, chunk_size, hard, update_weights, report)
     )

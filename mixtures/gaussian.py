@@ -12,12 +12,14 @@ import numpy as np
 from jax.scipy.linalg import solve_triangular
 
 from mixtures import _checks
-from mixtures.family import Family
+from mixtures.family import Family, GemmForm
 from mixtures.priors import GaussianPrior, check_gaussian_prior
 
 __all__ = ["Gaussian", "GaussianParams", "GaussianStats"]
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied", "identity")
+# The largest ε · maxₖ qₖ at which :meth:`Gaussian.gemm_form` is used (see there).
+GEMM_TOLERANCE = 2.0**-32
 _HI = jax.lax.Precision.HIGHEST
 
 
@@ -271,6 +273,102 @@ class Gaussian(Family):
         logp = -0.5 * (d * math.log(2 * math.pi) + maha) + self._log_det(params.precisions_cholesky, d)[:, None]
         return logp.T, y
 
+    def gemm_form(self, params: GaussianParams) -> GemmForm | None:
+        """The log-densities as one matrix product of moments about a centre, where float rounding allows.
+
+        With c the mean of the component means, x̃ = x − c and m̃ₖ = μₖ − c,
+        a row's statistics are T(x) = (x̃, the products x̃ᵢ x̃ⱼ for i ≤ j) for
+        "full" and "tied" (M = D + D(D+1)/2) and (x̃, x̃²) otherwise
+        (M = 2D); the quadratic form (x̃ − m̃ₖ)ᵀ Pₖ (x̃ − m̃ₖ) is linear in
+        T(x). Expanded this way, rounding grows with how far the centre
+        lies from each component and with how far its covariance is from
+        the axes, both in units of its standard deviations:
+        qₖ = ‖ |m̃ₖ| |Uₖ| ‖² + ‖ σₖ |Uₖ| ‖², with σₖ the component's standard
+        deviations per feature and |·| taken entrywise (qₖ = D + Mahalanobis
+        distance² of the centre for the diagonal types). The statistics'
+        relative error is then about ε qₖ / D, ε the dtype's machine epsilon,
+        against about ε for the whitened residuals of
+        :meth:`log_prob_components_and_cache`. The form is usable only while
+        ε · maxₖ qₖ ≤ :data:`GEMM_TOLERANCE` (2⁻³²): in float64 while every
+        qₖ ≤ about 10⁶. Since qₖ ≥ D, a dtype with ε · D above the tolerance
+        never can, and then (float32) there is no form: None.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("full")
+          >>> p = g.make_params(np.array([[0.0, 1.0], [2.0, -1.0]]), np.stack([np.eye(2), 2 * np.eye(2)]))
+          >>> form = g.gemm_form(p)
+          >>> x = np.array([[0.5, 0.0], [3.0, 1.0]])
+          >>> by_product = g.gemm_features(form.aux, x) @ form.natural + form.offset[None, :]
+          >>> bool(np.allclose(by_product, g.log_prob_components(p, x)))
+          True
+        """
+        mu, u = params.means, params.precisions_cholesky
+        k, d = mu.shape
+        if jnp.finfo(mu.dtype).eps * d > GEMM_TOLERANCE:
+            return None
+        centre = jnp.mean(mu, axis=0)
+        m = mu - centre[None, :]
+        log_norm = self._log_det(u, d) - 0.5 * d * math.log(2 * math.pi)
+        if u.ndim == 3:
+            p = jnp.einsum("kij,klj->kil", u, u, precision=_HI)
+            linear = jnp.einsum("kij,kj->ki", p, m, precision=_HI)
+            i, j = np.triu_indices(d)
+            quadratic = p[:, i, j] * jnp.asarray(np.where(i == j, -0.5, -1.0), mu.dtype)[None, :]
+            whitened = jnp.einsum("kd,kde->ke", m, u, precision=_HI)
+            sd = jnp.sqrt(jnp.sum(_upper_inverse_by_substitution(u) ** 2, axis=-2))  # √diag(U⁻ᵀ U⁻¹)
+            spread = jnp.sum(jnp.einsum("kd,kde->ke", jnp.abs(m), jnp.abs(u), precision=_HI) ** 2, axis=-1)
+            spread = spread + jnp.sum(jnp.einsum("kd,kde->ke", sd, jnp.abs(u), precision=_HI) ** 2, axis=-1)
+        else:
+            scale = u if u.ndim == 2 else jnp.broadcast_to(u[:, None], (k, d))
+            linear = scale**2 * m
+            quadratic = -0.5 * scale**2
+            whitened = m * scale
+            spread = jnp.sum(whitened**2, axis=-1) + d
+        natural = jnp.concatenate([linear, quadratic], axis=1).T
+        offset = log_norm - 0.5 * jnp.sum(whitened**2, axis=-1)
+        usable = jnp.finfo(mu.dtype).eps * jnp.max(spread) <= GEMM_TOLERANCE
+        return GemmForm(usable & jnp.all(jnp.isfinite(natural)) & jnp.all(jnp.isfinite(offset)), natural, offset, centre)
+
+    def gemm_features(self, aux, x) -> jax.Array:
+        """T(x) of :meth:`gemm_form`: (x̃, x̃ᵢ x̃ⱼ for i ≤ j) or (x̃, x̃²), x̃ = x − ``aux`` (the centre)."""
+        xc = x - aux[None, :]
+        if self.covariance in ("full", "tied"):
+            i, j = np.triu_indices(x.shape[-1])
+            return jnp.concatenate([xc, xc[:, i] * xc[:, j]], axis=1)
+        return jnp.concatenate([xc, xc * xc], axis=1)
+
+    def gemm_stats(self, aux, sum_t, counts, params: GaussianParams) -> GaussianStats:
+        """:class:`GaussianStats` (in each component's whitened frame) from the moments about the centre.
+
+        With S₁ = Σ r x̃, S₂ = Σ r x̃ x̃ᵀ and m̃ₖ = μₖ − c: first = (S₁ − Nₖ m̃ₖ) Uₖ and
+        second = Uₖᵀ (S₂ − S₁ m̃ₖᵀ − m̃ₖ S₁ᵀ + Nₖ m̃ₖ m̃ₖᵀ) Uₖ (the diagonal of
+        that for the diagonal types).
+        """
+        mu, u = params.means, params.precisions_cholesky
+        d = mu.shape[-1]
+        m = mu - aux[None, :]
+        s1, s2 = sum_t[:, :d], sum_t[:, d:]
+        about_mean = s1 - counts[:, None] * m  # Σ r (x − μₖ)
+        if u.ndim == 3:
+            i, j = np.triu_indices(d)
+            slot = np.zeros((d, d), np.int32)
+            slot[i, j] = slot[j, i] = np.arange(i.size)
+            cross = about_mean[:, :, None] * m[:, None, :]
+            scatter = s2[:, slot] - cross - jnp.swapaxes(cross, 1, 2) - counts[:, None, None] * m[:, :, None] * m[:, None, :]
+            first = jnp.einsum("kd,kde->ke", about_mean, u, precision=_HI)
+            return GaussianStats(first, jnp.einsum("kji,kjl,klm->kim", u, scatter, u, precision=_HI))
+        scale = u if u.ndim == 2 else u[:, None]
+        scatter = s2 - 2.0 * about_mean * m - counts[:, None] * m**2
+        return GaussianStats(about_mean * scale, scatter * scale**2)
+
+    def expected_log_prob(self, stats: GaussianStats, counts, params: GaussianParams) -> jax.Array:
+        """Σₙ rₙₖ log p(xₙ | θₖ) = Nₖ (log|Uₖ| − D/2 log 2π) − ½ tr(second), the whitened scatter's trace."""
+        u = params.precisions_cholesky
+        d = params.means.shape[-1]
+        trace = jnp.trace(stats.second, axis1=-2, axis2=-1) if u.ndim == 3 else jnp.sum(stats.second, axis=-1)
+        return counts * (self._log_det(u, d) - 0.5 * d * math.log(2 * math.pi)) - 0.5 * trace
+
     # -- EM -----------------------------------------------------------------
 
     def accumulate(self, params: GaussianParams, x, resp) -> GaussianStats:
@@ -517,6 +615,23 @@ def _whitened(params: GaussianParams, x) -> jax.Array:
         return jax.lax.dot_general(diff, u, (((2,), (1,)), ((0,), (0,))), precision=_HI)
     scale = u if u.ndim == 2 else u[:, None]
     return diff * scale[:, None, :]
+
+
+def _upper_inverse_by_substitution(u):
+    """U⁻¹ for each upper-triangular factor, by back substitution in plain array operations.
+
+    The E-step uses this rather than a triangular solve, so that it never
+    runs a batched solve alongside the M-step's (see shared/JAX-CPU-NOTES.md).
+    """
+    d = u.shape[-1]
+    eye = jnp.eye(d, dtype=u.dtype)
+
+    def row(step, inv):
+        i = d - 1 - step  # rows below i are done and rows above are still zero
+        value = (eye[i][None, :] - jnp.einsum("kj,kjl->kl", u[:, i, :], inv, precision=_HI)) / u[:, i, i][:, None]
+        return inv.at[:, i, :].set(value)
+
+    return jax.lax.fori_loop(0, d, row, jnp.zeros_like(u))
 
 
 def _upper_inverse(u):

@@ -235,10 +235,10 @@ def _fit_candidates(family, k_max, method, keys, n_active, x, fit_weights, weigh
         return fit_one(family, k_max, method, key, x, fit_weights, None, tol, max_iter, chunk_size, False, True, n_active=k)
 
     def candidate(keys_k, k):
-        return best_restart(jax.vmap(restart, in_axes=(0, None))(keys_k, k))
+        return best_restart(_chunks.vmap_restarts(restart, in_axes=(0, None))(keys_k, k))
 
-    fitted = jax.vmap(candidate)(keys, n_active)
-    sums = jax.vmap(lambda m: log_likelihood_and_entropy(m, x, weights, chunk_size))(fitted.mixture)
+    fitted = _chunks.vmap_restarts(candidate)(keys, n_active)
+    sums = _chunks.vmap_restarts(lambda m: log_likelihood_and_entropy(m, x, weights, chunk_size))(fitted.mixture)
     return fitted, *sums
 
 

@@ -749,7 +749,7 @@ def _initial_mixtures(family, k, method, key, n_init, X, weights) -> list[Mixtur
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
 def _initialize_restarts(family, k, method, chunk, keys, x, weights):
-    return jax.vmap(lambda key: initialize(method, family, k, key, x, weights, chunk))(keys)
+    return _chunks.vmap_restarts(lambda key: initialize(method, family, k, key, x, weights, chunk))(keys)
 
 
 def _integer(value, name: str, low: int, allow_bool: bool = False) -> int:

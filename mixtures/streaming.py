@@ -304,7 +304,7 @@ def _initial(family, k, method, keys, x, weights, chunk_size, update_weights):
             start = Mixture(jnp.full((k,), 1.0 / k, x.dtype), start.params, family)
         return start
 
-    return jax.vmap(one)(keys)
+    return _chunks.vmap_restarts(one)(keys)
 
 
 def _zero_sums(mixtures, rows, d, dtype, chunk_size, hard):
@@ -314,7 +314,7 @@ def _zero_sums(mixtures, rows, d, dtype, chunk_size, hard):
 
 
 def _accumulate(mixtures, x, w, chunk_size, hard):
-    return jax.vmap(lambda m: engine.accumulate(m, x, w, chunk_size, hard))(mixtures)
+    return _chunks.vmap_restarts(lambda m: engine.accumulate(m, x, w, chunk_size, hard))(mixtures)
 
 
 @functools.partial(jax.jit, static_argnums=(4, 5))
