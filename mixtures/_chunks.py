@@ -84,7 +84,7 @@ def restarts_over(axis_name):
 
 
 def vmap_restarts(fn, in_axes=0):
-    """``jax.vmap(fn, in_axes)`` over restarts, traced inside :func:`restarts_over` its own axis."""
+    """``jax.vmap(fn, in_axes)`` over restarts, with ``fn`` traced inside :func:`restarts_over` the vmap's axis."""
 
     def batched(*args):
         name = f"restarts{len(_RESTART_AXES.get())}"
@@ -98,18 +98,38 @@ def vmap_restarts(fn, in_axes=0):
     return batched
 
 
-def for_all_restarts(flag):
-    """``flag`` (a bool scalar) and-ed over the restarts traced side by side.
+def _reducible_restart_axes():
+    """The restart axes a collective may reduce over, or None where there are none or it may not.
 
-    ``flag`` itself outside :func:`restarts_over`, and inside
-    :func:`rows_split_over`.
+    jax 0.10 cannot reduce over a vmap axis inside ``shard_map`` (inside
+    :func:`rows_split_over`).
     """
     axes = _RESTART_AXES.get()
-    if not axes or _ROW_AXES.get() is not None:
-        # jax 0.10 cannot reduce over a vmap axis inside shard_map; there each restart keeps
-        # its own flag, and a cond on it runs both sides (correct, not faster).
+    return axes if axes and _ROW_AXES.get() is None else None
+
+
+def for_all_restarts(flag):
+    """``flag`` (a bool scalar) and-ed over the restarts traced side by side, or None where that cannot be done.
+
+    ``flag`` itself outside :func:`restarts_over`. None inside
+    :func:`rows_split_over` with restarts: there a condition on each
+    restart's own flag would run both sides of a ``lax.cond``, so callers
+    choose statically.
+    """
+    if not _RESTART_AXES.get():
         return flag
-    return lax.pmin(flag.astype(jnp.int32), axes) > 0
+    axes = _reducible_restart_axes()
+    return None if axes is None else lax.pmin(flag.astype(jnp.int32), axes) > 0
+
+
+def mean_over_restarts(value):
+    """``value`` averaged over the restarts traced side by side (itself where :func:`for_all_restarts` is ``flag`` or None).
+
+    A quantity the same for every restart stays unbatched under vmap, so work
+    that depends only on it and on the data is done once for all restarts.
+    """
+    axes = _reducible_restart_axes()
+    return value if axes is None else lax.pmean(value, axes)
 
 
 def default_chunk_size(n_components: int, n_features: int) -> int:

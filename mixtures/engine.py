@@ -79,16 +79,17 @@ class Sums(NamedTuple):
 
 
 def accumulate(
-    mixture: Mixture, x, weights, chunk_size: int, hard: bool = False, labels=None, products: bool = True
+    mixture: Mixture, x, weights, chunk_size: int, hard: bool = False, labels=None, *, products: bool = True
 ) -> Sums:
     """E-step and accumulation, block by block over the rows.
 
     When the family has a :class:`~mixtures.family.GemmForm` for the current
     parameters, the pass is large enough to repay its compilation (N·K·M at
     least :data:`PRODUCTS_MIN_WORK` and M at least :data:`PRODUCTS_MIN_WIDTH`,
-    decided from the static shapes), and the
-    form is usable (for every restart run side by side, see
-    :func:`mixtures._chunks.vmap_restarts`), each block costs two matrix
+    decided from the static shapes), a block of T(rows) is at most 4× the
+    (rows, K, D) block the chunk size is set for, and the form is usable for
+    every restart run side by side (see :func:`mixtures._chunks.vmap_restarts`;
+    never inside a mesh fit's per-device program), each block costs two matrix
     products, T(rows) @ η and Rᵀ T(rows), and the log-likelihood comes from
     the statistics (Σₙₖ rₙₖ (log πₖ + log pₖ(xₙ) − log rₙₖ), with
     Σₙ rₙₖ log pₖ(xₙ) from :meth:`~mixtures.Family.expected_log_prob`);
@@ -137,7 +138,14 @@ def accumulate(
         return _chunks.sum_over_chunks(block, x, weights, chunk_size)
 
     form = family.gemm_form(mixture.params) if products else None
-    if form is None or form.natural.shape[0] < PRODUCTS_MIN_WIDTH or x.shape[0] * form.natural.size < PRODUCTS_MIN_WORK:
+    if form is None:
+        return by_blocks()
+    width = form.natural.shape[0]
+    k = mixture.weights.shape[-1]
+    if width < PRODUCTS_MIN_WIDTH or x.shape[0] * k * width < PRODUCTS_MIN_WORK or width > 4 * k * x.shape[1]:
+        return by_blocks()
+    usable = _chunks.for_all_restarts(form.usable)
+    if usable is None:
         return by_blocks()
 
     def gemm_block(rows, w, idx):
@@ -154,11 +162,12 @@ def accumulate(
         # log-densities: those carry the form's rounding, which does not average out over rows.
         s = _chunks.sum_over_chunks(gemm_block, x, weights, chunk_size)
         stats = family.gemm_stats(form.aux, s.stats, s.counts, mixture.params)
-        on = mixture.weights > 0
-        expected = jnp.where(on, s.counts * log_weights[0] + family.expected_log_prob(stats, s.counts, mixture.params), 0.0)
+        expected = jnp.where(
+            s.counts > 0, s.counts * log_weights[0] + family.expected_log_prob(stats, s.counts, mixture.params), 0.0
+        )
         return Sums(s.counts, stats, jnp.sum(expected) - s.log_likelihood)
 
-    return lax.cond(_chunks.for_all_restarts(form.usable), by_products, by_blocks)
+    return lax.cond(usable, by_products, by_blocks)
 
 
 def maximize(mixture: Mixture, sums: Sums, update_weights: bool = True, *, params=None, prior=None) -> Mixture:
@@ -288,7 +297,7 @@ def em_step_impl(
 
 def _em_step(mixture, x, weights, chunk_size, hard, update_weights, labels, prior, products=True):
     """:func:`em_step_impl`, also returning the mask of refused updates (see :func:`_maximize`)."""
-    sums = accumulate(mixture, x, weights, chunk_size, hard, labels, products)
+    sums = accumulate(mixture, x, weights, chunk_size, hard, labels, products=products)
     params = None
     if isinstance(mixture.family, GradientFamily):
         params = mixture.family.m_step_from_data(mixture, x, weights, chunk_size, hard, labels)
@@ -402,7 +411,7 @@ def fit_loop(
         jnp.zeros(mixture.weights.shape, bool),
     )
     m, n_iter, _, history, converged, collapsed = lax.while_loop(cond, body, init)
-    final = _objective(m, accumulate(m, x, weights, chunk_size, hard, labels, False).log_likelihood, prior) / total
+    final = _objective(m, accumulate(m, x, weights, chunk_size, hard, labels, products=False).log_likelihood, prior) / total
     n_collapsed = jnp.sum(collapsed, dtype=jnp.int32)
     return FitResult(
         mixture=m,

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
 
-from mixtures import _checks
+from mixtures import _checks, _chunks
 from mixtures.family import Family, GemmForm
 from mixtures.priors import GaussianPrior, check_gaussian_prior
 
@@ -276,7 +276,8 @@ class Gaussian(Family):
     def gemm_form(self, params: GaussianParams) -> GemmForm | None:
         """The log-densities as one matrix product of moments about a centre, where float rounding allows.
 
-        With c the mean of the component means, x̃ = x − c and m̃ₖ = μₖ − c,
+        With c the mean of the component means (averaged over the restarts
+        run side by side, so that they share T), x̃ = x − c and m̃ₖ = μₖ − c,
         a row's statistics are T(x) = (x̃, the products x̃ᵢ x̃ⱼ for i ≤ j) for
         "full" and "tied" (M = D + D(D+1)/2) and (x̃, x̃²) otherwise
         (M = 2D); the quadratic form (x̃ − m̃ₖ)ᵀ Pₖ (x̃ − m̃ₖ) is linear in
@@ -307,7 +308,8 @@ class Gaussian(Family):
         k, d = mu.shape
         if jnp.finfo(mu.dtype).eps * d > GEMM_TOLERANCE:
             return None
-        centre = jnp.mean(mu, axis=0)
+        # Restarts run side by side share one centre, and so one T(rows) per block.
+        centre = _chunks.mean_over_restarts(jnp.mean(mu, axis=0))
         m = mu - centre[None, :]
         log_norm = self._log_det(u, d) - 0.5 * d * math.log(2 * math.pi)
         if u.ndim == 3:

@@ -407,7 +407,7 @@ def _init(config: _Config, mixture: Mixture, x, weights) -> OnlineState:
 def _sample_stats(mixture: Mixture, x, weights, chunk_size):
     """Per-row counts, statistics and mean log-likelihood of the sample x under ``mixture``."""
     chunk = chunk_size or _chunks.default_chunk_size(mixture.n_components, mixture.n_features)
-    sums = engine.accumulate(mixture, x, weights, chunk)
+    sums = engine.accumulate(mixture, x, weights, chunk, products=False)  # one pass: one compiled path
     total = jnp.asarray(x.shape[0], x.dtype) if weights is None else jnp.sum(weights)
     return sums.counts / total, jax.tree.map(lambda s: s / total, sums.stats), sums.log_likelihood / total
 

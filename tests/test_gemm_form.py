@@ -66,7 +66,7 @@ def test_form_reproduces_densities_statistics_and_expected_log_density(covarianc
 
 
 @pytest.mark.parametrize("covariance", COVARIANCES)
-@pytest.mark.parametrize("option", ["soft", "hard_weighted", "labels_switched_off"])
+@pytest.mark.parametrize("option", ["soft", "hard_weighted", "labels_switched_off", "label_on_switched_off"])
 def test_engine_paths_agree(covariance, option, monkeypatch):
     x = jnp.asarray(data())
     n = x.shape[0]
@@ -75,8 +75,9 @@ def test_engine_paths_agree(covariance, option, monkeypatch):
     hard = option == "hard_weighted"
     if hard:
         weights = jnp.asarray(np.random.default_rng(1).uniform(0.0, 2.0, n))
-    if option == "labels_switched_off":
-        labels = jnp.asarray(np.where(np.arange(n) % 5 == 0, np.arange(n) % 2, -1), jnp.int32)
+    if option in ("labels_switched_off", "label_on_switched_off"):
+        to = 2 if option == "label_on_switched_off" else np.arange(n) % 2  # log-likelihood −∞ for the former
+        labels = jnp.asarray(np.where(np.arange(n) % 5 == 0, to, -1), jnp.int32)
         m = mx.Mixture(jnp.asarray([0.6, 0.4, 0.0]), m.params, m.family)
     assert bool(m.family.gemm_form(m.params).usable)
     by_products = engine.accumulate(m, x, weights, 64, hard, labels)
@@ -103,6 +104,19 @@ def test_fit_is_the_same_by_either_path(covariance, monkeypatch):
     order_fast, order_slow = (np.lexsort(np.asarray(f.mixture.params.means).T) for f in (fast, slow))
     for a, b in zip(jax.tree.leaves(fast.mixture), jax.tree.leaves(slow.mixture)):
         np.testing.assert_allclose(np.asarray(a)[order_fast], np.asarray(b)[order_slow], rtol=1e-8, atol=1e-10)
+
+
+def test_map_fit_is_the_same_by_either_path(monkeypatch):
+    x = data(n=400, seed=4)
+    family = mx.Gaussian("full")
+    kwargs = dict(key=jax.random.key(2), max_iter=15, tol=0.0, prior="default")
+    fast = mx.fit(x, family, 3, **kwargs)
+    monkeypatch.setattr(gaussian, "GEMM_TOLERANCE", -1.0)
+    jax.clear_caches()
+    slow = mx.fit(x, family, 3, **kwargs)
+    np.testing.assert_allclose(fast.history, slow.history, rtol=1e-10)
+    for a, b in zip(jax.tree.leaves(fast.mixture), jax.tree.leaves(slow.mixture)):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
 
 
 def test_small_passes_compile_one_path(monkeypatch):
@@ -156,3 +170,16 @@ def test_nested_restart_axes_reduce_over_both():
     outer = _chunks.vmap_restarts(inner)
     np.testing.assert_array_equal(outer(jnp.ones((2, 3))), np.ones((2, 3)))
     np.testing.assert_array_equal(outer(jnp.array([[1.0, 1.0], [1.0, -1.0]])), np.zeros((2, 2)))
+
+
+def test_restarts_share_the_centre_and_mesh_programs_choose_statically():
+    centres = _chunks.vmap_restarts(lambda a: _chunks.mean_over_restarts(a))(jnp.array([[1.0, 2.0], [3.0, 6.0]]))
+    np.testing.assert_array_equal(centres, [[2.0, 4.0], [2.0, 4.0]])
+    assert "psum" in str(jax.make_jaxpr(_chunks.vmap_restarts(_chunks.mean_over_restarts))(jnp.ones((2, 3))))
+    # Inside a mesh fit's per-device program (rows split), JAX cannot reduce over the
+    # restart axis: no flag (the engine then takes the whitened residuals), centres kept.
+    with _chunks.rows_split_over(("rows",)):
+        flags = _chunks.vmap_restarts(lambda a: jnp.asarray(_chunks.for_all_restarts(a > 0) is None))(jnp.ones(2))
+        kept = _chunks.vmap_restarts(_chunks.mean_over_restarts)(jnp.array([1.0, 3.0]))
+    np.testing.assert_array_equal(flags, [True, True])
+    np.testing.assert_array_equal(kept, [1.0, 3.0])
