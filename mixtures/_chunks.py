@@ -68,30 +68,23 @@ def first_device_only(flag):
 _RESTART_AXES: contextvars.ContextVar[tuple] = contextvars.ContextVar("restart_axes", default=())
 
 
-@contextlib.contextmanager
-def restarts_over(axis_name):
-    """Traces the enclosed code as one restart of a ``jax.vmap(..., axis_name=axis_name)``.
-
-    :func:`for_all_restarts` then reduces over that axis, so a ``lax.cond``
-    on its result stays a branch (one side runs) instead of becoming a select
-    of both sides, as a condition that differs between restarts would.
-    """
-    token = _RESTART_AXES.set(_RESTART_AXES.get() + (axis_name,))
-    try:
-        yield
-    finally:
-        _RESTART_AXES.reset(token)
-
-
 def vmap_restarts(fn, in_axes=0):
-    """``jax.vmap(fn, in_axes)`` over restarts, with ``fn`` traced inside :func:`restarts_over` the vmap's axis."""
+    """``jax.vmap(fn, in_axes)`` over restarts, with a named axis that :func:`for_all_restarts` reduces over.
+
+    A ``lax.cond`` on a condition that differs between restarts becomes a
+    select that runs both sides; reduced over this axis, the condition is the
+    same for all of them and the cond stays a branch.
+    """
 
     def batched(*args):
         name = f"restarts{len(_RESTART_AXES.get())}"
 
         def one(*one_args):
-            with restarts_over(name):
+            token = _RESTART_AXES.set(_RESTART_AXES.get() + (name,))
+            try:
                 return fn(*one_args)
+            finally:
+                _RESTART_AXES.reset(token)
 
         return jax.vmap(one, in_axes=in_axes, axis_name=name)(*args)
 
@@ -111,7 +104,7 @@ def _reducible_restart_axes():
 def for_all_restarts(flag):
     """``flag`` (a bool scalar) and-ed over the restarts traced side by side, or None where that cannot be done.
 
-    ``flag`` itself outside :func:`restarts_over`. None inside
+    ``flag`` itself outside :func:`vmap_restarts`. None inside
     :func:`rows_split_over` with restarts: there a condition on each
     restart's own flag would run both sides of a ``lax.cond``, so callers
     choose statically.

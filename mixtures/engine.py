@@ -447,4 +447,4 @@ def init_from_points(
     k = points.shape[0]
     w0 = jnp.full((k,), 1.0 / k, x.dtype) if initial_weights is None else initial_weights
     start = Mixture(w0, family.init_params(points, x), family)
-    return _em_step(start, x, weights, chunk_size, True, True, labels, None, products=False)[0]
+    return _em_step(start, x, weights, chunk_size, hard=True, update_weights=True, labels=labels, prior=None, products=False)[0]

@@ -343,26 +343,25 @@ class Gaussian(Family):
     def gemm_stats(self, aux, sum_t, counts, params: GaussianParams) -> GaussianStats:
         """:class:`GaussianStats` (in each component's whitened frame) from the moments about the centre.
 
-        With S₁ = Σ r x̃, S₂ = Σ r x̃ x̃ᵀ and m̃ₖ = μₖ − c: first = (S₁ − Nₖ m̃ₖ) Uₖ and
-        second = Uₖᵀ (S₂ − S₁ m̃ₖᵀ − m̃ₖ S₁ᵀ + Nₖ m̃ₖ m̃ₖᵀ) Uₖ (the diagonal of
-        that for the diagonal types).
+        S₁ = Σ r x̃ and S₂ = Σ r x̃ x̃ᵀ (its diagonal for the diagonal types) are
+        the statistics of the frame with mean c and factor I, moved into each
+        component's frame as :meth:`transport_stats` moves them: with
+        A = Uₖ and c' = (c − μₖ) Uₖ, first = (S₁ − Nₖ m̃ₖ) Uₖ and
+        second = Uₖᵀ (S₂ − S₁ m̃ₖᵀ − m̃ₖ S₁ᵀ + Nₖ m̃ₖ m̃ₖᵀ) Uₖ.
         """
         mu, u = params.means, params.precisions_cholesky
-        d = mu.shape[-1]
-        m = mu - aux[None, :]
+        k, d = mu.shape
         s1, s2 = sum_t[:, :d], sum_t[:, d:]
-        about_mean = s1 - counts[:, None] * m  # Σ r (x − μₖ)
         if u.ndim == 3:
             i, j = np.triu_indices(d)
             slot = np.zeros((d, d), np.int32)
             slot[i, j] = slot[j, i] = np.arange(i.size)
-            cross = about_mean[:, :, None] * m[:, None, :]
-            scatter = s2[:, slot] - cross - jnp.swapaxes(cross, 1, 2) - counts[:, None, None] * m[:, :, None] * m[:, None, :]
-            first = jnp.einsum("kd,kde->ke", about_mean, u, precision=_HI)
-            return GaussianStats(first, jnp.einsum("kji,kjl,klm->kim", u, scatter, u, precision=_HI))
-        scale = u if u.ndim == 2 else u[:, None]
-        scatter = s2 - 2.0 * about_mean * m - counts[:, None] * m**2
-        return GaussianStats(about_mean * scale, scatter * scale**2)
+            s2, a = s2[:, slot], u
+            shift = jnp.einsum("kd,kde->ke", aux[None, :] - mu, u, precision=_HI)
+        else:
+            a = u if u.ndim == 2 else jnp.broadcast_to(u[:, None], (k, d))
+            shift = (aux[None, :] - mu) * a
+        return _moved(GaussianStats(s1, s2), counts, a, shift)
 
     def expected_log_prob(self, stats: GaussianStats, counts, params: GaussianParams) -> jax.Array:
         """Σₙ rₙₖ log p(xₙ | θₖ) = Nₖ (log|Uₖ| − D/2 log 2π) − ½ tr(second), the whitened scatter's trace."""
@@ -452,23 +451,10 @@ class Gaussian(Family):
         shift = old.means - new.means
         if u_old.ndim == 3:
             a = solve_triangular(u_old, u_new, lower=False)  # U⁻¹ U'
-            c = jnp.einsum("kd,kde->ke", shift, u_new, precision=_HI)
-            moved = jnp.einsum("kd,kde->ke", stats.first, a, precision=_HI)  # first A
-            cross = moved[:, :, None] * c[:, None, :]
-            second = (
-                jnp.einsum("kji,kjl,klm->kim", a, stats.second, a, precision=_HI)
-                + cross
-                + jnp.swapaxes(cross, 1, 2)
-                + counts[:, None, None] * c[:, :, None] * c[:, None, :]
-            )
-            return GaussianStats(moved + counts[:, None] * c, second)
+            return _moved(stats, counts, a, jnp.einsum("kd,kde->ke", shift, u_new, precision=_HI))
         scale_old = u_old if u_old.ndim == 2 else u_old[:, None]
         scale_new = u_new if u_new.ndim == 2 else u_new[:, None]
-        a = scale_new / scale_old
-        c = shift * scale_new
-        moved = stats.first * a
-        second = a**2 * stats.second + 2.0 * c * moved + counts[:, None] * c**2
-        return GaussianStats(moved + counts[:, None] * c, second)
+        return _moved(stats, counts, scale_new / scale_old, shift * scale_new)
 
     # -- MAP-EM ---------------------------------------------------------------
 
@@ -617,6 +603,28 @@ def _whitened(params: GaussianParams, x) -> jax.Array:
         return jax.lax.dot_general(diff, u, (((2,), (1,)), ((0,), (0,))), precision=_HI)
     scale = u if u.ndim == 2 else u[:, None]
     return diff * scale[:, None, :]
+
+
+def _moved(stats: GaussianStats, counts, a, c) -> GaussianStats:
+    """Sums of rows y re-expressed as sums of y A + c, per component.
+
+    A is (K, D, D), or (K, D) for a diagonal A; c is (K, D). Then
+    first' = first A + N c and second' = Aᵀ second A + (first A)ᵀ c + cᵀ (first A) + N cᵀ c
+    (for a diagonal A, second holds diagonals: a² second + 2 c (first a) + N c²).
+    """
+    if a.ndim == 3:
+        moved = jnp.einsum("kd,kde->ke", stats.first, a, precision=_HI)  # first A
+        cross = moved[:, :, None] * c[:, None, :]
+        second = (
+            jnp.einsum("kji,kjl,klm->kim", a, stats.second, a, precision=_HI)
+            + cross
+            + jnp.swapaxes(cross, 1, 2)
+            + counts[:, None, None] * c[:, :, None] * c[:, None, :]
+        )
+    else:
+        moved = stats.first * a
+        second = a**2 * stats.second + 2.0 * c * moved + counts[:, None] * c**2
+    return GaussianStats(moved + counts[:, None] * c, second)
 
 
 def _upper_inverse_by_substitution(u):

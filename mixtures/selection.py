@@ -238,7 +238,7 @@ def _fit_candidates(family, k_max, method, keys, n_active, x, fit_weights, weigh
         return best_restart(_chunks.vmap_restarts(restart, in_axes=(0, None))(keys_k, k))
 
     fitted = _chunks.vmap_restarts(candidate)(keys, n_active)
-    sums = _chunks.vmap_restarts(lambda m: log_likelihood_and_entropy(m, x, weights, chunk_size))(fitted.mixture)
+    sums = jax.vmap(lambda m: log_likelihood_and_entropy(m, x, weights, chunk_size))(fitted.mixture)
     return fitted, *sums
 
 
