@@ -35,7 +35,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import mixtures as mx  # noqa: E402
-from mixtures import _chunks, engine, gaussian  # noqa: E402
+from mixtures._src.core import blocks
+from mixtures._src.engine import em as engine
+from mixtures._src.families.gaussian import family as gaussian
 
 from bench_em import make_data  # noqa: E402
 
@@ -61,16 +63,16 @@ def run_case(n, d, k, data_name, reps, restarts):
     x = jnp.asarray(x)
     family = mx.Gaussian("full")
     m = mx.fit(x, family, k, key=jax.random.key(0), max_iter=5).mixture
-    chunk = _chunks.default_chunk_size(k, d)
+    chunk = blocks.default_chunk_size(k, d)
     form = family.gemm_form(m.params)
     width = form.natural.shape[0]
     usable = bool(form.usable) and n * form.natural.size >= engine.PRODUCTS_MIN_WORK and width >= engine.PRODUCTS_MIN_WIDTH
     many = jax.tree.map(lambda a: jnp.stack([a] * restarts), m)
-    chunk_many = _chunks.default_chunk_size(k * restarts, d)
+    chunk_many = blocks.default_chunk_size(k * restarts, d)
 
     def timings():
         one = jax.jit(lambda m: engine.accumulate(m, x, None, chunk))
-        vm = jax.jit(_chunks.vmap_restarts(lambda m: engine.accumulate(m, x, None, chunk_many)))
+        vm = jax.jit(blocks.vmap_restarts(lambda m: engine.accumulate(m, x, None, chunk_many)))
         return best_seconds(lambda: one(m), reps), best_seconds(lambda: vm(many), max(1, reps // 2)), one(m)
 
     fast_one, fast_many, fast_sums = timings()

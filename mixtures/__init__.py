@@ -7,32 +7,33 @@
 (272,)
 """
 
-from mixtures import _xla
+from mixtures._src.core import xla
 
-_xla.choose_cpu_fusion()
+xla.choose_cpu_fusion()
 
-from mixtures import datasets, online
-from mixtures.bernoulli import Bernoulli, BernoulliParams
-from mixtures.categorical import Categorical, CategoricalParams
-from mixtures.engine import FitResult, em_step
-from mixtures.expfam import ExponentialFamily
-from mixtures.exponential import Exponential, ExponentialParams
-from mixtures.family import Family
-from mixtures.fitting import fit
-from mixtures.gamma import Gamma, GammaParams
-from mixtures.gaussian import Gaussian, GaussianParams, GaussianStats
-from mixtures.gradient import GradientFamily
-from mixtures.independent import Independent
+from mixtures import datasets
+from mixtures._src.fitting import online
+from mixtures._src.families.bernoulli import Bernoulli, BernoulliParams
+from mixtures._src.families.categorical import Categorical, CategoricalParams
+from mixtures._src.engine.em import FitResult, em_step
+from mixtures._src.families.expfam import ExponentialFamily
+from mixtures._src.families.exponential import Exponential, ExponentialParams
+from mixtures._src.core.family import Family
+from mixtures._src.fitting.fit import fit
+from mixtures._src.families.gamma import Gamma, GammaParams
+from mixtures._src.families.gaussian.family import Gaussian, GaussianParams, GaussianStats
+from mixtures._src.families.gradient import GradientFamily
+from mixtures._src.families.independent import Independent
 from mixtures.io import ModelFileError, load, save
-from mixtures.mixture import Mixture
-from mixtures.online import fit_online
-from mixtures._progress import Progress
-from mixtures.poisson import Poisson, PoissonParams
-from mixtures.priors import ConjugatePrior, DirichletPrior, GaussianPrior, Prior
-from mixtures.selection import Selection, select
-from mixtures.streaming import fit_stream
-from mixtures.student_t import StudentT, StudentTParams
-from mixtures.von_mises_fisher import VonMisesFisher, VonMisesFisherParams
+from mixtures._src.core.mixture import Mixture
+from mixtures._src.fitting.online import fit_online
+from mixtures._src.core.progress import Progress
+from mixtures._src.families.poisson import Poisson, PoissonParams
+from mixtures._src.core.priors import ConjugatePrior, DirichletPrior, GaussianPrior, Prior
+from mixtures._src.fitting.selection import Selection, select
+from mixtures._src.fitting.streaming import fit_stream
+from mixtures._src.families.student_t import StudentT, StudentTParams
+from mixtures._src.families.von_mises_fisher import VonMisesFisher, VonMisesFisherParams
 
 __version__ = "0.1.0"
 

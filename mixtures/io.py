@@ -44,18 +44,18 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from mixtures import _checks
-from mixtures.bernoulli import Bernoulli, BernoulliParams
-from mixtures.categorical import Categorical, CategoricalParams
-from mixtures.exponential import Exponential, ExponentialParams
-from mixtures.family import Family
-from mixtures.gamma import Gamma, GammaParams
-from mixtures.gaussian import Gaussian, GaussianParams
-from mixtures.independent import Independent
-from mixtures.mixture import Mixture
-from mixtures.poisson import Poisson, PoissonParams
-from mixtures.student_t import StudentT, StudentTParams
-from mixtures.von_mises_fisher import VonMisesFisher, VonMisesFisherParams
+from mixtures._src.core import checks
+from mixtures._src.families.bernoulli import Bernoulli, BernoulliParams
+from mixtures._src.families.categorical import Categorical, CategoricalParams
+from mixtures._src.families.exponential import Exponential, ExponentialParams
+from mixtures._src.core.family import Family
+from mixtures._src.families.gamma import Gamma, GammaParams
+from mixtures._src.families.gaussian.family import Gaussian, GaussianParams
+from mixtures._src.families.independent import Independent
+from mixtures._src.core.mixture import Mixture
+from mixtures._src.families.poisson import Poisson, PoissonParams
+from mixtures._src.families.student_t import StudentT, StudentTParams
+from mixtures._src.families.von_mises_fisher import VonMisesFisher, VonMisesFisherParams
 
 __all__ = ["FAMILIES", "FORMAT_NAME", "FORMAT_VERSION", "ModelFileError", "load", "save"]
 
@@ -210,7 +210,7 @@ def save(path, mixture: Mixture) -> None:
 
 
 def _host_array(leaf, where: str) -> np.ndarray:
-    if _checks.is_traced(leaf):
+    if checks.is_traced(leaf):
         raise TypeError(f"`mixture.{where}` is traced (inside jit or vmap); save needs a concrete mixture.")
     array = np.asarray(leaf)
     if array.dtype.kind != "f" or array.dtype.itemsize not in (4, 8):
@@ -383,7 +383,7 @@ def _read(f, size: int) -> Mixture:
     _check_layout(family, weights_spec.shape[0], params_node, "params")
     values = [np.frombuffer(payload, a.dtype, math.prod(a.shape), a.offset).reshape(a.shape) for a in arrays]
     _check_values(values[0], list(zip(_leaf_names(params_node, "params"), values[1:])))
-    leaves = iter(jnp.asarray(v, _checks.float_dtype_for(v.dtype)) for v in values)
+    leaves = iter(jnp.asarray(v, checks.float_dtype_for(v.dtype)) for v in values)
     weights = next(leaves)
     return Mixture(weights, _build_params(family, leaves), family)
 

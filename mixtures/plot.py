@@ -36,18 +36,18 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         "mixtures.plot needs matplotlib; install it with: pip install 'mixtures[plot]'"
     ) from error
 
-from mixtures._progress import Progress
-from mixtures.bernoulli import Bernoulli
-from mixtures.categorical import Categorical
-from mixtures.engine import FitResult
-from mixtures.exponential import Exponential
-from mixtures.gamma import Gamma
-from mixtures.gaussian import Gaussian
-from mixtures.mixture import Mixture
-from mixtures.poisson import Poisson
-from mixtures.selection import CRITERIA, Selection
-from mixtures.student_t import StudentT
-from mixtures.von_mises_fisher import VonMisesFisher
+from mixtures._src.core.progress import Progress
+from mixtures._src.families.bernoulli import Bernoulli
+from mixtures._src.families.categorical import Categorical
+from mixtures._src.engine.em import FitResult
+from mixtures._src.families.exponential import Exponential
+from mixtures._src.families.gamma import Gamma
+from mixtures._src.families.gaussian.family import Gaussian
+from mixtures._src.core.mixture import Mixture
+from mixtures._src.families.poisson import Poisson
+from mixtures._src.fitting.selection import CRITERIA, Selection
+from mixtures._src.families.student_t import StudentT
+from mixtures._src.families.von_mises_fisher import VonMisesFisher
 
 __all__ = [
     "clusters",

@@ -42,13 +42,14 @@ except ImportError as err:
 import jax
 import numpy as np
 
-from mixtures import _checks, _chunks
-from mixtures._progress import Progress
-from mixtures.family import Family
-from mixtures.fitting import fit as _mx_fit
-from mixtures.gaussian import Gaussian, GaussianParams
-from mixtures.init import initialize
-from mixtures.mixture import Mixture
+from mixtures._src.core import checks
+from mixtures._src.core import blocks
+from mixtures._src.core.progress import Progress
+from mixtures._src.core.family import Family
+from mixtures._src.fitting.fit import fit as _mx_fit
+from mixtures._src.families.gaussian.family import Gaussian, GaussianParams
+from mixtures._src.fitting.init import initialize
+from mixtures._src.core.mixture import Mixture
 
 __all__ = ["GaussianMixture", "MixtureModel"]
 
@@ -213,7 +214,7 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
           A float.
         """
         X = self._check_X(X)
-        weights = _checks.as_sample_weight(sample_weight, X.shape[0])
+        weights = checks.as_sample_weight(sample_weight, X.shape[0])
         with jax.enable_x64(True):
             log_prob = np.asarray(self._fitted_mixture().log_prob(X))
         return float(np.average(log_prob, weights=weights))
@@ -259,7 +260,7 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
           int64 components, sorted by component.
         """
         check_is_fitted(self)
-        n = _checks.positive_int(n_samples, "n_samples")
+        n = checks.positive_int(n_samples, "n_samples")
         key = _random_key(self.random_state)
         with jax.enable_x64(True):
             x, z = self._fitted_mixture().sample(n, key=key)
@@ -289,7 +290,7 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
         k = int(self.n_components)
         if k > n:
             raise ValueError(f"`n_components` ({k}) must be at most the number of samples in X ({n}).")
-        weights = _checks.as_sample_weight(sample_weight, n)
+        weights = checks.as_sample_weight(sample_weight, n)
         if weights is not None:
             n_positive = int(np.count_nonzero(np.asarray(weights) > 0))
             if k > n_positive:
@@ -529,9 +530,9 @@ class GaussianMixture(_MixtureEstimator):
             chol = np.broadcast_to(chol, (k, d, d))
 
         def build(initial, dtype) -> Mixture:
-            w = initial.weights if weights is None else _checks.to_device(weights, dtype)
-            m = initial.params.means if means is None else _checks.to_device(means, dtype)
-            u = initial.params.precisions_cholesky if chol is None else _checks.to_device(chol, dtype)
+            w = initial.weights if weights is None else checks.to_device(weights, dtype)
+            m = initial.params.means if means is None else checks.to_device(means, dtype)
+            u = initial.params.precisions_cholesky if chol is None else checks.to_device(chol, dtype)
             return Mixture(w, GaussianParams(m, u), family)
 
         return (weights is not None and means is not None and chol is not None), build
@@ -576,8 +577,8 @@ class GaussianMixture(_MixtureEstimator):
         chol = np.asarray(self.precisions_cholesky_)
         if self.covariance_type == "tied":
             chol = np.broadcast_to(chol, (k,) + chol.shape)
-        params = GaussianParams(_checks.to_device(self.means_), _checks.to_device(chol))
-        return Mixture(_checks.to_device(self.weights_), params, self._fitted_family())
+        params = GaussianParams(checks.to_device(self.means_), checks.to_device(chol))
+        return Mixture(checks.to_device(self.weights_), params, self._fitted_family())
 
 
 class MixtureModel(_MixtureEstimator):
@@ -695,7 +696,7 @@ class MixtureModel(_MixtureEstimator):
             raise ValueError("`mixture_init.params` must be finite.")
 
         def build(initial, dtype) -> Mixture:
-            return Mixture(_checks.to_device(weights, dtype), jax.tree.map(lambda a: _checks.to_device(a, dtype), params), family)
+            return Mixture(checks.to_device(weights, dtype), jax.tree.map(lambda a: checks.to_device(a, dtype), params), family)
 
         return True, build
 
@@ -720,7 +721,7 @@ class MixtureModel(_MixtureEstimator):
         return self.family_
 
     def _fitted_mixture(self) -> Mixture:
-        return Mixture(_checks.to_device(self.weights_), jax.tree.map(_checks.to_device, self.params_), self.family_)
+        return Mixture(checks.to_device(self.weights_), jax.tree.map(checks.to_device, self.params_), self.family_)
 
 
 # -- helpers -------------------------------------------------------------------
@@ -738,18 +739,18 @@ def _outcome(result) -> _Outcome:
 
 def _initial_mixtures(family, k, method, key, n_init, X, weights) -> list[Mixture]:
     """Each restart's starting mixture, from the keys :func:`mixtures.fit` splits ``key`` into."""
-    x = _checks.to_device(X)
-    w = None if weights is None else _checks.unit_mean_weights(weights, x.dtype)
+    x = checks.to_device(X)
+    w = None if weights is None else checks.unit_mean_weights(weights, x.dtype)
     keys = jax.random.split(key, n_init)
-    chunk = _chunks.default_chunk_size(k * n_init, x.shape[1])
+    chunk = blocks.default_chunk_size(k * n_init, x.shape[1])
     starts = jax.tree.map(np.asarray, _initialize_restarts(family, k, method, chunk, keys, x, w))
-    return [Mixture(_checks.to_device(starts.weights[r]), jax.tree.map(lambda a: _checks.to_device(a[r]), starts.params), family)
+    return [Mixture(checks.to_device(starts.weights[r]), jax.tree.map(lambda a: checks.to_device(a[r]), starts.params), family)
             for r in range(n_init)]
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
 def _initialize_restarts(family, k, method, chunk, keys, x, weights):
-    return _chunks.vmap_restarts(lambda key: initialize(method, family, k, key, x, weights, chunk))(keys)
+    return blocks.vmap_restarts(lambda key: initialize(method, family, k, key, x, weights, chunk))(keys)
 
 
 def _integer(value, name: str, low: int, allow_bool: bool = False) -> int:
@@ -802,7 +803,7 @@ def _precisions_cholesky(value, covariance_type: str, k: int, d: int) -> np.ndar
         return np.sqrt(precisions)
     # With J the exchange matrix, J P J = L Lᵀ gives P = (J L J)(J L J)ᵀ, J L J upper triangular.
     mats = precisions.reshape(-1, d, d)
-    lower = _checks.symmetric_positive_definite(mats[:, ::-1, ::-1], "precisions_init")
+    lower = checks.symmetric_positive_definite(mats[:, ::-1, ::-1], "precisions_init")
     upper = lower[:, ::-1, ::-1]
     return upper[0] if covariance_type == "tied" else upper
 

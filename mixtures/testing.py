@@ -36,12 +36,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixtures import _checks, engine, fitting
-from mixtures.expfam import ExponentialFamily
-from mixtures.family import Family
-from mixtures.gradient import GradientFamily
-from mixtures.init import initialize
-from mixtures.mixture import Mixture
+from mixtures._src.core import checks
+from mixtures._src.engine import em as engine
+from mixtures._src.fitting import fit as fitting
+from mixtures._src.families.expfam import ExponentialFamily
+from mixtures._src.core.family import Family
+from mixtures._src.families.gradient import GradientFamily
+from mixtures._src.fitting.init import initialize
+from mixtures._src.core.mixture import Mixture
 
 __all__ = ["check_family"]
 
@@ -86,9 +88,9 @@ def check_family(
       ['batched_density', 'm_step_maximises', 'monotone', 'rejects_bad_data', 'sampling',
        'vmapped_restarts']
     """
-    x = _checks.as_data(x, "x")
+    x = checks.as_data(x, "x")
     family.check_data(np.asarray(x))
-    key = _checks.prng_key(key)
+    key = checks.prng_key(key)
     keys = jax.random.split(key, 4)
     f64 = x.dtype == jnp.float64
     rtol = 1e-6 if f64 else 1e-3
@@ -100,7 +102,7 @@ def check_family(
     looped = [fit_one(family, n_components, k, x, chunk) for k in restart_keys]
     start = looped[0].mixture
 
-    checks = {
+    battery = {
         "batched_density": lambda: _batched_density(start, x, rtol),
         "m_step_maximises": lambda: _m_step_maximises(start, x, keys[1], rtol),
         "monotone": lambda: _monotone(looped, f64),
@@ -110,18 +112,18 @@ def check_family(
     }
     if isinstance(family, GradientFamily):
         # Generalised EM: the M-step raises Q without maximising it.
-        del checks["m_step_maximises"]
-        checks["m_step_improves"] = lambda: _m_step_improves(start, x, rtol)
+        del battery["m_step_maximises"]
+        battery["m_step_improves"] = lambda: _m_step_improves(start, x, rtol)
     if isinstance(family, ExponentialFamily) and type(family).params_from_mean is not ExponentialFamily.params_from_mean:
-        checks["closed_form_equals_newton"] = lambda: _closed_form(start, x, keys[1], rtol)
+        battery["closed_form_equals_newton"] = lambda: _closed_form(start, x, keys[1], rtol)
 
     if only is not None:
-        unknown = set(only) - set(checks)
+        unknown = set(only) - set(battery)
         if unknown:
-            raise ValueError(f"`only` names unknown or inapplicable checks {sorted(unknown)}; known: {sorted(checks)}.")
-        checks = {name: run for name, run in checks.items() if name in only}
+            raise ValueError(f"`only` names unknown or inapplicable checks {sorted(unknown)}; known: {sorted(battery)}.")
+        battery = {name: run for name, run in battery.items() if name in only}
     report, failures = {}, []
-    for name, run in checks.items():
+    for name, run in battery.items():
         try:
             report[name] = run()
         except AssertionError as err:

@@ -25,7 +25,7 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 import mixtures as mx  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
-from mixtures import fitting  # noqa: E402
+from mixtures._src.fitting import fit as fitting
 
 N = 1001  # not a multiple of 4
 

@@ -12,10 +12,10 @@ import pytest
 from scipy import special, stats
 
 import mixtures as mx
-from mixtures import fitting
-from mixtures.expfam import ExponentialFamily
-from mixtures.exponential import Exponential
-from mixtures.gamma import Gamma
+from mixtures._src.fitting import fit as fitting
+from mixtures._src.families.expfam import ExponentialFamily
+from mixtures._src.families.exponential import Exponential
+from mixtures._src.families.gamma import Gamma
 from tests.helpers import assert_monotone, assert_recovered
 
 N_FIT = 3000

@@ -12,11 +12,11 @@ import pytest
 from scipy import stats
 
 import mixtures as mx
-from mixtures import fitting
-from mixtures.bernoulli import Bernoulli
-from mixtures.categorical import Categorical
-from mixtures.expfam import ExponentialFamily
-from mixtures.poisson import Poisson
+from mixtures._src.fitting import fit as fitting
+from mixtures._src.families.bernoulli import Bernoulli
+from mixtures._src.families.categorical import Categorical
+from mixtures._src.families.expfam import ExponentialFamily
+from mixtures._src.families.poisson import Poisson
 from tests.helpers import assert_monotone, assert_recovered
 
 N_FIT = 3000

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import mixtures as mx
-from mixtures import engine
+from mixtures._src.engine import em as engine
 from tests.helpers import (
     blobs,
     dense_covariances,

@@ -16,7 +16,9 @@ import pytest
 from jax import lax
 
 import mixtures as mx
-from mixtures import _chunks, engine, gaussian
+from mixtures._src.core import blocks
+from mixtures._src.engine import em as engine
+from mixtures._src.families.gaussian import family as gaussian
 from tests.helpers import blobs
 
 COVARIANCES = ["full", "tied", "diag", "spherical", "identity"]
@@ -143,34 +145,34 @@ def test_guard_refuses_float32_far_centres_and_ill_conditioned_covariances():
 
 def test_restart_axis_keeps_the_choice_a_branch():
     def step(a):
-        return lax.cond(_chunks.for_all_restarts(a > 0), lambda: a + 1.0, lambda: a - 1.0)
+        return lax.cond(blocks.for_all_restarts(a > 0), lambda: a + 1.0, lambda: a - 1.0)
 
     plain = str(jax.make_jaxpr(jax.vmap(step))(jnp.ones(3)))
-    named = str(jax.make_jaxpr(_chunks.vmap_restarts(step))(jnp.ones(3)))
+    named = str(jax.make_jaxpr(blocks.vmap_restarts(step))(jnp.ones(3)))
     assert "select_n" in plain  # a condition that differs per restart runs both sides
     assert "cond[" in named and "select_n" not in named
-    np.testing.assert_array_equal(_chunks.vmap_restarts(step)(jnp.array([1.0, 2.0])), [2.0, 3.0])
-    np.testing.assert_array_equal(_chunks.vmap_restarts(step)(jnp.array([1.0, -2.0])), [0.0, -3.0])
+    np.testing.assert_array_equal(blocks.vmap_restarts(step)(jnp.array([1.0, 2.0])), [2.0, 3.0])
+    np.testing.assert_array_equal(blocks.vmap_restarts(step)(jnp.array([1.0, -2.0])), [0.0, -3.0])
 
 
 def test_nested_restart_axes_reduce_over_both():
     def step(a):
-        return jnp.where(_chunks.for_all_restarts(a > 0), 1.0, 0.0)
+        return jnp.where(blocks.for_all_restarts(a > 0), 1.0, 0.0)
 
-    inner = _chunks.vmap_restarts(step)
-    outer = _chunks.vmap_restarts(inner)
+    inner = blocks.vmap_restarts(step)
+    outer = blocks.vmap_restarts(inner)
     np.testing.assert_array_equal(outer(jnp.ones((2, 3))), np.ones((2, 3)))
     np.testing.assert_array_equal(outer(jnp.array([[1.0, 1.0], [1.0, -1.0]])), np.zeros((2, 2)))
 
 
 def test_restarts_share_the_centre_and_mesh_programs_choose_statically():
-    centres = _chunks.vmap_restarts(lambda a: _chunks.mean_over_restarts(a))(jnp.array([[1.0, 2.0], [3.0, 6.0]]))
+    centres = blocks.vmap_restarts(lambda a: blocks.mean_over_restarts(a))(jnp.array([[1.0, 2.0], [3.0, 6.0]]))
     np.testing.assert_array_equal(centres, [[2.0, 4.0], [2.0, 4.0]])
-    assert "psum" in str(jax.make_jaxpr(_chunks.vmap_restarts(_chunks.mean_over_restarts))(jnp.ones((2, 3))))
+    assert "psum" in str(jax.make_jaxpr(blocks.vmap_restarts(blocks.mean_over_restarts))(jnp.ones((2, 3))))
     # Inside a mesh fit's per-device program (rows split), JAX cannot reduce over the
     # restart axis: no flag (the engine then takes the whitened residuals), centres kept.
-    with _chunks.rows_split_over(("rows",)):
-        flags = _chunks.vmap_restarts(lambda a: jnp.asarray(_chunks.for_all_restarts(a > 0) is None))(jnp.ones(2))
-        kept = _chunks.vmap_restarts(_chunks.mean_over_restarts)(jnp.array([1.0, 3.0]))
+    with blocks.rows_split_over(("rows",)):
+        flags = blocks.vmap_restarts(lambda a: jnp.asarray(blocks.for_all_restarts(a > 0) is None))(jnp.ones(2))
+        kept = blocks.vmap_restarts(blocks.mean_over_restarts)(jnp.array([1.0, 3.0]))
     np.testing.assert_array_equal(flags, [True, True])
     np.testing.assert_array_equal(kept, [1.0, 3.0])

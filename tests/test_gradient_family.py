@@ -10,8 +10,8 @@ from scipy import stats
 from scipy.special import logsumexp
 
 import mixtures as mx
-from mixtures.family import Family
-from mixtures.student_t import StudentT, StudentTParams
+from mixtures._src.core.family import Family
+from mixtures._src.families.student_t import StudentT, StudentTParams
 
 # One shape for every em_step test, so they share compilations.
 N, D, K = 150, 2, 3

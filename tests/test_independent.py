@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import mixtures as mx
-from mixtures.family import Family
-from mixtures.independent import Independent
-from mixtures.poisson import Poisson, PoissonParams
-from mixtures.von_mises_fisher import VonMisesFisher
+from mixtures._src.core.family import Family
+from mixtures._src.families.independent import Independent
+from mixtures._src.families.poisson import Poisson, PoissonParams
+from mixtures._src.families.von_mises_fisher import VonMisesFisher
 from tests.helpers import blobs
 
 DIAG = mx.Gaussian("diag")

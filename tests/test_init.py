@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import mixtures as mx
-from mixtures import fitting
-from mixtures.init import INIT_METHODS, initialize, kmeans_plus_plus, lloyd
+from mixtures._src.fitting import fit as fitting
+from mixtures._src.fitting.init import INIT_METHODS, initialize, kmeans_plus_plus, lloyd
 from tests.helpers import blobs
 
 X, Z = blobs(3, 240, means=[[0, 0], [8, 0], [0, 8], [8, 8]], scales=[0.6, 0.8, 1.0, 0.7])

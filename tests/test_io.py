@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 import mixtures as mx
 from mixtures import io as mio
-from mixtures.independent import Independent
+from mixtures._src.families.independent import Independent
 from mixtures.io import ModelFileError, load, save
 
 MAGIC = b"\x89MIXTURES\r\n\x1a\n"

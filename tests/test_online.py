@@ -12,9 +12,9 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 import mixtures as mx
-from mixtures import online
-from mixtures.independent import Independent
-from mixtures.online import OnlineState, online_em, polynomial_decay
+from mixtures._src.fitting import online
+from mixtures._src.families.independent import Independent
+from mixtures._src.fitting.online import OnlineState, online_em, polynomial_decay
 from tests.helpers import blobs, dense_covariances, recording_compilations
 
 COVARIANCES = ["full", "tied", "diag", "spherical", "identity"]

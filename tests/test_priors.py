@@ -7,8 +7,9 @@ import pytest
 from scipy import stats
 
 import mixtures as mx
-from mixtures import engine, fitting
-from mixtures.priors import ConjugatePrior, DirichletPrior, GaussianPrior, Prior
+from mixtures._src.engine import em as engine
+from mixtures._src.fitting import fit as fitting
+from mixtures._src.core.priors import ConjugatePrior, DirichletPrior, GaussianPrior, Prior
 from tests.helpers import blobs, dense_covariances
 
 COVARIANCES = ("full", "diag", "spherical", "tied")

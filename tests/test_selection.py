@@ -6,8 +6,9 @@ import pytest
 from sklearn.mixture import GaussianMixture
 
 import mixtures as mx
-from mixtures import fitting, selection
-from mixtures.selection import select
+from mixtures._src.fitting import fit as fitting
+from mixtures._src.fitting import selection
+from mixtures._src.fitting.selection import select
 from tests.helpers import blobs, dense_covariances, responsibilities
 
 COVARIANCES = ["full", "diag", "spherical", "tied"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import mixtures as mx
-from mixtures import _sources
+from mixtures._src.fitting import sources
 
 RTOL = 1e-6
 
@@ -135,14 +135,14 @@ def test_callback_reports_every_iteration_of_every_restart():
 
 def test_reservoir_sample_is_uniform_and_exact_when_small():
     x = np.arange(40.0).reshape(20, 2)
-    source = _sources.as_source(x, mx.Gaussian(), batch_size=3)
-    whole = _sources.scan(source, 25, 0)
+    source = sources.as_source(x, mx.Gaussian(), batch_size=3)
+    whole = sources.scan(source, 25, 0)
     np.testing.assert_array_equal(whole.sample, x)
     assert (whole.n_rows, whole.max_rows, whole.n_batches, whole.total_weight) == (20, 3, 7, 20.0)
     counts = np.zeros(20)
     trials = 4000
     for seed in range(trials):
-        s = _sources.scan(source, 5, seed).sample
+        s = sources.scan(source, 5, seed).sample
         rows = (s[:, 0] / 2).astype(int)
         assert len(set(rows)) == 5 and np.all(s[:, 1] == s[:, 0] + 1)
         counts[rows] += 1
@@ -163,7 +163,7 @@ def test_a_pass_over_a_file_does_not_hold_the_file(tmp_path):
         np.lib.format.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False, "shape": (200_000, 64)})
         for _ in range(20):
             np.ones((10_000, 64)).tofile(f)
-    source = _sources.as_source(str(path), mx.Gaussian(), batch_size=10_000)
+    source = sources.as_source(str(path), mx.Gaussian(), batch_size=10_000)
     before = _resident_bytes()
     growth, total = 0, 0.0
     for batch in source.batches():
@@ -184,7 +184,7 @@ def _bad_npy(tmp_path, name, array, **kwargs):
 
 
 def test_bad_sources_are_refused_before_compiling(tmp_path, monkeypatch):
-    from mixtures import streaming
+    from mixtures._src.fitting import streaming
 
     def fail(*args, **kwargs):
         raise AssertionError("compiled before refusing")
@@ -255,12 +255,12 @@ def test_array_blocks_are_named_by_their_rows_and_batches_share_the_first_dtype(
     x = np.random.default_rng(0).normal(size=(40, 2))
     x[25, 1] = np.inf
     with pytest.raises(ValueError, match=r"`batches\[20:30\]` must contain only finite values in float64; received inf at row 5"):
-        list(_sources.as_source(x, mx.Gaussian(), batch_size=10).batches())
-    mixed = _sources.as_source([x[:5].astype(np.float32), (x[5:10], np.ones(5))], mx.Gaussian())
+        list(sources.as_source(x, mx.Gaussian(), batch_size=10).batches())
+    mixed = sources.as_source([x[:5].astype(np.float32), (x[5:10], np.ones(5))], mx.Gaussian())
     assert [(b.x.dtype, None if b.weights is None else b.weights.dtype) for b in mixed.batches()] == [
         (np.float32, None), (np.float32, np.float32)
     ]
     with pytest.raises(ValueError, match=r"`sample_weight` goes with an array, memmap or .npy `batches`"):
-        _sources.as_source([x[:5]], mx.Gaussian(), sample_weight=np.ones(5))
+        sources.as_source([x[:5]], mx.Gaussian(), sample_weight=np.ones(5))
     with pytest.raises(ValueError, match=r"`sample_weight` must have shape \(40,\)"):
-        _sources.as_source(x, mx.Gaussian(), sample_weight=np.ones(39))
+        sources.as_source(x, mx.Gaussian(), sample_weight=np.ones(39))

@@ -7,9 +7,9 @@ import pytest
 from scipy import optimize, special, stats
 
 import mixtures as mx
-from mixtures import fitting
-from mixtures._bessel import bessel_ratio, log_ive, log_iv
-from mixtures.von_mises_fisher import VonMisesFisher, VonMisesFisherParams
+from mixtures._src.fitting import fit as fitting
+from mixtures._src.families.bessel import bessel_ratio, log_ive, log_iv
+from mixtures._src.families.von_mises_fisher import VonMisesFisher, VonMisesFisherParams
 
 ORDERS = np.array([0.0, 0.5, 1.0, 1.5, 4.0, 49.0])
 KAPPAS = np.geomspace(1e-6, 1e4, 401)

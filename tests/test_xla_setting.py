@@ -1,4 +1,4 @@
-"""The XLA:CPU fusion setting chosen at import (mixtures/_xla.py), checked in a fresh interpreter."""
+"""The XLA:CPU fusion setting chosen at import (mixtures/xla.py), checked in a fresh interpreter."""
 
 import os
 import subprocess
@@ -13,16 +13,16 @@ SCRIPT = textwrap.dedent(
     os.environ.pop("XLA_FLAGS", None)
     os.environ.pop("MIXTURES_KEEP_XLA_FLAGS", None)
     import mixtures
-    from mixtures import _xla
+    from mixtures._src.core import xla
     imported = os.environ.get("XLA_FLAGS", "")
-    again = _xla.choose_cpu_fusion()  # already mentioned: unchanged
+    again = xla.choose_cpu_fusion()  # already mentioned: unchanged
     os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=true"
     os.environ["MIXTURES_KEEP_XLA_FLAGS"] = "1"
-    kept = _xla.choose_cpu_fusion(), os.environ["XLA_FLAGS"]
+    kept = xla.choose_cpu_fusion(), os.environ["XLA_FLAGS"]
     del os.environ["MIXTURES_KEEP_XLA_FLAGS"]
     import jax.numpy as jnp
     float(jnp.ones(2).sum())  # starts the backends
-    late = _xla.choose_cpu_fusion(), os.environ["XLA_FLAGS"]
+    late = xla.choose_cpu_fusion(), os.environ["XLA_FLAGS"]
     print(repr((imported, again, kept, late)))
     """
 )

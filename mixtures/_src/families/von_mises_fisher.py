@@ -13,9 +13,9 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import gammaln
 
-from mixtures import _checks
-from mixtures._bessel import bessel_ratio, log_ive
-from mixtures.expfam import ExponentialFamily
+from mixtures._src.core import checks
+from mixtures._src.families.bessel import bessel_ratio, log_ive
+from mixtures._src.families.expfam import ExponentialFamily
 
 __all__ = ["VonMisesFisher", "VonMisesFisherParams"]
 
@@ -68,7 +68,7 @@ class VonMisesFisher(ExponentialFamily):
         (ε the dtype's machine epsilon), so keep it well below 1/ε.
 
     Example:
-      >>> from mixtures.von_mises_fisher import VonMisesFisher
+      >>> from mixtures import VonMisesFisher
       >>> VonMisesFisher()
       VonMisesFisher(max_concentration=100000.0)
     """
@@ -97,7 +97,7 @@ class VonMisesFisher(ExponentialFamily):
           VonMisesFisherParams in the floating dtype of ``mean_directions``.
 
         Example:
-          >>> from mixtures.von_mises_fisher import VonMisesFisher
+          >>> from mixtures import VonMisesFisher
           >>> p = VonMisesFisher().make_params([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]], [10.0, 2.0])
           >>> p.mean_directions.shape, p.concentrations.tolist()
           ((2, 3), [10.0, 2.0])
@@ -116,14 +116,14 @@ class VonMisesFisher(ExponentialFamily):
             )
         if not np.all(np.isfinite(kappa) & (kappa >= 0)):
             raise ValueError(f"`concentrations` must be finite and non-negative; received {kappa}.")
-        dtype = _checks.float_dtype_for(directions.dtype)
+        dtype = checks.float_dtype_for(directions.dtype)
         return VonMisesFisherParams(jnp.asarray(directions, dtype), jnp.asarray(kappa, dtype))
 
     def n_features(self, params: VonMisesFisherParams) -> int:
         """Number of coordinates D of the sphere's ambient space.
 
         Example:
-          >>> from mixtures.von_mises_fisher import VonMisesFisher
+          >>> from mixtures import VonMisesFisher
           >>> f = VonMisesFisher()
           >>> f.n_features(f.make_params([[0.0, 1.0, 0.0]], [1.0]))
           3
@@ -134,7 +134,7 @@ class VonMisesFisher(ExponentialFamily):
         """K·D: D − 1 for each mean direction (a point on S^(D−1)) and one concentration.
 
         Example:
-          >>> from mixtures.von_mises_fisher import VonMisesFisher
+          >>> from mixtures import VonMisesFisher
           >>> VonMisesFisher().n_free_parameters(3, 3)
           9
         """
@@ -155,7 +155,7 @@ class VonMisesFisher(ExponentialFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.von_mises_fisher import VonMisesFisher
+          >>> from mixtures import VonMisesFisher
           >>> x = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
           >>> p = VonMisesFisher().init_params(x[:2], x)
           >>> p.mean_directions.tolist(), p.concentrations.tolist()
@@ -170,7 +170,7 @@ class VonMisesFisher(ExponentialFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.von_mises_fisher import VonMisesFisher
+          >>> from mixtures import VonMisesFisher
           >>> VonMisesFisher().check_data(np.array([[0.6, 0.8], [0.0, 0.0]]))
           Traceback (most recent call last):
           ...
@@ -192,7 +192,7 @@ class VonMisesFisher(ExponentialFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.von_mises_fisher import VonMisesFisher
+          >>> from mixtures import VonMisesFisher
           >>> VonMisesFisher().sufficient_stats(np.array([0.6, 0.8])).tolist()
           [0.6, 0.8]
         """
@@ -203,7 +203,7 @@ class VonMisesFisher(ExponentialFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.von_mises_fisher import VonMisesFisher
+          >>> from mixtures import VonMisesFisher
           >>> float(VonMisesFisher().log_base_measure(np.array([0.6, 0.8])))
           0.0
         """
@@ -216,7 +216,7 @@ class VonMisesFisher(ExponentialFamily):
 
         Example:
           >>> import math, jax, jax.numpy as jnp
-          >>> from mixtures.von_mises_fisher import VonMisesFisher
+          >>> from mixtures import VonMisesFisher
           >>> a = jax.jit(VonMisesFisher().log_partition)(jnp.zeros(3))
           >>> round(float(a), 10) == round(math.log(4 * math.pi), 10)  # area of S²
           True
@@ -228,7 +228,7 @@ class VonMisesFisher(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.von_mises_fisher import VonMisesFisher, VonMisesFisherParams
+          >>> from mixtures import VonMisesFisher, VonMisesFisherParams
           >>> VonMisesFisher().to_natural(VonMisesFisherParams(jnp.array([0.0, 1.0]), jnp.array(3.0))).tolist()
           [0.0, 3.0]
         """
@@ -239,7 +239,7 @@ class VonMisesFisher(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.von_mises_fisher import VonMisesFisher
+          >>> from mixtures import VonMisesFisher
           >>> p = VonMisesFisher().from_natural(jnp.array([0.0, -2.0]))
           >>> p.mean_directions.tolist(), float(p.concentrations)
           ([0.0, -1.0], 2.0)
@@ -260,7 +260,7 @@ class VonMisesFisher(ExponentialFamily):
 
         Example:
           >>> import jax, jax.numpy as jnp
-          >>> from mixtures.von_mises_fisher import VonMisesFisher
+          >>> from mixtures import VonMisesFisher
           >>> p = jax.jit(VonMisesFisher().params_from_mean)(jnp.array([0.0, 0.0, 0.9]), None)
           >>> p.mean_directions.tolist(), round(float(p.concentrations), 7)  # coth κ − 1/κ = 0.9
           ([0.0, 0.0, 1.0], 9.9999996)
@@ -295,7 +295,7 @@ class VonMisesFisher(ExponentialFamily):
 
         Example:
           >>> import jax, jax.numpy as jnp
-          >>> from mixtures.von_mises_fisher import VonMisesFisher, VonMisesFisherParams
+          >>> from mixtures import VonMisesFisher, VonMisesFisherParams
           >>> one = VonMisesFisherParams(jnp.array([0.0, 0.0, 1.0]), jnp.array(50.0))
           >>> x = jax.jit(VonMisesFisher().sample)(one, jax.random.key(0))
           >>> x.shape, round(float(jnp.linalg.norm(x)), 12)

@@ -9,8 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixtures import _checks, _domain
-from mixtures.expfam import ExponentialFamily
+from mixtures._src.core import checks
+from mixtures._src.core import domain
+from mixtures._src.families.expfam import ExponentialFamily
 
 __all__ = ["Exponential", "ExponentialParams"]
 
@@ -35,7 +36,7 @@ class Exponential(ExponentialFamily):
     so every weighted mean is positive and every fitted rate finite.
 
     Example:
-      >>> from mixtures.exponential import Exponential
+      >>> from mixtures import Exponential
       >>> Exponential()
       Exponential()
     """
@@ -50,7 +51,7 @@ class Exponential(ExponentialFamily):
           ExponentialParams in the floating dtype of ``rates``.
 
         Example:
-          >>> from mixtures.exponential import Exponential
+          >>> from mixtures import Exponential
           >>> Exponential().make_params([[1.0, 0.5]]).rates.tolist()
           [[1.0, 0.5]]
         """
@@ -59,14 +60,14 @@ class Exponential(ExponentialFamily):
             raise ValueError(f"`rates` must have shape (K, D); received shape {rates.shape}.")
         if not np.all(np.isfinite(rates) & (rates > 0)):
             raise ValueError(f"`rates` must be finite and positive; received {rates}.")
-        return ExponentialParams(jnp.asarray(rates, _checks.float_dtype_for(rates.dtype)))
+        return ExponentialParams(jnp.asarray(rates, checks.float_dtype_for(rates.dtype)))
 
     def sufficient_stats(self, x):
         """T(x) = x, shape (D,).
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.exponential import Exponential
+          >>> from mixtures import Exponential
           >>> Exponential().sufficient_stats(np.array([0.5, 2.0])).tolist()
           [0.5, 2.0]
         """
@@ -77,7 +78,7 @@ class Exponential(ExponentialFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.exponential import Exponential
+          >>> from mixtures import Exponential
           >>> float(Exponential().log_base_measure(np.array([0.5])))
           0.0
         """
@@ -88,7 +89,7 @@ class Exponential(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.exponential import Exponential
+          >>> from mixtures import Exponential
           >>> round(float(Exponential().log_partition(jnp.array([-0.5, -0.25]))), 6)  # log 2 + log 4
           2.079442
         """
@@ -99,7 +100,7 @@ class Exponential(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.exponential import Exponential, ExponentialParams
+          >>> from mixtures import Exponential, ExponentialParams
           >>> Exponential().to_natural(ExponentialParams(jnp.array([2.0]))).tolist()
           [-2.0]
         """
@@ -110,7 +111,7 @@ class Exponential(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.exponential import Exponential
+          >>> from mixtures import Exponential
           >>> Exponential().from_natural(jnp.array([-3.0])).rates.tolist()
           [3.0]
         """
@@ -121,7 +122,7 @@ class Exponential(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.exponential import Exponential
+          >>> from mixtures import Exponential
           >>> Exponential().initial_natural(jnp.array([0.5, 4.0])).tolist()
           [-1.0, -1.0]
         """
@@ -132,7 +133,7 @@ class Exponential(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.exponential import Exponential
+          >>> from mixtures import Exponential
           >>> Exponential().params_from_mean(jnp.array([0.5, 4.0]), None).rates.tolist()
           [2.0, 0.25]
         """
@@ -144,7 +145,7 @@ class Exponential(ExponentialFamily):
 
         Example:
           >>> import jax, jax.numpy as jnp
-          >>> from mixtures.exponential import Exponential, ExponentialParams
+          >>> from mixtures import Exponential, ExponentialParams
           >>> x = Exponential().sample(ExponentialParams(jnp.array([1.0, 10.0])), jax.random.key(0))
           >>> x.shape, bool(jnp.all(x > 0))
           ((2,), True)
@@ -157,7 +158,7 @@ class Exponential(ExponentialFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.exponential import Exponential
+          >>> from mixtures import Exponential
           >>> Exponential().n_features(Exponential().make_params(np.ones((3, 2))))
           2
         """
@@ -167,7 +168,7 @@ class Exponential(ExponentialFamily):
         """K·D: one rate per feature and component.
 
         Example:
-          >>> from mixtures.exponential import Exponential
+          >>> from mixtures import Exponential
           >>> Exponential().n_free_parameters(3, 2)
           6
         """
@@ -178,11 +179,11 @@ class Exponential(ExponentialFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.exponential import Exponential
+          >>> from mixtures import Exponential
           >>> Exponential().check_data(np.array([[1.0], [0.0]]))
           Traceback (most recent call last):
           ...
           ValueError: column 0 of `x` must hold strictly positive numbers; row 1 has 0.0.
         """
-        x = _domain.as_matrix(x)
-        _domain.require(x, np.isfinite(x) & (x > 0), "strictly positive numbers")
+        x = domain.as_matrix(x)
+        domain.require(x, np.isfinite(x) & (x > 0), "strictly positive numbers")

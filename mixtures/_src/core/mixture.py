@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from mixtures import _checks, _chunks
-from mixtures.family import Family
+from mixtures._src.core import checks
+from mixtures._src.core import blocks
+from mixtures._src.core.family import Family
 
 __all__ = ["Mixture"]
 
@@ -50,7 +51,7 @@ class Mixture:
                 jnp.issubdtype(weights.dtype, jnp.floating) or jnp.issubdtype(weights.dtype, jnp.integer)
             ):
                 raise TypeError(f"`weights` must hold real numbers; received dtype {weights.dtype}.")
-            object.__setattr__(self, "weights", jnp.asarray(weights, _checks.float_dtype_for(weights.dtype)))
+            object.__setattr__(self, "weights", jnp.asarray(weights, checks.float_dtype_for(weights.dtype)))
 
     @property
     def n_components(self) -> int:
@@ -68,7 +69,7 @@ class Mixture:
         return self.weights.dtype
 
     def _data(self, x):
-        return _checks.as_data(x, "x", n_features=self.n_features).astype(self.dtype)
+        return checks.as_data(x, "x", n_features=self.n_features).astype(self.dtype)
 
     def log_prob(self, x, *, chunk_size: int | None = None) -> jax.Array:
         """Log-density log p(xₙ) of each row.
@@ -149,8 +150,8 @@ class Mixture:
           >>> x.shape, z.shape
           ((5, 2), (5,))
         """
-        n = _checks.positive_int(n, "n")
-        key = _checks.prng_key(key)
+        n = checks.positive_int(n, "n")
+        key = checks.prng_key(key)
         return _sample(self, key, n)
 
     @property
@@ -171,7 +172,7 @@ class Mixture:
           >>> mx.Mixture(np.array([0.5, 0.5, 0.0]), p, g).n_parameters  # 2 × (2 means + 2 variances) + 1
           9
         """
-        if _checks.is_traced(self.weights):
+        if checks.is_traced(self.weights):
             raise TypeError(
                 "`n_parameters` counts the components with weight > 0 and needs a concrete mixture; "
                 "it was called on a traced one (inside jit or vmap)."
@@ -199,7 +200,7 @@ class Mixture:
           -0.9189
         """
         x = self._data(x)
-        weights = _checks.as_sample_weight(sample_weight, x.shape[0], dtype=x.dtype)
+        weights = checks.as_sample_weight(sample_weight, x.shape[0], dtype=x.dtype)
         total = x.shape[0] if weights is None else jnp.sum(weights)
         return _score(self, x, weights, self._chunk(chunk_size)) / total
 
@@ -284,14 +285,14 @@ class Mixture:
 
     def _criteria(self, x, sample_weight, chunk_size):
         x = self._data(x)
-        weights = _checks.as_sample_weight(sample_weight, x.shape[0], dtype=x.dtype)
+        weights = checks.as_sample_weight(sample_weight, x.shape[0], dtype=x.dtype)
         n_parameters = jnp.asarray(self.n_parameters, x.dtype)
         return _criteria(self, x, weights, n_parameters, self._chunk(chunk_size))
 
     def _chunk(self, chunk_size):
         if chunk_size is None:
-            return _chunks.default_chunk_size(self.n_components, self.n_features)
-        return _checks.positive_int(chunk_size, "chunk_size")
+            return blocks.default_chunk_size(self.n_components, self.n_features)
+        return checks.positive_int(chunk_size, "chunk_size")
 
 
 def component_log_probs(mixture: Mixture, x: jax.Array) -> jax.Array:
@@ -363,7 +364,7 @@ def log_likelihood_and_entropy(mixture: Mixture, x, weights, chunk_size: int):
 
     Example:
       >>> import numpy as np, mixtures as mx
-      >>> from mixtures.mixture import log_likelihood_and_entropy
+      >>> from mixtures._src.core.mixture import log_likelihood_and_entropy
       >>> g = mx.Gaussian("spherical")
       >>> m = mx.Mixture(np.array([0.5, 0.5, 0.0]), g.make_params(np.array([[-1.0], [1.0], [0.0]]), np.ones(3)), g)
       >>> ll, e = log_likelihood_and_entropy(m, np.zeros((4, 1)), None, chunk_size=3)
@@ -379,7 +380,7 @@ def log_likelihood_and_entropy(mixture: Mixture, x, weights, chunk_size: int):
         keep = w > 0
         return jnp.sum(jnp.where(keep, w * ll, 0.0)), jnp.sum(jnp.where(keep, w * entropy, 0.0))
 
-    return _chunks.sum_over_chunks(block, x, weights, chunk_size)
+    return blocks.sum_over_chunks(block, x, weights, chunk_size)
 
 
 def information_criteria(log_likelihood, entropy, n_samples, n_parameters):
@@ -397,7 +398,7 @@ def information_criteria(log_likelihood, entropy, n_samples, n_parameters):
       Three scalars.
 
     Example:
-      >>> from mixtures.mixture import information_criteria
+      >>> from mixtures._src.core.mixture import information_criteria
       >>> [round(float(c), 3) for c in information_criteria(-10.0, 1.5, 100.0, 3)]
       [33.816, 26.0, 36.816]
     """
@@ -420,26 +421,26 @@ def _score(mixture, x, weights, chunk_size):
         ll = jax.nn.logsumexp(component_log_probs(mixture, rows), axis=1)
         return jnp.sum(jnp.where(w > 0, w * ll, 0.0))
 
-    return _chunks.sum_over_chunks(block, x, weights, chunk_size)
+    return blocks.sum_over_chunks(block, x, weights, chunk_size)
 
 
 @functools.partial(jax.jit, static_argnums=2)
 def _log_prob(mixture, x, chunk_size):
-    return _chunks.map_over_chunks(
+    return blocks.map_over_chunks(
         lambda rows: jax.nn.logsumexp(component_log_probs(mixture, rows), axis=1), x, chunk_size
     )
 
 
 @functools.partial(jax.jit, static_argnums=2)
 def _responsibilities(mixture, x, chunk_size):
-    return _chunks.map_over_chunks(
+    return blocks.map_over_chunks(
         lambda rows: block_responsibilities(mixture, rows)[0], x, chunk_size
     )
 
 
 @functools.partial(jax.jit, static_argnums=2)
 def _predict(mixture, x, chunk_size):
-    return _chunks.map_over_chunks(
+    return blocks.map_over_chunks(
         lambda rows: jnp.argmax(component_log_probs(mixture, rows), axis=1).astype(jnp.int32),
         x,
         chunk_size,

@@ -61,7 +61,7 @@ def as_host_data(x, name: str = "x", n_features: int | None = None) -> np.ndarra
 
     Example:
       >>> import numpy as np
-      >>> from mixtures._checks import as_host_data
+      >>> from mixtures._src.core.checks import as_host_data
       >>> as_host_data([[1, 2]]).dtype.kind  # integers become the default float
       'f'
       >>> as_host_data(np.array([[0.0, np.nan]], np.float32), "batches[2]")

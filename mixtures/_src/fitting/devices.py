@@ -40,7 +40,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from mixtures import _checks, _chunks, engine
+from mixtures._src.core import checks
+from mixtures._src.core import blocks
+from mixtures._src.engine import em as engine
 
 __all__ = ["RowPlan", "check_sharded_rows", "fit_loops", "keeps_placement", "place", "row_split", "valid_rows"]
 
@@ -111,7 +113,7 @@ def row_split(x, mesh) -> tuple[Mesh, tuple] | None:
 
     Example:
       >>> import jax, numpy as np
-      >>> from mixtures._parallel import row_split
+      >>> from mixtures._src.fitting.devices import row_split
       >>> row_split(np.zeros((4, 2)), None) is None
       True
       >>> mesh, axes = row_split(np.zeros((4, 2)), jax.make_mesh((1,), ("data",)))
@@ -123,7 +125,7 @@ def row_split(x, mesh) -> tuple[Mesh, tuple] | None:
             f"`mesh` must be a jax.sharding.Mesh (e.g. jax.make_mesh((jax.device_count(),), ('data',))) "
             f"or None; received {mesh!r}."
         )
-    sharding = getattr(x, "sharding", None) if isinstance(x, jax.Array) and not _checks.is_traced(x) else None
+    sharding = getattr(x, "sharding", None) if isinstance(x, jax.Array) and not checks.is_traced(x) else None
     if isinstance(sharding, NamedSharding):
         split = [entry for entry in sharding.spec[1:] if entry is not None]
         if split:
@@ -135,7 +137,7 @@ def row_split(x, mesh) -> tuple[Mesh, tuple] | None:
     if mesh is not None:
         mesh = _auto(mesh)
         axes = tuple(mesh.axis_names)
-        if isinstance(x, jax.Array) and not _checks.is_traced(x) and not x.is_fully_addressable:
+        if isinstance(x, jax.Array) and not checks.is_traced(x) and not x.is_fully_addressable:
             if not x.sharding.is_equivalent_to(NamedSharding(mesh, PartitionSpec(axes)), x.ndim):
                 raise ValueError(
                     "`x` spans the devices of several processes and is not split along its rows "
@@ -152,7 +154,7 @@ def row_split(x, mesh) -> tuple[Mesh, tuple] | None:
 
 def keeps_placement(x, split) -> bool:
     """Whether ``x`` already lies as ``split`` needs it: a jax.Array split evenly along its rows (host-side)."""
-    if not isinstance(x, jax.Array) or _checks.is_traced(x) or x.ndim < 1:
+    if not isinstance(x, jax.Array) or checks.is_traced(x) or x.ndim < 1:
         return False
     mesh, axes = split
     plan = RowPlan(mesh, axes, x.shape[0])
@@ -178,13 +180,13 @@ def check_sharded_rows(x: jax.Array, family) -> jax.Array:
       TypeError, ValueError: as :func:`mixtures._checks.as_data` and
         ``family.check_data`` do.
     """
-    _checks._check_kind_and_shape(x, "x", None)
-    target = _checks.float_dtype_for(x.dtype)
+    checks._check_kind_and_shape(x, "x", None)
+    target = checks.float_dtype_for(x.dtype)
     converted = []
     for shard in x.addressable_shards:
         start, stop, _ = shard.index[0].indices(x.shape[0])
         if shard.replica_id == 0:
-            values = _checks.as_host_data(np.asarray(shard.data), f"x[{start}:{stop}]")
+            values = checks.as_host_data(np.asarray(shard.data), f"x[{start}:{stop}]")
             try:
                 family.check_data(values)
             except ValueError as err:
@@ -205,7 +207,7 @@ def place(values, plan: RowPlan, fill) -> jax.Array:
 
     Example:
       >>> import jax, numpy as np
-      >>> from mixtures._parallel import RowPlan, place, row_split
+      >>> from mixtures._src.fitting.devices import RowPlan, place, row_split
       >>> mesh, axes = row_split(np.zeros((3, 1)), jax.make_mesh((1,), ("data",)))
       >>> place(np.arange(3.0), RowPlan(mesh, axes, 3), fill=0.0).tolist()
       [0.0, 1.0, 2.0]
@@ -267,8 +269,8 @@ def fit_loops(
                 start, x, weights, tol, max_iter, chunk_size, hard, update_weights, labels, prior, report, restart
             )
 
-        with _chunks.rows_split_over(plan.axes):
-            return _chunks.vmap_restarts(one)(starts, jnp.arange(n_restarts))
+        with blocks.rows_split_over(plan.axes):
+            return blocks.vmap_restarts(one)(starts, jnp.arange(n_restarts))
 
     rows, whole = PartitionSpec(plan.axes), PartitionSpec()
     run = jax.shard_map(

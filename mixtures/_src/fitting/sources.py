@@ -20,7 +20,7 @@ from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 
-from mixtures import _checks
+from mixtures._src.core import checks
 
 __all__ = ["Batch", "Scan", "Source", "as_source", "default_batch_size", "padded", "scan"]
 
@@ -32,7 +32,7 @@ def default_batch_size(n_features: int) -> int:
     """Rows per batch read from an array or a file when ``batch_size`` is not given.
 
     Example:
-      >>> from mixtures._sources import default_batch_size
+      >>> from mixtures._src.fitting.sources import default_batch_size
       >>> default_batch_size(8)
       524288
     """
@@ -134,13 +134,13 @@ def as_source(
 
     Example:
       >>> import numpy as np, mixtures as mx
-      >>> from mixtures._sources import as_source
+      >>> from mixtures._src.fitting.sources import as_source
       >>> source = as_source(np.arange(10.0).reshape(5, 2), mx.Gaussian(), batch_size=2)
       >>> [b.x.shape[0] for b in source.batches()]
       [2, 2, 1]
     """
     if batch_size is not None:
-        batch_size = _checks.positive_int(batch_size, "batch_size")
+        batch_size = checks.positive_int(batch_size, "batch_size")
     if isinstance(batches, (str, os.PathLike)):
         path = os.fspath(batches)
         shape, dtype, offset = _npy_layout(path, name)
@@ -181,7 +181,7 @@ def _row_weights(sample_weight, n: int):
     """A whole source's (N,) weights, checked as ``fit`` checks them, or None."""
     if sample_weight is None:
         return None
-    return np.asarray(_checks.as_sample_weight(sample_weight, n))
+    return np.asarray(checks.as_sample_weight(sample_weight, n))
 
 
 class Scan(NamedTuple):
@@ -226,7 +226,7 @@ def scan(source: Source, sample_size: int, seed) -> Scan:
 
     Example:
       >>> import numpy as np, mixtures as mx
-      >>> from mixtures._sources import as_source, scan
+      >>> from mixtures._src.fitting.sources import as_source, scan
       >>> s = scan(as_source(np.arange(20.0).reshape(10, 2), mx.Gaussian(), batch_size=3), 4, 0)
       >>> s.n_rows, s.max_rows, s.n_batches, s.sample.shape
       (10, 3, 4, (4, 2))
@@ -278,7 +278,7 @@ def padded(batch: Batch, rows: int, name: str = "batches") -> tuple[np.ndarray, 
 
     Example:
       >>> import numpy as np
-      >>> from mixtures._sources import Batch, padded
+      >>> from mixtures._src.fitting.sources import Batch, padded
       >>> x, w = padded(Batch(np.array([[1.0], [2.0]]), None), 3)
       >>> x[:, 0].tolist(), w.tolist()
       ([1.0, 2.0, 2.0], [1.0, 1.0, 0.0])
@@ -306,7 +306,7 @@ def _validate(item, name: str, n_features: int | None, family) -> Batch:
         x, w = item
     else:
         x, w = item, None
-    x = _checks.as_host_data(x, name)
+    x = checks.as_host_data(x, name)
     if n_features is not None and x.shape[1] != n_features:
         raise ValueError(
             f"`{name}` must have {n_features} features (columns), as the earlier batches; received {x.shape[1]}."

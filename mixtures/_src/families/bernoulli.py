@@ -9,8 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixtures import _checks, _domain
-from mixtures.expfam import ExponentialFamily
+from mixtures._src.core import checks
+from mixtures._src.core import domain
+from mixtures._src.families.expfam import ExponentialFamily
 
 __all__ = ["Bernoulli", "BernoulliParams"]
 
@@ -40,7 +41,7 @@ class Bernoulli(ExponentialFamily):
         the clip keeps η and the fit finite. The default suits float32 too.
 
     Example:
-      >>> from mixtures.bernoulli import Bernoulli
+      >>> from mixtures import Bernoulli
       >>> Bernoulli()
       Bernoulli(min_prob=1e-06)
     """
@@ -48,7 +49,7 @@ class Bernoulli(ExponentialFamily):
     min_prob: float = 1e-6
 
     def __post_init__(self):
-        object.__setattr__(self, "min_prob", _domain.positive_number(self.min_prob, "min_prob", upper=0.5))
+        object.__setattr__(self, "min_prob", domain.positive_number(self.min_prob, "min_prob", upper=0.5))
 
     def make_params(self, probs) -> BernoulliParams:
         """Parameters from probabilities, checked on the host.
@@ -60,7 +61,7 @@ class Bernoulli(ExponentialFamily):
           BernoulliParams in the floating dtype of ``probs``.
 
         Example:
-          >>> from mixtures.bernoulli import Bernoulli
+          >>> from mixtures import Bernoulli
           >>> Bernoulli().make_params([[0.2, 0.9], [0.5, 0.5]]).probs.shape
           (2, 2)
         """
@@ -69,14 +70,14 @@ class Bernoulli(ExponentialFamily):
             raise ValueError(f"`probs` must have shape (K, D); received shape {probs.shape}.")
         if not np.all((probs > 0) & (probs < 1)):
             raise ValueError(f"`probs` must lie strictly between 0 and 1; received {probs}.")
-        return BernoulliParams(jnp.asarray(probs, _checks.float_dtype_for(probs.dtype)))
+        return BernoulliParams(jnp.asarray(probs, checks.float_dtype_for(probs.dtype)))
 
     def sufficient_stats(self, x):
         """T(x) = x, shape (D,).
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.bernoulli import Bernoulli
+          >>> from mixtures import Bernoulli
           >>> Bernoulli().sufficient_stats(np.array([1.0, 0.0])).tolist()
           [1.0, 0.0]
         """
@@ -87,7 +88,7 @@ class Bernoulli(ExponentialFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.bernoulli import Bernoulli
+          >>> from mixtures import Bernoulli
           >>> float(Bernoulli().log_base_measure(np.array([1.0, 0.0])))
           0.0
         """
@@ -98,7 +99,7 @@ class Bernoulli(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.bernoulli import Bernoulli
+          >>> from mixtures import Bernoulli
           >>> round(float(Bernoulli().log_partition(jnp.zeros(2))), 6)  # 2 log 2
           1.386294
         """
@@ -109,7 +110,7 @@ class Bernoulli(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.bernoulli import Bernoulli, BernoulliParams
+          >>> from mixtures import Bernoulli, BernoulliParams
           >>> Bernoulli().to_natural(BernoulliParams(jnp.array([0.5]))).tolist()
           [0.0]
         """
@@ -120,7 +121,7 @@ class Bernoulli(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.bernoulli import Bernoulli
+          >>> from mixtures import Bernoulli
           >>> Bernoulli().from_natural(jnp.zeros(2)).probs.tolist()
           [0.5, 0.5]
         """
@@ -131,7 +132,7 @@ class Bernoulli(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.bernoulli import Bernoulli
+          >>> from mixtures import Bernoulli
           >>> Bernoulli(min_prob=0.01).params_from_mean(jnp.array([0.25, 0.0, 1.0]), None).probs.tolist()
           [0.25, 0.01, 0.99]
         """
@@ -144,7 +145,7 @@ class Bernoulli(ExponentialFamily):
 
         Example:
           >>> import jax, jax.numpy as jnp
-          >>> from mixtures.bernoulli import Bernoulli, BernoulliParams
+          >>> from mixtures import Bernoulli, BernoulliParams
           >>> Bernoulli().sample(BernoulliParams(jnp.array([0.0, 1.0])), jax.random.key(0)).tolist()
           [0.0, 1.0]
         """
@@ -156,7 +157,7 @@ class Bernoulli(ExponentialFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.bernoulli import Bernoulli
+          >>> from mixtures import Bernoulli
           >>> Bernoulli().n_features(Bernoulli().make_params(np.full((2, 5), 0.5)))
           5
         """
@@ -166,7 +167,7 @@ class Bernoulli(ExponentialFamily):
         """K·D: one probability per feature and component.
 
         Example:
-          >>> from mixtures.bernoulli import Bernoulli
+          >>> from mixtures import Bernoulli
           >>> Bernoulli().n_free_parameters(2, 5)
           10
         """
@@ -177,11 +178,11 @@ class Bernoulli(ExponentialFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.bernoulli import Bernoulli
+          >>> from mixtures import Bernoulli
           >>> Bernoulli().check_data(np.array([[0.0, 1.0], [1.0, 2.0]]))
           Traceback (most recent call last):
           ...
           ValueError: column 1 of `x` must hold binary values (0 or 1); row 1 has 2.0.
         """
-        x = _domain.as_matrix(x)
-        _domain.require(x, (x == 0) | (x == 1), "binary values (0 or 1)")
+        x = domain.as_matrix(x)
+        domain.require(x, (x == 0) | (x == 1), "binary values (0 or 1)")

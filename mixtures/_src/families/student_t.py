@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixtures.gradient import GradientFamily
+from mixtures._src.families.gradient import GradientFamily
 
 __all__ = ["StudentT", "StudentTParams"]
 
@@ -54,7 +54,7 @@ class StudentT(GradientFamily):
 
     Example:
       >>> import jax, numpy as np, mixtures as mx
-      >>> from mixtures.student_t import StudentT
+      >>> from mixtures import StudentT
       >>> rng = np.random.default_rng(0)
       >>> x = np.concatenate([rng.standard_t(4.0, (200, 2)) - 4, rng.standard_t(4.0, (200, 2)) + 4])
       >>> result = mx.fit(x, StudentT(dof=4.0), 2, key=jax.random.key(0), max_iter=30)
@@ -88,7 +88,7 @@ class StudentT(GradientFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.student_t import StudentT
+          >>> from mixtures import StudentT
           >>> StudentT().make_params(np.zeros((2, 3)), np.ones((2, 3))).scales.shape
           (2, 3)
         """
@@ -111,7 +111,7 @@ class StudentT(GradientFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.student_t import StudentT, StudentTParams
+          >>> from mixtures import StudentT, StudentTParams
           >>> one = StudentTParams(np.zeros(1), np.ones(1))
           >>> round(float(StudentT(dof=1.0).log_prob(one, np.zeros(1))), 6)  # Cauchy: -log π
           -1.14473
@@ -126,7 +126,7 @@ class StudentT(GradientFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.student_t import StudentT, StudentTParams
+          >>> from mixtures import StudentT, StudentTParams
           >>> u = StudentT().to_unconstrained(StudentTParams(np.array([2.0]), np.array([np.e])))
           >>> [a.tolist() for a in u]
           [[2.0], [1.0]]
@@ -138,7 +138,7 @@ class StudentT(GradientFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.student_t import StudentT
+          >>> from mixtures import StudentT
           >>> p = StudentT().from_unconstrained((np.array([2.0]), np.array([0.0])))
           >>> p.locations.tolist(), p.scales.tolist()
           ([2.0], [1.0])
@@ -151,7 +151,7 @@ class StudentT(GradientFamily):
 
         Example:
           >>> import jax, numpy as np
-          >>> from mixtures.student_t import StudentT, StudentTParams
+          >>> from mixtures import StudentT, StudentTParams
           >>> StudentT().sample(StudentTParams(np.zeros(3), np.ones(3)), jax.random.key(0)).shape
           (3,)
         """
@@ -166,7 +166,7 @@ class StudentT(GradientFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.student_t import StudentT
+          >>> from mixtures import StudentT
           >>> x = np.array([[0.0, 1.0], [2.0, 1.0]])
           >>> p = StudentT().init_params(x[:1], x)
           >>> p.locations.tolist(), p.scales.tolist()
@@ -182,7 +182,7 @@ class StudentT(GradientFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.student_t import StudentT
+          >>> from mixtures import StudentT
           >>> StudentT().n_features(StudentT().make_params(np.zeros((2, 3)), np.ones((2, 3))))
           3
         """
@@ -192,7 +192,7 @@ class StudentT(GradientFamily):
         """2·K·D: a location and a scale per component and feature (ν is fixed).
 
         Example:
-          >>> from mixtures.student_t import StudentT
+          >>> from mixtures import StudentT
           >>> StudentT().n_free_parameters(3, 2)
           12
         """

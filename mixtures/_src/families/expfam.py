@@ -26,9 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from mixtures import _chunks
-from mixtures.family import Family
-from mixtures.priors import ConjugatePrior, check_conjugate_prior
+from mixtures._src.core import blocks
+from mixtures._src.core.family import Family
+from mixtures._src.core.priors import ConjugatePrior, check_conjugate_prior
 
 __all__ = ["ExponentialFamily", "ExpFamStats", "newton_natural_from_mean"]
 
@@ -60,7 +60,7 @@ def newton_natural_from_mean(log_partition, mean, start):
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from mixtures.expfam import newton_natural_from_mean
+      >>> from mixtures._src.families.expfam import newton_natural_from_mean
       >>> a = lambda eta: jnp.exp(eta[0])  # Poisson: mean = exp(η)
       >>> float(newton_natural_from_mean(a, jnp.array([3.0]), jnp.array([0.0]))[0]).__round__(6)
       1.098612
@@ -210,7 +210,7 @@ class ExponentialFamily(Family):
 
         Example:
           >>> import numpy as np, mixtures as mx
-          >>> from mixtures.expfam import ExpFamStats
+          >>> from mixtures._src.families.expfam import ExpFamStats
           >>> from mixtures.priors import ConjugatePrior
           >>> f = mx.Poisson()
           >>> prior = ConjugatePrior(np.array(2.0), np.array([1.0]))
@@ -261,7 +261,7 @@ class ExponentialFamily(Family):
         Without a closed form, the Newton solve starts at :meth:`initial_natural`.
         """
         t_points = jax.vmap(self.sufficient_stats)(points)
-        t_sum = _chunks.sum_over_chunks(
+        t_sum = blocks.sum_over_chunks(
             lambda rows, w, idx: jnp.dot(w, jax.vmap(self.sufficient_stats)(rows), precision=_HI),
             x, None, min(x.shape[0], 4096),
         )

@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixtures.family import Family
-from mixtures.gradient import GradientFamily
+from mixtures._src.core.family import Family
+from mixtures._src.families.gradient import GradientFamily
 
 __all__ = ["Independent"]
 
@@ -39,7 +39,7 @@ class Independent(Family):
 
     Example:
       >>> import jax, numpy as np, mixtures as mx
-      >>> from mixtures.independent import Independent
+      >>> from mixtures import Independent
       >>> fam = Independent(((mx.Gaussian("diag"), (0, 1)), (mx.Gaussian("spherical"), (2,))))
       >>> x = np.random.default_rng(0).normal(size=(100, 3))
       >>> mx.fit(x, fam, 2, key=jax.random.key(0)).mixture.params[0].means.shape
@@ -103,7 +103,7 @@ class Independent(Family):
 
         Example:
           >>> import mixtures as mx
-          >>> from mixtures.independent import Independent
+          >>> from mixtures import Independent
           >>> Independent(((mx.Gaussian("diag"), (1, 2)), (mx.Gaussian("diag"), (0,)))).n_columns
           3
         """
@@ -116,7 +116,7 @@ class Independent(Family):
 
         Example:
           >>> import jax, numpy as np, mixtures as mx
-          >>> from mixtures.independent import Independent
+          >>> from mixtures import Independent
           >>> g = mx.Gaussian("diag")
           >>> fam = Independent(((g, (0,)), (g, (1,))))
           >>> p = fam.init_params(np.zeros((1, 2)), np.array([[1.0, 1.0], [-1.0, -1.0]]))
@@ -134,7 +134,7 @@ class Independent(Family):
 
         Example:
           >>> import numpy as np, mixtures as mx
-          >>> from mixtures.independent import Independent
+          >>> from mixtures import Independent
           >>> g = mx.Gaussian("diag")
           >>> fam = Independent(((g, (0, 2)), (g, (1,))))
           >>> x = np.random.default_rng(0).normal(size=(5, 3))
@@ -154,7 +154,7 @@ class Independent(Family):
 
         Example:
           >>> import numpy as np, mixtures as mx
-          >>> from mixtures.independent import Independent
+          >>> from mixtures import Independent
           >>> g = mx.Gaussian("diag")
           >>> fam = Independent(((g, (0, 1)), (g, (2,))))
           >>> x = np.random.default_rng(0).normal(size=(5, 3))
@@ -171,7 +171,7 @@ class Independent(Family):
 
         Example:
           >>> import numpy as np, mixtures as mx
-          >>> from mixtures.independent import Independent
+          >>> from mixtures import Independent
           >>> g = mx.Gaussian("diag", reg_covar=0.0)
           >>> fam = Independent(((g, (0,)), (g, (1,))))
           >>> x = np.array([[1.0, 10.0], [3.0, 20.0]])
@@ -189,7 +189,7 @@ class Independent(Family):
 
         Example:
           >>> import numpy as np, mixtures as mx
-          >>> from mixtures.independent import Independent
+          >>> from mixtures import Independent
           >>> g = mx.Gaussian("diag")
           >>> fam = Independent(((g, (0,)), (mx.Poisson(), (1,))))
           >>> x = np.array([[0.5, 2.0], [1.5, 4.0]])
@@ -211,7 +211,7 @@ class Independent(Family):
 
         Example:
           >>> import jax, numpy as np, mixtures as mx
-          >>> from mixtures.independent import Independent
+          >>> from mixtures import Independent
           >>> g = mx.Gaussian("diag")
           >>> fam = Independent(((g, (2,)), (g, (0, 1))))
           >>> p = (g.make_params([[100.0]], np.ones((1, 1))), g.make_params(np.zeros((1, 2)), np.ones((1, 2))))
@@ -231,7 +231,7 @@ class Independent(Family):
 
         Example:
           >>> import numpy as np, mixtures as mx
-          >>> from mixtures.independent import Independent
+          >>> from mixtures import Independent
           >>> g = mx.Gaussian("diag")
           >>> x = np.array([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]])
           >>> p = Independent(((g, (0, 2)), (g, (1,)))).init_params(x, x)
@@ -249,7 +249,7 @@ class Independent(Family):
 
         Example:
           >>> import numpy as np, mixtures as mx
-          >>> from mixtures.independent import Independent
+          >>> from mixtures import Independent
           >>> g = mx.Gaussian("diag")
           >>> fam = Independent(((g, (0, 1)), (g, (2,))))
           >>> fam.n_features(fam.init_params(np.zeros((2, 3)), np.ones((4, 3))))
@@ -262,7 +262,7 @@ class Independent(Family):
 
         Example:
           >>> import mixtures as mx
-          >>> from mixtures.independent import Independent
+          >>> from mixtures import Independent
           >>> fam = Independent(((mx.Gaussian("diag"), (0, 1)), (mx.Gaussian("spherical"), (2,))))
           >>> fam.n_free_parameters(3, 3)  # 3 × (2 + 2) + 3 × (1 + 1)
           18
@@ -296,8 +296,8 @@ class Independent(Family):
 
         Example:
           >>> import numpy as np, mixtures as mx
-          >>> from mixtures.independent import Independent
-          >>> from mixtures.von_mises_fisher import VonMisesFisher
+          >>> from mixtures import Independent
+          >>> from mixtures import VonMisesFisher
           >>> fam = Independent(((mx.Gaussian("diag"), (0,)), (VonMisesFisher(), (1, 2))))
           >>> fam.check_data(np.array([[5.0, 0.6, 0.8], [1.0, 0.0, 0.0]]))
           Traceback (most recent call last):

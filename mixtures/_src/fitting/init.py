@@ -23,10 +23,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mixtures import _chunks, engine
-from mixtures.gaussian import Gaussian, GaussianParams
-from mixtures.gradient import GradientFamily
-from mixtures.mixture import Mixture
+from mixtures._src.core import blocks
+from mixtures._src.engine import em as engine
+from mixtures._src.families.gaussian.family import Gaussian, GaussianParams
+from mixtures._src.families.gradient import GradientFamily
+from mixtures._src.core.mixture import Mixture
 
 __all__ = ["INIT_METHODS", "check_method", "initialize", "kmeans_plus_plus", "lloyd", "nearest_rows"]
 
@@ -39,7 +40,7 @@ def active_weights(k: int, n_active, dtype) -> jax.Array:
     """Equal weights over the first ``n_active`` of ``k`` components, zero for the rest.
 
     Example:
-      >>> from mixtures.init import active_weights
+      >>> from mixtures._src.fitting.init import active_weights
       >>> active_weights(4, 2, "float32").tolist()
       [0.5, 0.5, 0.0, 0.0]
     """
@@ -63,7 +64,7 @@ def kmeans_plus_plus(key, x, weights, k: int) -> jax.Array:
 
     Example:
       >>> import jax, numpy as np
-      >>> from mixtures.init import kmeans_plus_plus
+      >>> from mixtures._src.fitting.init import kmeans_plus_plus
       >>> x = np.array([[0.0], [0.1], [10.0], [10.1]])
       >>> c = kmeans_plus_plus(jax.random.key(0), x, None, 2)
       >>> sorted(round(float(v)) for v in c[:, 0])
@@ -104,7 +105,7 @@ def lloyd(centres, x, weights, n_iter: int, chunk_size: int, n_active=None) -> j
 
     Example:
       >>> import numpy as np
-      >>> from mixtures.init import lloyd
+      >>> from mixtures._src.fitting.init import lloyd
       >>> x = np.array([[0.0], [1.0], [9.0], [11.0]])
       >>> lloyd(np.array([[0.0], [1.0]]), x, None, 10, 4).round(6).tolist()
       [[0.5], [10.0]]
@@ -122,7 +123,7 @@ def check_method(method, family) -> None:
 
     Example:
       >>> import mixtures as mx
-      >>> from mixtures.init import check_method
+      >>> from mixtures._src.fitting.init import check_method
       >>> check_method("kmeans++", mx.StudentT())
       >>> check_method("random", mx.StudentT())
       Traceback (most recent call last):
@@ -160,7 +161,7 @@ def initialize(method: str, family, k: int, key, x, weights, chunk_size: int, la
 
     Example:
       >>> import jax, mixtures as mx
-      >>> from mixtures.init import initialize
+      >>> from mixtures._src.fitting.init import initialize
       >>> x = jax.numpy.asarray(mx.datasets.load_old_faithful())
       >>> m = initialize("kmeans++", mx.Gaussian(), 2, jax.random.key(0), x, None, 272)
       >>> sorted(m.params.means[:, 1].round().tolist())
@@ -192,7 +193,7 @@ def nearest_rows(points, x, weights, chunk_size: int) -> jax.Array:
 
     Example:
       >>> import numpy as np
-      >>> from mixtures.init import nearest_rows
+      >>> from mixtures._src.fitting.init import nearest_rows
       >>> x = np.array([[0.0], [1.0], [5.0]])
       >>> nearest_rows(np.array([[0.4], [3.9]]), x, None, 2).tolist()
       [[0.0], [5.0]]
@@ -226,7 +227,7 @@ def _labelled_class_means(points, x, weights, labels):
         member = jax.nn.one_hot(labels[idx], k, dtype=x.dtype) * w[:, None]  # label −1: a row of zeros
         return jnp.sum(member, axis=0), member.T @ rows
 
-    counts, sums = _chunks.sum_over_chunks(block, x, weights, min(x.shape[0], 4096))
+    counts, sums = blocks.sum_over_chunks(block, x, weights, min(x.shape[0], 4096))
     means = sums / jnp.maximum(counts, jnp.finfo(x.dtype).tiny)[:, None]
     return jnp.where((counts > 0)[:, None], means, points)
 
@@ -247,5 +248,5 @@ def _random_responsibilities(family, k, key, x, weights, chunk_size, n_active, l
         r = r * w[:, None]
         return jnp.sum(r, axis=0), family.accumulate(start.params, rows, r)
 
-    counts, stats = _chunks.sum_over_chunks(block, x, weights, chunk_size)
+    counts, stats = blocks.sum_over_chunks(block, x, weights, chunk_size)
     return engine.maximize(start, engine.Sums(counts, stats, jnp.zeros((), x.dtype)))

@@ -201,7 +201,7 @@ def log_ive(nu, kappa) -> jax.Array:
 
     Example:
       >>> import numpy as np
-      >>> from mixtures._bessel import log_ive
+      >>> from mixtures._src.families.bessel import log_ive
       >>> from scipy.special import ive
       >>> bool(np.isclose(float(log_ive(0.5, 1e4)), np.log(ive(0.5, 1e4)), rtol=0, atol=1e-12))
       True
@@ -224,7 +224,7 @@ def log_iv(nu, kappa) -> jax.Array:
       Array of the broadcast shape, in ``kappa``'s floating dtype.
 
     Example:
-      >>> from mixtures._bessel import log_iv
+      >>> from mixtures._src.families.bessel import log_iv
       >>> round(float(log_iv(0.0, 1.0)), 10)  # log I₀(1) = log 1.2660658777…
       0.2359143585
       >>> bool(log_iv(49.0, 1e5) < float("inf"))
@@ -251,7 +251,7 @@ def bessel_ratio(nu, kappa) -> jax.Array:
 
     Example:
       >>> import numpy as np
-      >>> from mixtures._bessel import bessel_ratio
+      >>> from mixtures._src.families.bessel import bessel_ratio
       >>> from scipy.special import ive
       >>> r = float(bessel_ratio(0.5, 3.0))  # A₃(3) = coth 3 − 1/3
       >>> bool(np.isclose(r, ive(1.5, 3.0) / ive(0.5, 3.0), rtol=1e-12))

@@ -11,8 +11,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixtures import _checks, _domain
-from mixtures.expfam import ExponentialFamily
+from mixtures._src.core import checks
+from mixtures._src.core import domain
+from mixtures._src.families.expfam import ExponentialFamily
 
 __all__ = ["Categorical", "CategoricalParams"]
 
@@ -65,7 +66,7 @@ class Categorical(ExponentialFamily):
         floors it at ``min_prob`` and renormalises the feature's vector.
 
     Example:
-      >>> from mixtures.categorical import Categorical
+      >>> from mixtures import Categorical
       >>> Categorical(n_categories=(3, 2))
       Categorical(n_categories=(3, 2), min_prob=1e-06)
     """
@@ -87,7 +88,7 @@ class Categorical(ExponentialFamily):
         values = tuple(int(c) for c in values)
         object.__setattr__(self, "n_categories", values)
         bound = 1.0 / max(values)
-        object.__setattr__(self, "min_prob", _domain.positive_number(self.min_prob, "min_prob", upper=bound))
+        object.__setattr__(self, "min_prob", domain.positive_number(self.min_prob, "min_prob", upper=bound))
 
     # -- layout helpers -----------------------------------------------------
 
@@ -107,7 +108,7 @@ class Categorical(ExponentialFamily):
         """The probabilities split per feature: a tuple of J arrays of shape (…, Cⱼ).
 
         Example:
-          >>> from mixtures.categorical import Categorical
+          >>> from mixtures import Categorical
           >>> cat = Categorical((2, 3))
           >>> p = cat.make_params([[0.5, 0.5, 0.2, 0.3, 0.5]])
           >>> [a.tolist() for a in cat.feature_probs(p)]
@@ -127,7 +128,7 @@ class Categorical(ExponentialFamily):
           CategoricalParams in the floating dtype of ``probs``.
 
         Example:
-          >>> from mixtures.categorical import Categorical
+          >>> from mixtures import Categorical
           >>> Categorical((2, 2)).make_params([[0.1, 0.9, 0.5, 0.5]]).probs.shape
           (1, 4)
         """
@@ -145,7 +146,7 @@ class Categorical(ExponentialFamily):
         np.add.at(sums.T, lay.feature, probs.T.astype(np.float64))
         if not np.allclose(sums, 1.0, rtol=0.0, atol=1e-6):
             raise ValueError(f"each feature's block of `probs` must sum to one; the sums are {sums}.")
-        dtype = _checks.float_dtype_for(probs.dtype)
+        dtype = checks.float_dtype_for(probs.dtype)
         return CategoricalParams(jnp.asarray(probs / sums[:, lay.feature], dtype))
 
     # -- exponential-family form ---------------------------------------------
@@ -155,7 +156,7 @@ class Categorical(ExponentialFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.categorical import Categorical
+          >>> from mixtures import Categorical
           >>> Categorical((3, 2)).sufficient_stats(np.array([2.0, 0.0])).tolist()
           [0.0, 1.0, 0.0]
         """
@@ -168,7 +169,7 @@ class Categorical(ExponentialFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.categorical import Categorical
+          >>> from mixtures import Categorical
           >>> float(Categorical((3,)).log_base_measure(np.array([1.0])))
           0.0
         """
@@ -179,7 +180,7 @@ class Categorical(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.categorical import Categorical
+          >>> from mixtures import Categorical
           >>> round(float(Categorical((3, 2)).log_partition(jnp.zeros(3))), 6)  # log 3 + log 2
           1.791759
         """
@@ -190,7 +191,7 @@ class Categorical(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.categorical import Categorical, CategoricalParams
+          >>> from mixtures import Categorical, CategoricalParams
           >>> eta = Categorical((3,)).to_natural(CategoricalParams(jnp.array([0.25, 0.25, 0.5])))
           >>> eta.round(6).tolist()
           [0.0, 0.693147]
@@ -204,7 +205,7 @@ class Categorical(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.categorical import Categorical
+          >>> from mixtures import Categorical
           >>> Categorical((2, 2)).from_natural(jnp.zeros(2)).probs.tolist()
           [0.5, 0.5, 0.5, 0.5]
         """
@@ -220,7 +221,7 @@ class Categorical(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.categorical import Categorical
+          >>> from mixtures import Categorical
           >>> Categorical((3,)).params_from_mean(jnp.array([0.25, 0.5]), None).probs.tolist()
           [0.25, 0.25, 0.5]
         """
@@ -239,7 +240,7 @@ class Categorical(ExponentialFamily):
 
         Example:
           >>> import jax, jax.numpy as jnp
-          >>> from mixtures.categorical import Categorical, CategoricalParams
+          >>> from mixtures import Categorical, CategoricalParams
           >>> p = CategoricalParams(jnp.array([0.0, 0.0, 1.0, 1.0, 0.0]))
           >>> Categorical((3, 2)).sample(p, jax.random.key(0)).tolist()
           [2.0, 0.0]
@@ -252,7 +253,7 @@ class Categorical(ExponentialFamily):
         """Number of features J = len(``n_categories``).
 
         Example:
-          >>> from mixtures.categorical import Categorical
+          >>> from mixtures import Categorical
           >>> cat = Categorical((2, 3))
           >>> cat.n_features(cat.make_params([[0.5, 0.5, 0.2, 0.3, 0.5]]))
           2
@@ -264,7 +265,7 @@ class Categorical(ExponentialFamily):
         """K·Σⱼ(Cⱼ − 1): each feature's probabilities sum to one.
 
         Example:
-          >>> from mixtures.categorical import Categorical
+          >>> from mixtures import Categorical
           >>> Categorical((3, 5)).n_free_parameters(2, 2)
           12
         """
@@ -280,13 +281,13 @@ class Categorical(ExponentialFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.categorical import Categorical
+          >>> from mixtures import Categorical
           >>> Categorical((3, 2)).check_data(np.array([[2.0, 1.0], [0.0, 2.0]]))
           Traceback (most recent call last):
           ...
           ValueError: column 1 of `x` must hold integer category codes 0..1; row 1 has 2.0.
         """
-        x = _domain.as_matrix(x, len(self.n_categories))
+        x = domain.as_matrix(x, len(self.n_categories))
         upper = np.asarray(self.n_categories, dtype=np.float64)
-        ok = _domain.is_integer(x) & (x >= 0) & (x < upper[None, :])
-        _domain.require(x, ok, [f"integer category codes 0..{c - 1}" for c in self.n_categories])
+        ok = domain.is_integer(x) & (x >= 0) & (x < upper[None, :])
+        domain.require(x, ok, [f"integer category codes 0..{c - 1}" for c in self.n_categories])

@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
-from mixtures import _checks, _domain
-from mixtures.expfam import ExponentialFamily
+from mixtures._src.core import checks
+from mixtures._src.core import domain
+from mixtures._src.families.expfam import ExponentialFamily
 
 __all__ = ["Poisson", "PoissonParams"]
 
@@ -39,7 +40,7 @@ class Poisson(ExponentialFamily):
         M-step returns ``min_rate`` instead, so log λ and the fit stay finite.
 
     Example:
-      >>> from mixtures.poisson import Poisson
+      >>> from mixtures import Poisson
       >>> Poisson()
       Poisson(min_rate=1e-06)
     """
@@ -47,7 +48,7 @@ class Poisson(ExponentialFamily):
     min_rate: float = 1e-6
 
     def __post_init__(self):
-        object.__setattr__(self, "min_rate", _domain.positive_number(self.min_rate, "min_rate"))
+        object.__setattr__(self, "min_rate", domain.positive_number(self.min_rate, "min_rate"))
 
     def make_params(self, rates) -> PoissonParams:
         """Parameters from rates, checked on the host.
@@ -59,7 +60,7 @@ class Poisson(ExponentialFamily):
           PoissonParams in the floating dtype of ``rates``.
 
         Example:
-          >>> from mixtures.poisson import Poisson
+          >>> from mixtures import Poisson
           >>> Poisson().make_params([[1.0, 4.0]]).rates.shape
           (1, 2)
         """
@@ -68,14 +69,14 @@ class Poisson(ExponentialFamily):
             raise ValueError(f"`rates` must have shape (K, D); received shape {rates.shape}.")
         if not np.all(np.isfinite(rates) & (rates > 0)):
             raise ValueError(f"`rates` must be finite and positive; received {rates}.")
-        return PoissonParams(jnp.asarray(rates, _checks.float_dtype_for(rates.dtype)))
+        return PoissonParams(jnp.asarray(rates, checks.float_dtype_for(rates.dtype)))
 
     def sufficient_stats(self, x):
         """T(x) = x, shape (D,).
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.poisson import Poisson
+          >>> from mixtures import Poisson
           >>> Poisson().sufficient_stats(np.array([0.0, 3.0])).tolist()
           [0.0, 3.0]
         """
@@ -86,7 +87,7 @@ class Poisson(ExponentialFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.poisson import Poisson
+          >>> from mixtures import Poisson
           >>> round(float(Poisson().log_base_measure(np.array([3.0, 1.0]))), 6)  # −log 6
           -1.791759
         """
@@ -97,7 +98,7 @@ class Poisson(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.poisson import Poisson
+          >>> from mixtures import Poisson
           >>> round(float(Poisson().log_partition(jnp.log(jnp.array([2.0, 3.0])))), 6)
           5.0
         """
@@ -108,7 +109,7 @@ class Poisson(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.poisson import Poisson, PoissonParams
+          >>> from mixtures import Poisson, PoissonParams
           >>> Poisson().to_natural(PoissonParams(jnp.array([1.0]))).tolist()
           [0.0]
         """
@@ -119,7 +120,7 @@ class Poisson(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.poisson import Poisson
+          >>> from mixtures import Poisson
           >>> Poisson().from_natural(jnp.zeros(2)).rates.tolist()
           [1.0, 1.0]
         """
@@ -130,7 +131,7 @@ class Poisson(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.poisson import Poisson
+          >>> from mixtures import Poisson
           >>> Poisson().params_from_mean(jnp.array([2.5, 0.0]), None).rates.tolist()
           [2.5, 1e-06]
         """
@@ -143,7 +144,7 @@ class Poisson(ExponentialFamily):
 
         Example:
           >>> import jax, jax.numpy as jnp
-          >>> from mixtures.poisson import Poisson, PoissonParams
+          >>> from mixtures import Poisson, PoissonParams
           >>> Poisson().sample(PoissonParams(jnp.array([3.0, 0.5])), jax.random.key(0)).shape
           (2,)
         """
@@ -155,7 +156,7 @@ class Poisson(ExponentialFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.poisson import Poisson
+          >>> from mixtures import Poisson
           >>> Poisson().n_features(Poisson().make_params(np.ones((2, 3))))
           3
         """
@@ -165,7 +166,7 @@ class Poisson(ExponentialFamily):
         """K·D: one rate per feature and component.
 
         Example:
-          >>> from mixtures.poisson import Poisson
+          >>> from mixtures import Poisson
           >>> Poisson().n_free_parameters(3, 4)
           12
         """
@@ -176,11 +177,11 @@ class Poisson(ExponentialFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.poisson import Poisson
+          >>> from mixtures import Poisson
           >>> Poisson().check_data(np.array([[0.0, 2.0], [-1.0, 1.0]]))
           Traceback (most recent call last):
           ...
           ValueError: column 0 of `x` must hold non-negative integer counts; row 1 has -1.0.
         """
-        x = _domain.as_matrix(x)
-        _domain.require(x, _domain.is_integer(x) & (x >= 0), "non-negative integer counts")
+        x = domain.as_matrix(x)
+        domain.require(x, domain.is_integer(x) & (x >= 0), "non-negative integer counts")

@@ -8,11 +8,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixtures import _checks, _chunks, _parallel, _progress, engine
-from mixtures.family import Family
-from mixtures.init import INIT_METHODS, check_method, initialize
-from mixtures.mixture import Mixture
-from mixtures.priors import DirichletPrior, Prior, check_dirichlet_prior
+from mixtures._src.core import checks
+from mixtures._src.core import blocks
+from mixtures._src.fitting import devices
+from mixtures._src.core import progress
+from mixtures._src.engine import em as engine
+from mixtures._src.core.family import Family
+from mixtures._src.fitting.init import INIT_METHODS, check_method, initialize
+from mixtures._src.core.mixture import Mixture
+from mixtures._src.core.priors import DirichletPrior, Prior, check_dirichlet_prior
 
 __all__ = ["fit", "INIT_METHODS", "check_prior"]
 
@@ -164,30 +168,30 @@ def fit(
         raise TypeError(
             f"`family` must be a mixtures.Family such as mx.Gaussian(); received {family!r}."
         )
-    _checks.hashable_family(family)
-    split = _parallel.row_split(x, mesh)  # None: one device
+    checks.hashable_family(family)
+    split = devices.row_split(x, mesh)  # None: one device
     if split is None:
-        x = _checks.as_data(x, "x")
-    if _checks.is_traced(x):
+        x = checks.as_data(x, "x")
+    if checks.is_traced(x):
         raise TypeError("`x` must be a concrete array: mx.fit validates on the host and cannot be traced.")
     if split is None:
         family.check_data(np.asarray(x))
-    elif _parallel.keeps_placement(x, split):
-        x = _parallel.check_sharded_rows(x, family)  # shard by shard: never gathered
+    elif devices.keeps_placement(x, split):
+        x = devices.check_sharded_rows(x, family)  # shard by shard: never gathered
     else:
-        x = _checks.as_host_data(x, "x")
+        x = checks.as_host_data(x, "x")
         family.check_data(x)
     n, d = x.shape
-    k = _checks.positive_int(n_components, "n_components", upper=n, upper_name="the number of samples N")
-    n_init = _checks.positive_int(n_init, "n_init")
-    max_iter = _checks.positive_int(max_iter, "max_iter")
-    tol = _checks.non_negative_float(tol, "tol")
+    k = checks.positive_int(n_components, "n_components", upper=n, upper_name="the number of samples N")
+    n_init = checks.positive_int(n_init, "n_init")
+    max_iter = checks.positive_int(max_iter, "max_iter")
+    tol = checks.non_negative_float(tol, "tol")
     chunk = (
-        _chunks.default_chunk_size(k * n_init, d)  # restarts run side by side under vmap
+        blocks.default_chunk_size(k * n_init, d)  # restarts run side by side under vmap
         if chunk_size is None
-        else _checks.positive_int(chunk_size, "chunk_size")
+        else checks.positive_int(chunk_size, "chunk_size")
     )
-    weights = _checks.as_sample_weight(sample_weight, n)
+    weights = checks.as_sample_weight(sample_weight, n)
     if weights is not None:
         n_positive = int(np.count_nonzero(np.asarray(weights) > 0))
         if k > n_positive:
@@ -195,7 +199,7 @@ def fit(
                 f"`n_components` ({k}) must be at most the number of rows with positive "
                 f"`sample_weight` ({n_positive})."
             )
-    labels = _checks.as_labels(labels, n, k)
+    labels = checks.as_labels(labels, n, k)
     if not isinstance(assignment, str) or assignment not in ASSIGNMENTS:
         raise ValueError(f"`assignment` must be one of {ASSIGNMENTS}; received {assignment!r}.")
     if not isinstance(update_weights, bool):
@@ -208,7 +212,7 @@ def fit(
         start = _check_warm_start(init, family, k, d, x.dtype)
     elif isinstance(init, str) and init in INIT_METHODS:
         check_method(init, family)
-        key = _checks.prng_key(key)
+        key = checks.prng_key(key)
     else:
         raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")
     if isinstance(x, jax.Array) and not x.is_fully_addressable and _uses_default_prior(prior):
@@ -219,12 +223,12 @@ def fit(
     prior = check_prior(prior, family, x, k, weights)
 
     # Everything is valid: only now are arrays made for the compiled program.
-    tol = _checks.to_device(tol, x.dtype)
+    tol = checks.to_device(tol, x.dtype)
     options = (max_iter, chunk, assignment == "hard", update_weights, callback is not None)
     if split is not None:
-        plan = _parallel.RowPlan(*split, n)
+        plan = devices.RowPlan(*split, n)
         data = _place_rows(plan, x, weights, labels, prior)
-        with _progress.receiving(callback):
+        with progress.receiving(callback):
             if isinstance(init, Mixture):
                 return _fit_from_on_mesh(start, *data, tol, *options, prior, plan)
             keys = jax.random.split(key, n_init)
@@ -233,13 +237,13 @@ def fit(
         # Without a prior only the weights' ratios matter: rescale them to mean one.
         # With a prior their total is the data's strength against it: keep them.
         weights = (
-            _checks.unit_mean_weights(weights, x.dtype) if prior is None else _checks.to_device(weights, x.dtype)
+            checks.unit_mean_weights(weights, x.dtype) if prior is None else checks.to_device(weights, x.dtype)
         )
     if isinstance(init, Mixture):
-        with _progress.receiving(callback):
+        with progress.receiving(callback):
             return _fit_from(start, x, weights, labels, tol, *options, prior)
     keys = jax.random.split(key, n_init)
-    with _progress.receiving(callback):
+    with progress.receiving(callback):
         return _fit_restarts(family, k, init, keys, x, weights, labels, tol, *options, prior)
 
 
@@ -263,7 +267,7 @@ def check_prior(prior, family: Family, x, n_components: int, sample_weight=None)
 
     Example:
       >>> import numpy as np, jax.numpy as jnp, mixtures as mx
-      >>> from mixtures.fitting import check_prior
+      >>> from mixtures._src.fitting.fit import check_prior
       >>> p = check_prior("default", mx.Gaussian("diag"), jnp.array([[0.0, 1.0], [2.0, 3.0]]), 1)
       >>> p.components.scale.tolist(), p.weights
       ([1.0, 1.0], None)
@@ -305,15 +309,15 @@ def _place_rows(plan, x, weights, labels, prior):
     if isinstance(x, jax.Array):  # already split as the plan needs (and N a multiple of P)
         rows = jax.device_put(x, plan.rows)
     else:
-        rows = _parallel.place(x, plan, fill=x[0])
+        rows = devices.place(x, plan, fill=x[0])
     if weights is not None:
         # As on one device: rescaled to mean one without a prior, kept with one.
-        host = _checks.unit_mean_weights(weights, x.dtype) if prior is None else _checks.to_device(weights, x.dtype)
-        weights = _parallel.place(host, plan, fill=0)
+        host = checks.unit_mean_weights(weights, x.dtype) if prior is None else checks.to_device(weights, x.dtype)
+        weights = devices.place(host, plan, fill=0)
     elif plan.n_padded > plan.n_rows:
-        weights = _parallel.place(np.ones(plan.n_rows, x.dtype), plan, fill=0)
+        weights = devices.place(np.ones(plan.n_rows, x.dtype), plan, fill=0)
     if labels is not None:
-        labels = _parallel.place(labels, plan, fill=-1)
+        labels = devices.place(labels, plan, fill=-1)
     return rows, weights, labels
 
 
@@ -341,7 +345,7 @@ def _check_warm_start(init: Mixture, family, k, d, dtype) -> Mixture:
         if not np.all(np.isfinite(leaf)):
             raise ValueError(f"`init.params` must be finite in {np.dtype(dtype)}.")
     family.check_params(host)
-    return Mixture(_checks.to_device(weights, dtype), jax.tree.map(_checks.to_device, host), family)
+    return Mixture(checks.to_device(weights, dtype), jax.tree.map(checks.to_device, host), family)
 
 
 def _leaf_shapes(tree):
@@ -402,7 +406,7 @@ def _fit_restarts(
             prior=prior, report=report, restart=restart,
         )
 
-    return best_restart(_chunks.vmap_restarts(one)(keys, jnp.arange(keys.shape[0])))
+    return best_restart(blocks.vmap_restarts(one)(keys, jnp.arange(keys.shape[0])))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 8, 9, 10, 11, 12, 14, 15))
@@ -416,15 +420,15 @@ def _fit_restarts_on_mesh(
     weights only when ``weighted``: the padding's weights are not theirs),
     then run EM side by side on every device's rows.
     """
-    valid_x, valid_labels = _parallel.valid_rows(plan, x), _parallel.valid_rows(plan, labels)
-    valid_weights = _parallel.valid_rows(plan, weights) if weighted else None
+    valid_x, valid_labels = devices.valid_rows(plan, x), devices.valid_rows(plan, labels)
+    valid_weights = devices.valid_rows(plan, weights) if weighted else None
 
     def start(key):
         return _start(family, k, method, key, valid_x, valid_weights, valid_labels, chunk_size, update_weights)
 
-    starts = _chunks.vmap_restarts(start)(keys)
+    starts = blocks.vmap_restarts(start)(keys)
     return best_restart(
-        _parallel.fit_loops(plan, starts, x, weights, labels, tol, prior, max_iter, chunk_size, hard, update_weights, report)
+        devices.fit_loops(plan, starts, x, weights, labels, tol, prior, max_iter, chunk_size, hard, update_weights, report)
     )
 
 
@@ -433,5 +437,5 @@ def _fit_from_on_mesh(mixture, x, weights, labels, tol, max_iter, chunk_size, ha
     """:func:`_fit_from` with the rows split over ``plan``'s devices."""
     starts = jax.tree.map(lambda a: a[None], mixture)
     return best_restart(
-        _parallel.fit_loops(plan, starts, x, weights, labels, tol, prior, max_iter, chunk_size, hard, update_weights, report)
+        devices.fit_loops(plan, starts, x, weights, labels, tol, prior, max_iter, chunk_size, hard, update_weights, report)
     )

@@ -20,12 +20,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixtures import _checks, _chunks, _sources, engine, fitting
-from mixtures._progress import Progress
-from mixtures.family import Family
-from mixtures.gradient import GradientFamily
-from mixtures.init import INIT_METHODS, check_method, initialize
-from mixtures.mixture import Mixture
+from mixtures._src.core import checks
+from mixtures._src.core import blocks
+from mixtures._src.fitting import sources
+from mixtures._src.engine import em as engine
+from mixtures._src.fitting import fit as fitting
+from mixtures._src.core.progress import Progress
+from mixtures._src.core.family import Family
+from mixtures._src.families.gradient import GradientFamily
+from mixtures._src.fitting.init import INIT_METHODS, check_method, initialize
+from mixtures._src.core.mixture import Mixture
 
 __all__ = ["fit_stream", "scan_for_fit", "DEFAULT_INIT_SAMPLE_SIZE"]
 
@@ -124,19 +128,19 @@ def fit_stream(
     """
     if not isinstance(family, Family):
         raise TypeError(f"`family` must be a mixtures.Family such as mx.Gaussian(); received {family!r}.")
-    _checks.hashable_family(family)
+    checks.hashable_family(family)
     if isinstance(family, GradientFamily):
         raise ValueError(
             f"`family` must have an M-step from summed statistics to be streamed; {type(family).__name__} does "
             "not (its M-step takes optimiser steps over the data): use mx.fit."
         )
-    k = _checks.positive_int(n_components, "n_components")
-    n_init = _checks.positive_int(n_init, "n_init")
-    max_iter = _checks.positive_int(max_iter, "max_iter")
-    tol = _checks.non_negative_float(tol, "tol")
-    sample_size = _checks.positive_int(init_sample_size, "init_sample_size")
+    k = checks.positive_int(n_components, "n_components")
+    n_init = checks.positive_int(n_init, "n_init")
+    max_iter = checks.positive_int(max_iter, "max_iter")
+    tol = checks.non_negative_float(tol, "tol")
+    sample_size = checks.positive_int(init_sample_size, "init_sample_size")
     if chunk_size is not None:
-        chunk_size = _checks.positive_int(chunk_size, "chunk_size")
+        chunk_size = checks.positive_int(chunk_size, "chunk_size")
     if not isinstance(assignment, str) or assignment not in fitting.ASSIGNMENTS:
         raise ValueError(f"`assignment` must be one of {fitting.ASSIGNMENTS}; received {assignment!r}.")
     if not isinstance(update_weights, bool):
@@ -151,7 +155,7 @@ def fit_stream(
     n, d = seen.n_rows, seen.n_features
     dtype = seen.sample.dtype
     start = fitting._check_warm_start(init, family, k, d, dtype) if warm else None
-    sample = _checks.to_device(seen.sample)
+    sample = checks.to_device(seen.sample)
     sample_weights = seen.sample_weights
     prior = fitting.check_prior(prior, family, sample, k, sample_weights)
 
@@ -160,8 +164,8 @@ def fit_stream(
     # data as mx.fit does; with a prior their total is the data's strength, and they are kept.
     scale = 1.0 if prior is not None or seen.sample_weights is None else n / seen.total_weight
     if sample_weights is not None:
-        sample_weights = _checks.to_device(sample_weights * scale, dtype)
-    chunk = chunk_size or _chunks.default_chunk_size(k * n_init, d)
+        sample_weights = checks.to_device(sample_weights * scale, dtype)
+    chunk = chunk_size or blocks.default_chunk_size(k * n_init, d)
     hard = assignment == "hard"
     if warm:
         mixtures = jax.tree.map(lambda a: a[None], start)
@@ -169,7 +173,7 @@ def fit_stream(
         keys = jax.random.split(key, n_init)
         mixtures = _initial(family, k, init, keys, sample, sample_weights, chunk, update_weights)
     rows = seen.max_rows
-    total = _checks.to_device(seen.total_weight * scale if seen.sample_weights is not None else float(n), dtype)
+    total = checks.to_device(seen.total_weight * scale if seen.sample_weights is not None else float(n), dtype)
     del seen, sample, sample_weights  # the initialisation sample is not needed any more
     zero = _zero_sums(mixtures, rows, d, dtype, chunk, hard)
 
@@ -177,7 +181,7 @@ def fit_stream(
         sums = zero
         count = 0
         for batch in source.batches():
-            x, w = _sources.padded(batch, rows, source.name)
+            x, w = sources.padded(batch, rows, source.name)
             if scale != 1.0:
                 w = w * np.asarray(scale, w.dtype)
             done = sums
@@ -202,7 +206,7 @@ def fit_stream(
         converged=np.zeros(r, bool),
         collapsed=np.zeros((r, k), bool),
     )
-    tol = _checks.to_device(tol, dtype)
+    tol = checks.to_device(tol, dtype)
     active = np.ones(r, bool)
     for i in range(max_iter):
         sums = one_pass(state.mixtures)
@@ -241,7 +245,7 @@ def fit_stream(
         n_collapsed=n_collapsed,
         all_n_collapsed=n_collapsed,
     )
-    return _best(jax.tree.map(_checks.to_device, results))
+    return _best(jax.tree.map(checks.to_device, results))
 
 
 def scan_for_fit(batches, family, k: int, *, init, n_init: int, key, batch_size, sample_weight, sample_size: int):
@@ -263,12 +267,12 @@ def scan_for_fit(batches, family, k: int, *, init, n_init: int, key, batch_size,
             raise ValueError(f"`n_init` must be 1 with a warm start (`init` a Mixture); received {n_init}.")
     elif isinstance(init, str) and init in INIT_METHODS:
         check_method(init, family)
-        key = _checks.prng_key(key)
+        key = checks.prng_key(key)
     else:
         raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")
-    seed = 0 if key is None else np.asarray(jax.random.key_data(_checks.prng_key(key))).ravel()
-    source = _sources.as_source(batches, family, batch_size=batch_size, sample_weight=sample_weight)
-    seen = _sources.scan(source, sample_size, seed)
+    seed = 0 if key is None else np.asarray(jax.random.key_data(checks.prng_key(key))).ravel()
+    source = sources.as_source(batches, family, batch_size=batch_size, sample_weight=sample_weight)
+    seen = sources.scan(source, sample_size, seed)
     if k > seen.n_rows:
         raise ValueError(f"`n_components` ({k}) must be at most the number of samples N ({seen.n_rows}).")
     if k > seen.n_positive:
@@ -304,7 +308,7 @@ def _initial(family, k, method, keys, x, weights, chunk_size, update_weights):
             start = Mixture(jnp.full((k,), 1.0 / k, x.dtype), start.params, family)
         return start
 
-    return _chunks.vmap_restarts(one)(keys)
+    return blocks.vmap_restarts(one)(keys)
 
 
 def _zero_sums(mixtures, rows, d, dtype, chunk_size, hard):
@@ -314,7 +318,7 @@ def _zero_sums(mixtures, rows, d, dtype, chunk_size, hard):
 
 
 def _accumulate(mixtures, x, w, chunk_size, hard):
-    return _chunks.vmap_restarts(lambda m: engine.accumulate(m, x, w, chunk_size, hard))(mixtures)
+    return blocks.vmap_restarts(lambda m: engine.accumulate(m, x, w, chunk_size, hard))(mixtures)
 
 
 @functools.partial(jax.jit, static_argnums=(4, 5))

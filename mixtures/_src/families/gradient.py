@@ -32,9 +32,10 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from mixtures import _checks, _chunks
-from mixtures.family import Family
-from mixtures.mixture import Mixture, block_responsibilities, finite_components, where_components
+from mixtures._src.core import checks
+from mixtures._src.core import blocks
+from mixtures._src.core.family import Family
+from mixtures._src.core.mixture import Mixture, block_responsibilities, finite_components, where_components
 
 __all__ = ["GradientFamily"]
 
@@ -78,8 +79,8 @@ class GradientFamily(Family):
 
     Example:
       >>> import jax, numpy as np
-      >>> from mixtures.gradient import GradientFamily
-      >>> from mixtures.student_t import StudentT
+      >>> from mixtures import GradientFamily
+      >>> from mixtures import StudentT
       >>> family = StudentT(dof=4.0, learning_rate=0.1, n_steps=10)
       >>> isinstance(family, GradientFamily), family.n_steps
       (True, 10)
@@ -95,7 +96,7 @@ class GradientFamily(Family):
         if not (math.isfinite(lr) and lr > 0):
             raise ValueError(f"`learning_rate` must be finite and positive; received {lr}.")
         object.__setattr__(self, "learning_rate", float(lr))
-        object.__setattr__(self, "n_steps", _checks.positive_int(self.n_steps, "n_steps"))
+        object.__setattr__(self, "n_steps", checks.positive_int(self.n_steps, "n_steps"))
 
     # -- what a family defines ----------------------------------------------
 
@@ -112,7 +113,7 @@ class GradientFamily(Family):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.student_t import StudentT, StudentTParams
+          >>> from mixtures import StudentT, StudentTParams
           >>> loc, log_scale = StudentT().to_unconstrained(StudentTParams(np.zeros(2), np.ones(2)))
           >>> log_scale.tolist()
           [0.0, 0.0]
@@ -130,7 +131,7 @@ class GradientFamily(Family):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.student_t import StudentT
+          >>> from mixtures import StudentT
           >>> StudentT().from_unconstrained((np.zeros(2), np.zeros(2))).scales.tolist()
           [1.0, 1.0]
         """
@@ -150,7 +151,7 @@ class GradientFamily(Family):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.student_t import StudentT
+          >>> from mixtures import StudentT
           >>> StudentT().accumulate(None, np.zeros((3, 1)), np.ones((3, 2)))
           ()
         """
@@ -167,7 +168,7 @@ class GradientFamily(Family):
           TypeError: always.
 
         Example:
-          >>> from mixtures.student_t import StudentT
+          >>> from mixtures import StudentT
           >>> StudentT().m_step((), None, None)  # doctest: +ELLIPSIS
           Traceback (most recent call last):
           ...
@@ -215,7 +216,7 @@ class GradientFamily(Family):
 
         Example:
           >>> import numpy as np, mixtures as mx
-          >>> from mixtures.student_t import StudentT, StudentTParams
+          >>> from mixtures import StudentT, StudentTParams
           >>> family = StudentT()
           >>> m = mx.Mixture(np.ones(1), StudentTParams(np.zeros((1, 1)), np.ones((1, 1))), family)
           >>> x = np.array([[1.0], [1.5], [2.0]])
@@ -243,7 +244,7 @@ class GradientFamily(Family):
             return qk, grad
 
         def q_and_grad(u):  # Qₖ (K,) and ∇Q, summed block by block
-            return _chunks.sum_over_chunks(functools.partial(block, u), x, weights, chunk_size)
+            return blocks.sum_over_chunks(functools.partial(block, u), x, weights, chunk_size)
 
         optimizer = optax.adam(optax.cosine_decay_schedule(self.learning_rate, self.n_steps))
         u0 = to_u(previous.params)

@@ -19,12 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixtures import _checks, _chunks
-from mixtures.engine import FitResult
-from mixtures.family import Family
-from mixtures.fitting import best_restart, fit_one
-from mixtures.init import INIT_METHODS, check_method
-from mixtures.mixture import Mixture, information_criteria, log_likelihood_and_entropy
+from mixtures._src.core import checks
+from mixtures._src.core import blocks
+from mixtures._src.engine.em import FitResult
+from mixtures._src.core.family import Family
+from mixtures._src.fitting.fit import best_restart, fit_one
+from mixtures._src.fitting.init import INIT_METHODS, check_method
+from mixtures._src.core.mixture import Mixture, information_criteria, log_likelihood_and_entropy
 
 __all__ = ["CRITERIA", "Selection", "select"]
 
@@ -108,7 +109,7 @@ def select(
     Example:
       >>> import jax, mixtures as mx
       >>> x = mx.datasets.load_old_faithful()
-      >>> from mixtures.selection import select
+      >>> from mixtures import select
       >>> s = select(x, mx.Gaussian("full"), range(1, 4), key=jax.random.key(0))
       >>> s.n_components, s.best.mixture.weights.shape, len(s.table)
       (2, (2,), 3)
@@ -124,11 +125,11 @@ def select(
         )
     for f in families:
         check_method(init, f)
-    x = _checks.as_data(x, "x")
-    if _checks.is_traced(x):
+    x = checks.as_data(x, "x")
+    if checks.is_traced(x):
         raise TypeError("`x` must be a concrete array: mx.select validates on the host and cannot be traced.")
     n, d = x.shape
-    weights = _checks.as_sample_weight(sample_weight, n)
+    weights = checks.as_sample_weight(sample_weight, n)
     if weights is None:
         upper, upper_name, n_samples = n, "the number of samples N", float(n)
     else:
@@ -136,27 +137,27 @@ def select(
         upper = int(np.count_nonzero(weights > 0))
         upper_name, n_samples = "the number of rows with positive `sample_weight`", float(weights.sum())
     ks = _as_n_components(n_components, upper, upper_name)
-    n_init = _checks.positive_int(n_init, "n_init")
-    max_iter = _checks.positive_int(max_iter, "max_iter")
-    tol = _checks.non_negative_float(tol, "tol")
-    key = _checks.prng_key(key)
+    n_init = checks.positive_int(n_init, "n_init")
+    max_iter = checks.positive_int(max_iter, "max_iter")
+    tol = checks.non_negative_float(tol, "tol")
+    key = checks.prng_key(key)
     k_max = max(ks)
     if chunk_size is None:
-        chunk = _chunks.default_chunk_size(k_max * len(ks) * n_init, d)
+        chunk = blocks.default_chunk_size(k_max * len(ks) * n_init, d)
     else:
-        chunk = _checks.positive_int(chunk_size, "chunk_size")
+        chunk = checks.positive_int(chunk_size, "chunk_size")
     host_x = np.asarray(x)
     for f in families:
         f.check_data(host_x)
 
     # Everything is valid: only now are arrays made for the compiled programs.
-    tol = _checks.to_device(tol, x.dtype)
+    tol = checks.to_device(tol, x.dtype)
     keys = jax.random.split(key, (len(ks), n_init))
-    fit_weights = _checks.unit_mean_weights(weights, x.dtype)
+    fit_weights = checks.unit_mean_weights(weights, x.dtype)
     if weights is not None:
-        weights = _checks.to_device(weights, x.dtype)
+        weights = checks.to_device(weights, x.dtype)
 
-    n_active = _checks.to_device(ks, np.int32)
+    n_active = checks.to_device(ks, np.int32)
     table, results = [], []
     for f in families:
         fitted, log_l, entropy = jax.device_get(
@@ -190,7 +191,7 @@ def select(
 
 def _as_families(family) -> tuple[Family, ...]:
     if isinstance(family, Family):
-        _checks.hashable_family(family)
+        checks.hashable_family(family)
         return (family,)
     if isinstance(family, (str, bytes)) or not isinstance(family, Iterable):
         raise TypeError(
@@ -203,7 +204,7 @@ def _as_families(family) -> tuple[Family, ...]:
     for i, f in enumerate(families):
         if not isinstance(f, Family):
             raise TypeError(f"`family[{i}]` must be a mixtures.Family such as mx.Gaussian(); received {f!r}.")
-        _checks.hashable_family(f, f"family[{i}]")
+        checks.hashable_family(f, f"family[{i}]")
         if f in families[:i]:
             raise ValueError(f"`family` lists {f!r} twice (at {families.index(f)} and {i}); give each once.")
     return families
@@ -215,7 +216,7 @@ def _as_n_components(value, upper: int, upper_name: str) -> list[int]:
             "`n_components` must be an iterable of positive integers such as range(1, 11) "
             f"(for a single K, [K]); received {value!r}."
         )
-    ks = [_checks.positive_int(k, f"n_components[{i}]", upper=upper, upper_name=upper_name) for i, k in enumerate(value)]
+    ks = [checks.positive_int(k, f"n_components[{i}]", upper=upper, upper_name=upper_name) for i, k in enumerate(value)]
     if not ks:
         raise ValueError("`n_components` must hold at least one candidate number of components; received none.")
     repeated = sorted({k for k in ks if ks.count(k) > 1})
@@ -235,9 +236,9 @@ def _fit_candidates(family, k_max, method, keys, n_active, x, fit_weights, weigh
         return fit_one(family, k_max, method, key, x, fit_weights, None, tol, max_iter, chunk_size, False, True, n_active=k)
 
     def candidate(keys_k, k):
-        return best_restart(_chunks.vmap_restarts(restart, in_axes=(0, None))(keys_k, k))
+        return best_restart(blocks.vmap_restarts(restart, in_axes=(0, None))(keys_k, k))
 
-    fitted = _chunks.vmap_restarts(candidate)(keys, n_active)
+    fitted = blocks.vmap_restarts(candidate)(keys, n_active)
     sums = jax.vmap(lambda m: log_likelihood_and_entropy(m, x, weights, chunk_size))(fitted.mixture)
     return fitted, *sums
 

@@ -11,9 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
 
-from mixtures import _checks, _chunks
-from mixtures.family import Family, GemmForm
-from mixtures.priors import GaussianPrior, check_gaussian_prior
+from mixtures._src.core import checks
+from mixtures._src.core import blocks
+from mixtures._src.core.family import Family, GemmForm
+from mixtures._src.core.priors import GaussianPrior, check_gaussian_prior
 
 __all__ = ["Gaussian", "GaussianParams", "GaussianStats"]
 
@@ -128,7 +129,7 @@ class Gaussian(Family):
             raise ValueError(
                 f"`covariance` must be one of {COVARIANCE_TYPES}; received {self.covariance!r}."
             )
-        object.__setattr__(self, "reg_covar", _checks.non_negative_float(self.reg_covar, "reg_covar"))
+        object.__setattr__(self, "reg_covar", checks.non_negative_float(self.reg_covar, "reg_covar"))
 
     # -- parameters ---------------------------------------------------------
 
@@ -154,7 +155,7 @@ class Gaussian(Family):
         if means.ndim != 2:
             raise ValueError(f"`means` must have shape (K, D); received shape {means.shape}.")
         k, d = means.shape
-        dtype = _checks.float_dtype_for(means.dtype)
+        dtype = checks.float_dtype_for(means.dtype)
         if self.covariance == "identity":
             if covariances is not None:
                 raise ValueError('`covariances` must be None for covariance="identity".')
@@ -172,7 +173,7 @@ class Gaussian(Family):
             raise ValueError("`means` and `covariances` must be finite.")
         if self.covariance in ("full", "tied"):
             mats = cov.reshape(-1, d, d)
-            chol = _checks.symmetric_positive_definite(mats, "covariances")
+            chol = checks.symmetric_positive_definite(mats, "covariances")
             eye = np.broadcast_to(np.eye(d), mats.shape)
             prec_chol = np.swapaxes(np.linalg.solve(chol, eye), -1, -2)
             if self.covariance == "tied":
@@ -309,7 +310,7 @@ class Gaussian(Family):
         if jnp.finfo(mu.dtype).eps * d > GEMM_TOLERANCE:
             return None
         # Restarts run side by side share one centre, and so one T(rows) per block.
-        centre = _chunks.mean_over_restarts(jnp.mean(mu, axis=0))
+        centre = blocks.mean_over_restarts(jnp.mean(mu, axis=0))
         m = mu - centre[None, :]
         log_norm = self._log_det(u, d) - 0.5 * d * math.log(2 * math.pi)
         if u.ndim == 3:

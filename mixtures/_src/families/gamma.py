@@ -11,8 +11,9 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import digamma, gammaln, polygamma
 
-from mixtures import _checks, _domain
-from mixtures.expfam import ExponentialFamily
+from mixtures._src.core import checks
+from mixtures._src.core import domain
+from mixtures._src.families.expfam import ExponentialFamily
 
 __all__ = ["Gamma", "GammaParams"]
 
@@ -60,7 +61,7 @@ class Gamma(ExponentialFamily):
         mean), so the fit stays finite.
 
     Example:
-      >>> from mixtures.gamma import Gamma
+      >>> from mixtures import Gamma
       >>> Gamma()
       Gamma(max_shape=1000000.0)
     """
@@ -68,7 +69,7 @@ class Gamma(ExponentialFamily):
     max_shape: float = 1e6
 
     def __post_init__(self):
-        object.__setattr__(self, "max_shape", _domain.positive_number(self.max_shape, "max_shape"))
+        object.__setattr__(self, "max_shape", domain.positive_number(self.max_shape, "max_shape"))
 
     def make_params(self, shapes, rates) -> GammaParams:
         """Parameters from shapes and rates, checked on the host.
@@ -81,7 +82,7 @@ class Gamma(ExponentialFamily):
           GammaParams in the floating dtype of ``shapes``.
 
         Example:
-          >>> from mixtures.gamma import Gamma
+          >>> from mixtures import Gamma
           >>> p = Gamma().make_params([[2.0, 5.0]], [[1.0, 0.5]])
           >>> p.shapes.shape, p.rates.shape
           ((1, 2), (1, 2))
@@ -95,7 +96,7 @@ class Gamma(ExponentialFamily):
         for name, value in (("shapes", shapes), ("rates", rates)):
             if not np.all(np.isfinite(value) & (value > 0)):
                 raise ValueError(f"`{name}` must be finite and positive; received {value}.")
-        dtype = _checks.float_dtype_for(shapes.dtype)
+        dtype = checks.float_dtype_for(shapes.dtype)
         return GammaParams(jnp.asarray(shapes, dtype), jnp.asarray(rates, dtype))
 
     def sufficient_stats(self, x):
@@ -103,7 +104,7 @@ class Gamma(ExponentialFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.gamma import Gamma
+          >>> from mixtures import Gamma
           >>> Gamma().sufficient_stats(np.array([1.0, 2.0])).round(6).tolist()
           [0.0, 0.693147, 1.0, 2.0]
         """
@@ -115,7 +116,7 @@ class Gamma(ExponentialFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.gamma import Gamma
+          >>> from mixtures import Gamma
           >>> round(float(Gamma().log_base_measure(np.array([1.0, np.e]))), 6)
           -1.0
         """
@@ -128,7 +129,7 @@ class Gamma(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.gamma import Gamma
+          >>> from mixtures import Gamma
           >>> round(float(Gamma().log_partition(jnp.array([3.0, -1.0]))), 6)  # log 2!
           0.693147
         """
@@ -142,7 +143,7 @@ class Gamma(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.gamma import Gamma, GammaParams
+          >>> from mixtures import Gamma, GammaParams
           >>> Gamma().to_natural(GammaParams(jnp.array([2.0]), jnp.array([0.5]))).tolist()
           [2.0, -0.5]
         """
@@ -153,7 +154,7 @@ class Gamma(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.gamma import Gamma
+          >>> from mixtures import Gamma
           >>> p = Gamma().from_natural(jnp.array([2.0, -0.5]))
           >>> p.shapes.tolist(), p.rates.tolist()
           ([2.0], [0.5])
@@ -166,7 +167,7 @@ class Gamma(ExponentialFamily):
 
         Example:
           >>> import jax.numpy as jnp
-          >>> from mixtures.gamma import Gamma
+          >>> from mixtures import Gamma
           >>> Gamma().initial_natural(jnp.array([0.1, 2.0])).tolist()
           [1.0, -1.0]
         """
@@ -179,7 +180,7 @@ class Gamma(ExponentialFamily):
         Example:
           >>> import jax.numpy as jnp
           >>> from jax.scipy.special import digamma
-          >>> from mixtures.gamma import Gamma
+          >>> from mixtures import Gamma
           >>> mean = jnp.array([digamma(3.0) - jnp.log(2.0), 1.5])  # α = 3, β = 2
           >>> p = Gamma().params_from_mean(mean, None)
           >>> round(float(p.shapes[0]), 6), round(float(p.rates[0]), 6)
@@ -202,7 +203,7 @@ class Gamma(ExponentialFamily):
 
         Example:
           >>> import jax, jax.numpy as jnp
-          >>> from mixtures.gamma import Gamma, GammaParams
+          >>> from mixtures import Gamma, GammaParams
           >>> x = Gamma().sample(GammaParams(jnp.array([2.0, 9.0]), jnp.array([1.0, 3.0])), jax.random.key(0))
           >>> x.shape, bool(jnp.all(x > 0))
           ((2,), True)
@@ -215,7 +216,7 @@ class Gamma(ExponentialFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.gamma import Gamma
+          >>> from mixtures import Gamma
           >>> Gamma().n_features(Gamma().make_params(np.ones((2, 3)), np.ones((2, 3))))
           3
         """
@@ -225,7 +226,7 @@ class Gamma(ExponentialFamily):
         """2·K·D: a shape and a rate per feature and component.
 
         Example:
-          >>> from mixtures.gamma import Gamma
+          >>> from mixtures import Gamma
           >>> Gamma().n_free_parameters(3, 2)
           12
         """
@@ -236,14 +237,14 @@ class Gamma(ExponentialFamily):
 
         Example:
           >>> import numpy as np
-          >>> from mixtures.gamma import Gamma
+          >>> from mixtures import Gamma
           >>> Gamma().check_data(np.array([[1.0, 2.0], [3.0, -1.0]]))
           Traceback (most recent call last):
           ...
           ValueError: column 1 of `x` must hold strictly positive numbers; row 1 has -1.0.
         """
-        x = _domain.as_matrix(x)
-        _domain.require(x, np.isfinite(x) & (x > 0), "strictly positive numbers")
+        x = domain.as_matrix(x)
+        domain.require(x, np.isfinite(x) & (x > 0), "strictly positive numbers")
 
 
 def _log_minus_digamma(a):
