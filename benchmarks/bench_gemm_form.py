@@ -2,12 +2,12 @@
 
 For each case this times one E-step and accumulation (``engine.accumulate``,
 the body of every EM iteration) twice on the same data and parameters: once
-as ``mx.fit`` runs it (the matrix-product form where ``Gaussian.gemm_form``
-reports it usable), once with the form switched off (the whitened residuals),
-single and for 8 restarts under vmap. It prints whether the engine took the
-form for the fitted parameters (ε · maxₖ qₖ ≤ 2⁻³², see docs/performance.md,
-N·K·M at least ``engine.PRODUCTS_MIN_WORK`` and M at least
-``engine.PRODUCTS_MIN_WIDTH``; otherwise the two timings are of the same
+as ``mx.fit`` runs it (the matrix-product form where the Gaussian's
+``fast.product_form`` reports it usable), once as a one-off pass (the
+whitened residuals alone), single and for 8 restarts under vmap. It prints
+whether the Gaussian took the form for the fitted parameters
+(ε · maxₖ qₖ ≤ 2⁻³², see docs/performance.md, N·K·M at least ``fast.MIN_WORK``
+and M at least ``fast.MIN_WIDTH``; otherwise the two timings are of the same
 program), both
 times, their ratio, and the largest relative difference between the two sets
 of sums.
@@ -35,9 +35,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import mixtures as mx  # noqa: E402
-from mixtures._src.core import blocks
-from mixtures._src.engine import em as engine
-from mixtures._src.families.gaussian import family as gaussian
+from mixtures._src.core import blocks  # noqa: E402
+from mixtures._src.families.gaussian import fast  # noqa: E402
+from mixtures.engine import EMOptions, Rows, accumulate  # noqa: E402
 
 from bench_em import make_data  # noqa: E402
 
@@ -63,27 +63,23 @@ def run_case(n, d, k, data_name, reps, restarts):
     x = jnp.asarray(x)
     family = mx.Gaussian("full")
     m = mx.fit(x, family, k, key=jax.random.key(0), max_iter=5).mixture
-    chunk = blocks.default_chunk_size(k, d)
-    form = family.gemm_form(m.params)
+    form = fast.product_form(family, m.params)
     width = form.natural.shape[0]
-    usable = bool(form.usable) and n * form.natural.size >= engine.PRODUCTS_MIN_WORK and width >= engine.PRODUCTS_MIN_WIDTH
+    usable = bool(form.usable) and n * form.natural.size >= fast.MIN_WORK and width >= fast.MIN_WIDTH
     many = jax.tree.map(lambda a: jnp.stack([a] * restarts), m)
-    chunk_many = blocks.default_chunk_size(k * restarts, d)
+    one_options = EMOptions(chunk_size=blocks.default_chunk_size(k, d))
+    many_options = EMOptions(chunk_size=blocks.default_chunk_size(k * restarts, d))
 
-    def timings():
-        one = jax.jit(lambda m: engine.accumulate(m, x, None, chunk))
-        vm = jax.jit(blocks.vmap_restarts(lambda m: engine.accumulate(m, x, None, chunk_many)))
+    def timings(once):
+        # once=True: the Gaussian's whitened residuals alone; False: as mx.fit runs each iteration.
+        one = jax.jit(lambda m: accumulate(m, Rows(x), one_options, once=once))
+        vm = jax.jit(blocks.vmap_restarts(
+            lambda axes, m: accumulate(m, Rows(x), many_options.replace(axes=axes), once=once), blocks.Axes()
+        ))
         return best_seconds(lambda: one(m), reps), best_seconds(lambda: vm(many), max(1, reps // 2)), one(m)
 
-    fast_one, fast_many, fast_sums = timings()
-    tolerance = gaussian.GEMM_TOLERANCE
-    gaussian.GEMM_TOLERANCE = -1.0
-    jax.clear_caches()
-    try:
-        slow_one, slow_many, slow_sums = timings()
-    finally:
-        gaussian.GEMM_TOLERANCE = tolerance
-        jax.clear_caches()
+    fast_one, fast_many, fast_sums = timings(once=False)
+    slow_one, slow_many, slow_sums = timings(once=True)
     diff = max(
         float(jnp.max(jnp.abs(a - b)) / jnp.maximum(jnp.max(jnp.abs(b)), 1e-300))
         for a, b in zip(jax.tree.leaves(fast_sums), jax.tree.leaves(slow_sums))

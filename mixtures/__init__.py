@@ -15,11 +15,11 @@ from mixtures import datasets
 from mixtures._src.fitting import online
 from mixtures._src.families.bernoulli import Bernoulli, BernoulliParams
 from mixtures._src.families.categorical import Categorical, CategoricalParams
-from mixtures._src.engine.em import FitResult, em_step
+from mixtures._src.engine.em import FitResult
 from mixtures._src.families.expfam import ExponentialFamily
 from mixtures._src.families.exponential import Exponential, ExponentialParams
 from mixtures._src.core.family import Family
-from mixtures._src.fitting.fit import fit
+from mixtures._src.fitting.fit import em_step, fit
 from mixtures._src.families.gamma import Gamma, GammaParams
 from mixtures._src.families.gaussian.family import Gaussian, GaussianParams, GaussianStats
 from mixtures._src.families.gradient import GradientFamily
@@ -29,7 +29,8 @@ from mixtures._src.core.mixture import Mixture
 from mixtures._src.fitting.online import fit_online
 from mixtures._src.core.progress import Progress
 from mixtures._src.families.poisson import Poisson, PoissonParams
-from mixtures._src.core.priors import ConjugatePrior, DirichletPrior, GaussianPrior, Prior
+from mixtures._src.core.priors import ConjugatePrior, DirichletPrior, Prior
+from mixtures._src.families.gaussian.prior import GaussianPrior
 from mixtures._src.fitting.selection import Selection, select
 from mixtures._src.fitting.streaming import fit_stream
 from mixtures._src.families.student_t import StudentT, StudentTParams

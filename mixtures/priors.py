@@ -3,6 +3,7 @@
 See ``docs/priors.md``.
 """
 
-from mixtures._src.core.priors import ConjugatePrior, DirichletPrior, GaussianPrior, Prior
+from mixtures._src.core.priors import ConjugatePrior, DirichletPrior, Prior
+from mixtures._src.families.gaussian.prior import GaussianPrior
 
 __all__ = ["ConjugatePrior", "DirichletPrior", "GaussianPrior", "Prior"]

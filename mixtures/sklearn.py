@@ -743,14 +743,14 @@ def _initial_mixtures(family, k, method, key, n_init, X, weights) -> list[Mixtur
     w = None if weights is None else checks.unit_mean_weights(weights, x.dtype)
     keys = jax.random.split(key, n_init)
     chunk = blocks.default_chunk_size(k * n_init, x.shape[1])
-    starts = jax.tree.map(np.asarray, _initialize_restarts(family, k, method, chunk, keys, x, w))
+    starts = jax.tree.map(np.asarray, _initialize_restarts(keys, x, w, family=family, k=k, method=method, chunk=chunk))
     return [Mixture(checks.to_device(starts.weights[r]), jax.tree.map(lambda a: checks.to_device(a[r]), starts.params), family)
             for r in range(n_init)]
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _initialize_restarts(family, k, method, chunk, keys, x, weights):
-    return blocks.vmap_restarts(lambda key: initialize(method, family, k, key, x, weights, chunk))(keys)
+@functools.partial(jax.jit, static_argnames=("family", "k", "method", "chunk"))
+def _initialize_restarts(keys, x, weights, *, family, k, method, chunk):
+    return jax.vmap(lambda key: initialize(method, family, k, key, x, weights, chunk))(keys)
 
 
 def _integer(value, name: str, low: int, allow_bool: bool = False) -> int:

@@ -41,7 +41,7 @@ from mixtures._src.engine import em as engine
 from mixtures._src.fitting import fit as fitting
 from mixtures._src.families.expfam import ExponentialFamily
 from mixtures._src.core.family import Family
-from mixtures._src.families.gradient import GradientFamily
+from mixtures._src.engine.options import EMOptions, Rows
 from mixtures._src.fitting.init import initialize
 from mixtures._src.core.mixture import Mixture
 
@@ -98,7 +98,7 @@ def check_family(
     # Fits from several keys, one by one; they serve the monotone and vmap checks,
     # and the first fitted mixture is the reference for the others.
     restart_keys = jax.random.split(keys[0], max(1, n_restarts))
-    fit_one = jax.jit(_fit_from_key, static_argnums=(0, 1, 4))
+    fit_one = jax.jit(_fit_from_key, static_argnames=("family", "k", "chunk"))
     looped = [fit_one(family, n_components, k, x, chunk) for k in restart_keys]
     start = looped[0].mixture
 
@@ -110,7 +110,7 @@ def check_family(
         "vmapped_restarts": lambda: _vmapped_restarts(family, n_components, x, restart_keys, looped, chunk, rtol),
         "rejects_bad_data": lambda: _rejects(family, n_components, bad_data),
     }
-    if isinstance(family, GradientFamily):
+    if family.m_step_needs_data:
         # Generalised EM: the M-step raises Q without maximising it.
         del battery["m_step_maximises"]
         battery["m_step_improves"] = lambda: _m_step_improves(start, x, rtol)
@@ -139,7 +139,7 @@ def _expected_log_lik(family, params, x, resp):
     return jnp.sum(jnp.where(resp > 0, resp * logp, 0.0), axis=0)
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@functools.partial(jax.jit, static_argnames="family")
 def _expected_total_jit(family, params, x, resp):
     return jnp.sum(_expected_log_lik(family, params, x, resp))
 
@@ -159,7 +159,7 @@ def _batched_density(m: Mixture, x, rtol):
 
 def _refit_one(m: Mixture, x):
     """M-step of a one-component mixture on ``x``."""
-    if isinstance(m.family, GradientFamily):
+    if m.family.m_step_needs_data:
         return m.family.m_step_from_data(m, x, None, x.shape[0])
     return _m_step_from(m, x, jnp.ones((x.shape[0], 1), x.dtype))
 
@@ -177,7 +177,7 @@ def _random_resp(key, m: Mixture, x, sharpness):
     return 0.5 * post + 0.5 * noise
 
 
-@functools.partial(jax.jit, static_argnums=3)
+@functools.partial(jax.jit, static_argnames="n_candidates")
 def _candidate_values(m: Mixture, x, key, n_candidates):
     """Expected log-likelihood of the M-step and of the candidates it must beat."""
     family = m.family
@@ -227,7 +227,7 @@ def _m_step_maximises(m: Mixture, x, key, rtol):
 
 def _closed_form(m: Mixture, x, key, rtol):
     family = m.family
-    resp = jax.jit(_random_resp, static_argnums=3)(key, m, x, 1.0)
+    resp = jax.jit(_random_resp, static_argnames="sharpness")(key, m, x, 1.0)
     t = jax.vmap(family.sufficient_stats)(x)
     means = resp.T @ t / jnp.sum(resp, axis=0)[:, None]
     closed = jax.vmap(family.params_from_mean)(means, m.params)
@@ -246,7 +246,8 @@ FIT_ITERATIONS = 20
 def _fit_from_key(family, k, key, x, chunk):
     """A fit of FIT_ITERATIONS iterations (tol = 0) from a "random_from_data" start."""
     start = initialize("random_from_data", family, k, key, x, None, chunk)
-    return engine.fit_loop(start, x, None, jnp.asarray(0.0, x.dtype), FIT_ITERATIONS, chunk)
+    options = EMOptions(chunk_size=chunk, max_iter=FIT_ITERATIONS)
+    return engine.fit_loop(start, Rows(x), jnp.asarray(0.0, x.dtype), options)
 
 
 def _monotone(looped, f64):
@@ -280,7 +281,7 @@ def _sampling(m: Mixture, x, key, n):
         gain = (_expected_total(family, refit, draws, ones) - _expected_total(family, one, draws, ones)) / n
         dims = family.n_free_parameters(1, x.shape[1])
         bound = (dims + 8.0 * math.sqrt(2.0 * dims) + 8.0) / (2.0 * n)
-        floor = 0.0 if isinstance(family, GradientFamily) else -1e-6  # generalised EM may stop short
+        floor = 0.0 if family.m_step_needs_data else -1e-6  # generalised EM may stop short
         assert floor - 1e-6 <= gain <= bound, (
             f"component {k}: refitting to its own {n} draws gains {gain:.3g} nats per draw "
             f"(sampling noise allows {bound:.3g}): the sampler and the density disagree"

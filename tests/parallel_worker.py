@@ -72,17 +72,18 @@ def recording_mesh_programs():
     calls = []
     original = fitting._fit_restarts_on_mesh
 
-    def recording(*args):
-        calls.append(args)
-        return original(*args)
+    def recording(*args, **kwargs):
+        calls.append((args, kwargs))
+        return original(*args, **kwargs)
 
     fitting._fit_restarts_on_mesh = recording
     return calls, original
 
 
-def collectives(program, args) -> dict:
+def collectives(program, call) -> dict:
     """Cross-device collectives in the compiled program (from JAX's cache: the one that ran)."""
-    text = program.lower(*args).compile().as_text()
+    args, kwargs = call
+    text = program.lower(*args, **kwargs).compile().as_text()
     return {op: len(re.findall(rf"\b{op}(-start)?\(", text)) for op in ("all-reduce", "all-gather")}
 
 

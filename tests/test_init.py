@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import mixtures as mx
+from mixtures.engine import EMOptions, Rows
 from mixtures._src.fitting import fit as fitting
 from mixtures._src.fitting.init import INIT_METHODS, initialize, kmeans_plus_plus, lloyd
 from tests.helpers import blobs
@@ -66,9 +67,9 @@ def test_vmapped_restarts_equal_a_python_loop():
     family, k, r = mx.Gaussian("full"), 4, 6
     result = mx.fit(X, family, k, key=jax.random.key(11), init="random_from_data", n_init=r, max_iter=40, tol=0.0)
     keys = jax.random.split(jax.random.key(11), r)
-    one = jax.jit(fitting.fit_one, static_argnums=(0, 1, 2, 8, 9, 10, 11))
-    looped = [one(family, k, "random_from_data", keys[i], XJ, None, None, jnp.asarray(0.0), 40, result.mixture._chunk(None), False, True)
-              for i in range(r)]
+    options = EMOptions(chunk_size=result.mixture._chunk(None), max_iter=40)
+    one = jax.jit(fitting.fit_one, static_argnums=(0, 1, 2, 6))
+    looped = [one(family, k, "random_from_data", keys[i], Rows(XJ), jnp.asarray(0.0), options) for i in range(r)]
     np.testing.assert_allclose(result.all_log_likelihoods, [float(f.log_likelihood) for f in looped], rtol=1e-10)
     np.testing.assert_array_equal(result.all_n_iter, [int(f.n_iter) for f in looped])
     best = int(np.argmax([float(f.log_likelihood) for f in looped]))

@@ -9,7 +9,8 @@ from scipy import stats
 import mixtures as mx
 from mixtures._src.engine import em as engine
 from mixtures._src.fitting import fit as fitting
-from mixtures._src.core.priors import ConjugatePrior, DirichletPrior, GaussianPrior, Prior
+from mixtures._src.core.priors import ConjugatePrior, DirichletPrior, Prior
+from mixtures._src.families.gaussian.prior import GaussianPrior
 from tests.helpers import blobs, dense_covariances
 
 COVARIANCES = ("full", "diag", "spherical", "tied")

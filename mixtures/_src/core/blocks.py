@@ -1,4 +1,4 @@
-"""Row-block iteration inside compiled code, without copying or padding the data.
+"""Row blocks inside compiled code, and the named axes a compiled EM program runs under.
 
 Block i covers rows [i·B, (i+1)·B). The last block, when N is not a multiple
 of B, is read as the final B rows of the data (``dynamic_slice`` clamps its
@@ -6,123 +6,113 @@ start) and the rows already seen are masked out. Every block therefore has the
 same static shape, the body is traced once, and no padded copy of the data is
 ever made.
 
-Inside a data-parallel region (:func:`rows_split_over`, entered by
-:mod:`mixtures._parallel` while it traces the per-device program of a mesh
-fit) each device holds a block of the rows, and :func:`sum_over_chunks` adds
-the devices' sums (``lax.psum``). Every sum over rows in the EM iterations
-goes through it (the E-step statistics and log-likelihood, a
-:class:`~mixtures.gradient.GradientFamily`'s Q and gradient), so code written
-for one array computes the sums over all rows on every device unchanged.
+A compiled EM program may run under two kinds of named axes, both given
+explicitly as an :class:`Axes` value (static, part of the compile key):
+
+* restarts traced side by side under ``jax.vmap`` (:func:`vmap_restarts`
+  names the axis and hands the function the extended :class:`Axes`);
+* rows split over the devices of a mesh, inside ``jax.shard_map``: then each
+  device holds a block of the rows, and :func:`sum_over_chunks` adds the
+  devices' sums (``lax.psum``). Every sum over rows in the EM iterations goes
+  through it, so code written for one array computes the sums over all rows
+  on every device unchanged.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+__all__ = ["Axes", "default_chunk_size", "map_over_chunks", "sum_over_chunks", "vmap_restarts"]
+
 # Working memory per block is about DEFAULT_BLOCK_ELEMENTS × (a few) floats.
 DEFAULT_BLOCK_ELEMENTS = 1 << 20
 
 
-# The mesh axes the rows are split over while a per-device program is traced; None outside one.
-_ROW_AXES: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("row_axes", default=None)
+@dataclasses.dataclass(frozen=True)
+class Axes:
+    """The named axes of a compiled program: restarts side by side, and rows split over devices.
 
+    Attributes:
+      restarts: names of the ``vmap`` axes of restarts traced side by side,
+        outermost first (see :func:`vmap_restarts`); () for one restart.
+      rows: names of the mesh axes the rows are split over, inside
+        ``jax.shard_map``; () when every row is on this device.
 
-@contextlib.contextmanager
-def rows_split_over(axis_names):
-    """Traces the enclosed code as the per-device program of rows split over ``axis_names``.
-
-    Use only inside ``jax.shard_map`` over those mesh axes, where each device
-    sees its own block of rows: sums over rows then include every device's.
-    """
-    token = _ROW_AXES.set(tuple(axis_names))
-    try:
-        yield
-    finally:
-        _ROW_AXES.reset(token)
-
-
-def across_devices(tree):
-    """Σ of a pytree of per-device sums over the devices holding the rows (itself outside a split)."""
-    axes = _ROW_AXES.get()
-    return tree if axes is None else lax.psum(tree, axes)
-
-
-def _per_device(tree):
-    """A pytree that will hold this device's own sums (typed as varying across devices, inside a split)."""
-    axes = _ROW_AXES.get()
-    return tree if axes is None else lax.pcast(tree, axes, to="varying")
-
-
-def first_device_only(flag):
-    """``flag`` on the first device holding rows and False on the others (``flag`` outside a split)."""
-    axes = _ROW_AXES.get()
-    return flag if axes is None else flag & (lax.axis_index(axes) == 0)
-
-
-# The vmap axes of side-by-side restarts while their program is traced; () outside one.
-_RESTART_AXES: contextvars.ContextVar[tuple] = contextvars.ContextVar("restart_axes", default=())
-
-
-def vmap_restarts(fn, in_axes=0):
-    """``jax.vmap(fn, in_axes)`` over restarts, with a named axis that :func:`for_all_restarts` reduces over.
-
-    A ``lax.cond`` on a condition that differs between restarts becomes a
-    select that runs both sides; reduced over this axis, the condition is the
-    same for all of them and the cond stays a branch.
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from mixtures._src.core.blocks import Axes
+      >>> Axes().sum_over_devices(jnp.ones(2)).tolist()  # rows on one device: unchanged
+      [1.0, 1.0]
     """
 
-    def batched(*args):
-        name = f"restarts{len(_RESTART_AXES.get())}"
+    restarts: tuple[str, ...] = ()
+    rows: tuple[str, ...] = ()
 
-        def one(*one_args):
-            token = _RESTART_AXES.set(_RESTART_AXES.get() + (name,))
-            try:
-                return fn(*one_args)
-            finally:
-                _RESTART_AXES.reset(token)
+    def sum_over_devices(self, tree):
+        """Σ of a pytree of per-device sums over the devices holding the rows (itself on one device)."""
+        return lax.psum(tree, self.rows) if self.rows else tree
 
-        return jax.vmap(one, in_axes=in_axes, axis_name=name)(*args)
+    def per_device(self, tree):
+        """A pytree that will hold this device's own sums (typed as varying across devices when rows are split)."""
+        return lax.pcast(tree, self.rows, to="varying") if self.rows else tree
 
-    return batched
+    def first_device_only(self, flag):
+        """``flag`` on the first device holding rows and False on the others (``flag`` on one device)."""
+        return flag & (lax.axis_index(self.rows) == 0) if self.rows else flag
+
+    def for_all_restarts(self, flag):
+        """``flag`` (a bool scalar) and-ed over the restarts traced side by side, or None where that cannot be done.
+
+        ``flag`` itself without restart axes. A ``lax.cond`` on a condition
+        that differs between restarts becomes a select that runs both sides;
+        reduced over the restart axes, the condition is the same for all of
+        them and the cond stays a branch. None with restarts inside a mesh
+        fit (rows split): jax cannot reduce over a ``vmap`` axis inside
+        ``shard_map``, so callers choose statically there.
+        """
+        if not self.restarts:
+            return flag
+        if self.rows:
+            return None
+        return lax.pmin(flag.astype(jnp.int32), self.restarts) > 0
+
+    def mean_over_restarts(self, value):
+        """``value`` averaged over the restarts traced side by side (itself where :meth:`for_all_restarts` cannot reduce).
+
+        A quantity the same for every restart stays unbatched under vmap, so
+        work that depends only on it and on the data is done once for all
+        restarts.
+        """
+        if not self.restarts or self.rows:
+            return value
+        return lax.pmean(value, self.restarts)
 
 
-def _reducible_restart_axes():
-    """The restart axes a collective may reduce over, or None where there are none or it may not.
+def vmap_restarts(fn, axes: Axes, in_axes=0):
+    """``jax.vmap`` of ``fn(axes, *args)`` over restarts, on a named axis added to ``axes``.
 
-    jax 0.10 cannot reduce over a vmap axis inside ``shard_map`` (inside
-    :func:`rows_split_over`).
+    Args:
+      fn: called as ``fn(inner_axes, *args)`` for one restart, where
+        ``inner_axes`` is ``axes`` with this restart axis appended.
+      axes: the axes the call is traced under.
+      in_axes: as for ``jax.vmap``, for ``args``.
+
+    Returns:
+      The batched function of ``*args``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from mixtures._src.core.blocks import Axes, vmap_restarts
+      >>> vmap_restarts(lambda axes, a: axes.mean_over_restarts(a), Axes())(jnp.array([1.0, 3.0])).tolist()
+      [2.0, 2.0]
     """
-    axes = _RESTART_AXES.get()
-    return axes if axes and _ROW_AXES.get() is None else None
-
-
-def for_all_restarts(flag):
-    """``flag`` (a bool scalar) and-ed over the restarts traced side by side, or None where that cannot be done.
-
-    ``flag`` itself outside :func:`vmap_restarts`. None inside
-    :func:`rows_split_over` with restarts: there a condition on each
-    restart's own flag would run both sides of a ``lax.cond``, so callers
-    choose statically.
-    """
-    if not _RESTART_AXES.get():
-        return flag
-    axes = _reducible_restart_axes()
-    return None if axes is None else lax.pmin(flag.astype(jnp.int32), axes) > 0
-
-
-def mean_over_restarts(value):
-    """``value`` averaged over the restarts traced side by side (itself where :func:`for_all_restarts` is ``flag`` or None).
-
-    A quantity the same for every restart stays unbatched under vmap, so work
-    that depends only on it and on the data is done once for all restarts.
-    """
-    axes = _reducible_restart_axes()
-    return value if axes is None else lax.pmean(value, axes)
+    name = f"restarts{len(axes.restarts)}"
+    inner = dataclasses.replace(axes, restarts=axes.restarts + (name,))
+    return jax.vmap(lambda *args: fn(inner, *args), in_axes=in_axes, axis_name=name)
 
 
 def default_chunk_size(n_components: int, n_features: int) -> int:
@@ -139,7 +129,7 @@ def _block(x, i, size):
     return start, rows, fresh
 
 
-def sum_over_chunks(fn, x, weights, chunk_size):
+def sum_over_chunks(fn, x, weights, chunk_size, axes: Axes = Axes()):
     """Σ over row blocks of ``fn(rows, row_weights, row_indices)``.
 
     Args:
@@ -149,10 +139,11 @@ def sum_over_chunks(fn, x, weights, chunk_size):
       x: (N, D) data.
       weights: (N,) non-negative row weights, or None for all ones.
       chunk_size: rows per block B (clipped to N).
+      axes: the axes the call is traced under; with rows split over
+        devices the sums are over every device's rows.
 
     Returns:
-      The pytree of sums over all rows (of every device, inside
-      :func:`rows_split_over`).
+      The pytree of sums over all rows.
     """
     n = x.shape[0]
     size = min(chunk_size, n)
@@ -164,14 +155,14 @@ def sum_over_chunks(fn, x, weights, chunk_size):
         return fn(rows, jnp.where(fresh, w, 0).astype(x.dtype), start + jnp.arange(size))
 
     if n_blocks == 1:
-        return across_devices(block_sum(0))
+        return axes.sum_over_devices(block_sum(0))
     shapes = jax.eval_shape(block_sum, 0)
-    zeros = _per_device(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes))
+    zeros = axes.per_device(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes))
 
     def body(i, total):
         return jax.tree.map(jnp.add, total, block_sum(i))
 
-    return across_devices(lax.fori_loop(0, n_blocks, body, zeros))
+    return axes.sum_over_devices(lax.fori_loop(0, n_blocks, body, zeros))
 
 
 def map_over_chunks(fn, x, chunk_size):

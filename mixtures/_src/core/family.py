@@ -15,42 +15,18 @@ from __future__ import annotations
 
 import abc
 import inspect
-from typing import Any, NamedTuple
+from typing import Any, ClassVar
 
 import jax
 import numpy as np
 
-__all__ = ["Family", "GemmForm"]
+from mixtures._src.core.blocks import Axes
+from mixtures._src.core.posterior import Posterior
+
+__all__ = ["Family"]
 
 Params = Any
 Stats = Any
-
-
-class GemmForm(NamedTuple):
-    """A family's log-densities as one matrix product, for the engine's fast E-step.
-
-    With T(x) the (M,) statistics that :meth:`Family.gemm_features` makes of
-    a row, log p(x | θₖ) = T(x) · ``natural[:, k]`` + ``offset[k]`` (up to
-    float rounding). The engine then forms a block's log-densities as
-    T(rows) @ ``natural`` and its statistics as Rᵀ T(rows), two matrix
-    products, and :meth:`Family.gemm_stats` turns the summed Rᵀ T into the
-    family's statistics.
-
-    Attributes:
-      usable: bool scalar; False when float rounding of this form would
-        cost accuracy for these parameters (the engine then uses
-        :meth:`Family.log_prob_components_and_cache` and
-        :meth:`Family.accumulate_from_cache` for this iteration instead).
-      natural: (M, K).
-      offset: (K,).
-      aux: any pytree :meth:`Family.gemm_features` and
-        :meth:`Family.gemm_stats` need (the Gaussian's centre).
-    """
-
-    usable: jax.Array
-    natural: jax.Array
-    offset: jax.Array
-    aux: Any
 
 
 class Family(abc.ABC):
@@ -75,16 +51,27 @@ class Family(abc.ABC):
     statistics unchanged; a family whose :meth:`accumulate` depends on the
     current parameters overrides it.
 
-    Optional, for speed: :meth:`gemm_form`, :meth:`gemm_features`,
-    :meth:`gemm_stats` and :meth:`expected_log_prob` let the engine compute
-    an E-step and accumulation as two large matrix products (see
-    :class:`GemmForm`).
+    Optional, for speed: :meth:`fast_sums`, the one hook through which a
+    family that has a faster way to compute a whole E-step pass (the
+    Gaussian's whitened residuals and matrix-product form) provides it. The
+    default returns None and the engine runs its generic pass over row
+    blocks: :meth:`log_prob_components`, responsibilities, :meth:`accumulate`.
+
+    A family whose M-step needs the data, not summed statistics (generalised
+    EM by gradient steps, :class:`~mixtures.GradientFamily`), sets the class
+    attribute :attr:`m_step_needs_data` and implements
+    ``m_step_from_data``; the engine calls that instead of :meth:`m_step`,
+    and the drivers that only have summed statistics (``fit_stream``,
+    ``fit_online``) refuse such a family.
 
     Optional, for MAP-EM with a conjugate prior on the component parameters
     (``mx.fit(..., prior=...)``): :meth:`check_prior`, :meth:`default_prior`,
     :meth:`map_step` and :meth:`log_prior`. Without them the family fits by
     maximum likelihood, and a component prior is rejected on the host.
     """
+
+    m_step_needs_data: ClassVar[bool] = False
+    """Whether the M-step needs the rows (``m_step_from_data``) rather than summed statistics."""
 
     @abc.abstractmethod
     def log_prob(self, params: Params, x: jax.Array) -> jax.Array:
@@ -152,53 +139,39 @@ class Family(abc.ABC):
           ((3, 2), (3, 2))
         """
 
-    def log_prob_components_and_cache(self, params: Params, x: jax.Array):
-        """:meth:`log_prob_components` plus intermediate values that :meth:`accumulate_from_cache` reuses.
+    def fast_sums(self, params: Params, x: jax.Array, weights, posterior: Posterior, *, chunk_size: int, axes: Axes, mode: str):
+        """Optional: a whole E-step pass over the rows computed the family's faster way, or None (the default).
 
-        The engine's E-step calls this and then passes the cache, with the
-        responsibilities, to :meth:`accumulate_from_cache`, so a family whose
-        log-densities and statistics share work (the Gaussian's whitened
-        residuals) computes it once per block. The default returns no cache.
+        The engine's generic pass computes, block by block,
+        :meth:`log_prob_components`, the responsibilities (``posterior``) and
+        :meth:`accumulate`. A family that can do the same work faster
+        (sharing intermediate values between log-densities and statistics,
+        or turning both into large matrix products) returns the same
+        :class:`~mixtures.engine.Sums`, up to rounding, from here; its own
+        tests compare the two. The engine calls this hook only where
+        ``mode`` is not "never".
+
+        Args:
+          params: parameters, leading axis K.
+          x: (N, D) rows (this device's, when the rows are split over devices).
+          weights: (N,) row weights or None.
+          posterior: turns a block's (B, K) log-densities and its row indices
+            into responsibilities and per-row log-likelihood terms (labels,
+            hard assignments and the mixing weights are inside it).
+          chunk_size: rows per block (memory O(chunk_size × K × D)).
+          axes: the named axes the pass is traced under; sums over rows go
+            through :func:`~mixtures._src.core.blocks.sum_over_chunks` with
+            these axes.
+          mode: "auto" (the family chooses what repays its compilation),
+            "always" (its fastest accurate path whatever the size, for
+            tests) or "once" (a pass that runs once per compiled program,
+            such as the final log-likelihood: one compiled path).
 
         Returns:
-          ``(log_probs, cache)``: the (B, K) log-densities and any pytree.
+          A :class:`~mixtures.engine.Sums`, or None for the generic pass.
         """
-        return self.log_prob_components(params, x), None
-
-    def accumulate_from_cache(self, params: Params, x: jax.Array, resp: jax.Array, cache) -> Stats:
-        """:meth:`accumulate`, given the cache from :meth:`log_prob_components_and_cache` for the same rows.
-
-        The result must equal ``accumulate(params, x, resp)``. The default
-        ignores the cache.
-        """
-        return self.accumulate(params, x, resp)
-
-    def gemm_form(self, params: Params) -> GemmForm | None:
-        """The log-densities under ``params`` as one matrix product, or None (the default: no such form).
-
-        A family that returns a :class:`GemmForm` also implements
-        :meth:`gemm_features`, :meth:`gemm_stats` and :meth:`expected_log_prob`
-        (the engine computes the log-likelihood from the statistics, see
-        :func:`mixtures.engine.accumulate`). The engine never compares them
-        with :meth:`log_prob_components` and :meth:`accumulate`: the family's
-        own tests must (tests/test_gemm_form.py does for the Gaussian). None
-        may also depend on static facts such as the dtype (the Gaussian's
-        form is never accurate enough in float32), and then no second path
-        is compiled.
-        """
+        del params, x, weights, posterior, chunk_size, axes, mode
         return None
-
-    def gemm_features(self, aux, x: jax.Array) -> jax.Array:
-        """T(x) of a block of rows x (B, D), shape (B, M), for the :class:`GemmForm` with ``aux``."""
-        raise NotImplementedError(f"{type(self).__name__} has no gemm_form.")
-
-    def gemm_stats(self, aux, sum_t: jax.Array, counts: jax.Array, params: Params) -> Stats:
-        """The statistics :meth:`accumulate` would give, from ``sum_t`` = Σₙ rₙₖ T(xₙ) (K, M) and the counts."""
-        raise NotImplementedError(f"{type(self).__name__} has no gemm_form.")
-
-    def expected_log_prob(self, stats: Stats, counts: jax.Array, params: Params) -> jax.Array:
-        """Σₙ rₙₖ log p(xₙ | θₖ) per component (K,), from statistics accumulated under ``params``."""
-        raise NotImplementedError(f"{type(self).__name__} has no gemm_form.")
 
     @abc.abstractmethod
     def m_step(self, stats: Stats, counts: jax.Array, previous: Params) -> Params:

@@ -14,6 +14,7 @@ from jax import lax
 from mixtures._src.core import checks
 from mixtures._src.core import blocks
 from mixtures._src.core.family import Family
+from mixtures._src.core.posterior import responsibilities_from_log_probs
 
 __all__ = ["Mixture"]
 
@@ -312,23 +313,6 @@ def block_responsibilities(mixture: Mixture, x: jax.Array, hard: bool = False, l
     return responsibilities_from_log_probs(component_log_probs(mixture, x), hard, labels)
 
 
-def responsibilities_from_log_probs(logp: jax.Array, hard: bool = False, labels=None):
-    """:func:`block_responsibilities` from the (B, K) values log πₖ + log p(xₙ | θₖ)."""
-    if hard:
-        best = jnp.argmax(logp, axis=1)
-        resp = jax.nn.one_hot(best, logp.shape[1], dtype=logp.dtype)
-        ll = jnp.take_along_axis(logp, best[:, None], axis=1)[:, 0]
-    else:
-        ll = jax.nn.logsumexp(logp, axis=1)
-        resp = jnp.exp(logp - jnp.where(jnp.isfinite(ll), ll, 0.0)[:, None])
-    if labels is not None:
-        known = labels >= 0
-        label = jnp.maximum(labels, 0)
-        resp = jnp.where(known[:, None], jax.nn.one_hot(label, logp.shape[1], dtype=logp.dtype), resp)
-        ll = jnp.where(known, jnp.take_along_axis(logp, label[:, None], axis=1)[:, 0], ll)
-    return resp, ll
-
-
 def finite_components(params) -> jax.Array:
     """(K,) whether every leaf of component k's parameters is finite."""
     leaves = jax.tree.leaves(params)
@@ -408,14 +392,14 @@ def information_criteria(log_likelihood, entropy, n_samples, n_parameters):
     return bic, aic, bic + 2.0 * entropy
 
 
-@functools.partial(jax.jit, static_argnums=4)
+@functools.partial(jax.jit, static_argnames="chunk_size")
 def _criteria(mixture, x, weights, n_parameters, chunk_size):
     log_likelihood, entropy = log_likelihood_and_entropy(mixture, x, weights, chunk_size)
     n_samples = jnp.asarray(x.shape[0], x.dtype) if weights is None else jnp.sum(weights)
     return information_criteria(log_likelihood, entropy, n_samples, n_parameters)
 
 
-@functools.partial(jax.jit, static_argnums=3)
+@functools.partial(jax.jit, static_argnames="chunk_size")
 def _score(mixture, x, weights, chunk_size):
     def block(rows, w, idx):
         ll = jax.nn.logsumexp(component_log_probs(mixture, rows), axis=1)
@@ -424,21 +408,21 @@ def _score(mixture, x, weights, chunk_size):
     return blocks.sum_over_chunks(block, x, weights, chunk_size)
 
 
-@functools.partial(jax.jit, static_argnums=2)
+@functools.partial(jax.jit, static_argnames="chunk_size")
 def _log_prob(mixture, x, chunk_size):
     return blocks.map_over_chunks(
         lambda rows: jax.nn.logsumexp(component_log_probs(mixture, rows), axis=1), x, chunk_size
     )
 
 
-@functools.partial(jax.jit, static_argnums=2)
+@functools.partial(jax.jit, static_argnames="chunk_size")
 def _responsibilities(mixture, x, chunk_size):
     return blocks.map_over_chunks(
         lambda rows: block_responsibilities(mixture, rows)[0], x, chunk_size
     )
 
 
-@functools.partial(jax.jit, static_argnums=2)
+@functools.partial(jax.jit, static_argnames="chunk_size")
 def _predict(mixture, x, chunk_size):
     return blocks.map_over_chunks(
         lambda rows: jnp.argmax(component_log_probs(mixture, rows), axis=1).astype(jnp.int32),
@@ -447,7 +431,7 @@ def _predict(mixture, x, chunk_size):
     )
 
 
-@functools.partial(jax.jit, static_argnums=2)
+@functools.partial(jax.jit, static_argnames="n")
 def _sample(mixture, key, n):
     key_z, key_x = jax.random.split(key)
     z = jax.random.categorical(key_z, jnp.log(mixture.weights), shape=(n,))

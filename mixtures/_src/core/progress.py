@@ -1,15 +1,18 @@
-"""Delivery of per-iteration progress from compiled fits to a Python callable.
+"""Delivery of per-iteration progress from compiled fits to the callable of the call that asked for it.
 
-The compiled EM loop calls :func:`emit` through ``jax.debug.callback`` when it
-was built with reporting on. The callable that receives the reports is not
-part of the compiled program: it is looked up here, in the receiver installed
-by :func:`receiving` around the call, so one compiled program serves every
-callback.
+A compiled EM loop built with reporting on calls :func:`emit` through
+``jax.debug.callback`` with a receiver number, a traced argument of the
+program: :func:`receiving` gives each call its own number and holds its
+callable under it while the call runs. The callable is not part of the
+compiled program, so one program serves every callback, and calls running at
+the same time in several threads each reach their own callable.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import threading
 from typing import NamedTuple
 
 import jax
@@ -17,8 +20,9 @@ import numpy as np
 
 __all__ = ["Progress", "emit", "receiving"]
 
-# The receiver is process-wide: XLA may run host callbacks on its own threads.
-_receiver = [None]
+_lock = threading.Lock()
+_numbers = itertools.count(1)
+_receivers: dict[int, object] = {}
 
 
 class Progress(NamedTuple):
@@ -36,31 +40,46 @@ class Progress(NamedTuple):
     log_likelihood: float
 
 
-def emit(active, restart, iteration, log_likelihood) -> None:
-    """Host side of the compiled loop's report: one :class:`Progress` per active restart.
+def emit(receiver, active, restart, iteration, log_likelihood) -> None:
+    """Host side of the compiled loop's report: one :class:`Progress` per active restart to receiver ``receiver``.
 
     Under ``vmap`` a while loop runs its body for every restart until the
     last one stops; ``active`` marks the restarts that really iterated.
     """
-    receiver = _receiver[0]
-    if receiver is None:
+    with _lock:
+        callback = _receivers.get(int(np.asarray(receiver).reshape(-1)[0]))
+    if callback is None:
         return
     columns = [np.asarray(a).reshape(-1) for a in (active, restart, iteration, log_likelihood)]
     for on, r, i, v in zip(*np.broadcast_arrays(*columns)):
         if on:
-            receiver(Progress(int(r), int(i), float(v)))
+            callback(Progress(int(r), int(i), float(v)))
 
 
 @contextlib.contextmanager
 def receiving(callback):
-    """Installs ``callback`` as the receiver for the duration of the block.
+    """Holds ``callback`` under a fresh receiver number for the block; yields the number as an int32 array.
 
-    Every report is delivered before the block exits (``jax.effects_barrier``).
+    0 (no receiver) when ``callback`` is None. Every report is delivered
+    before the block exits (``jax.effects_barrier``).
+
+    Example:
+      >>> from mixtures._src.core.progress import Progress, emit, receiving
+      >>> seen = []
+      >>> with receiving(seen.append) as number:
+      ...     emit(number, [True, False], [0, 1], [3, 3], [-1.5, -2.0])
+      >>> seen
+      [Progress(restart=0, iteration=3, log_likelihood=-1.5)]
     """
-    previous = _receiver[0]
-    _receiver[0] = callback
+    if callback is None:
+        yield np.int32(0)
+        return
+    with _lock:
+        number = next(_numbers) % (1 << 31) or next(_numbers)
+        _receivers[number] = callback
     try:
-        yield
+        yield np.int32(number)
         jax.effects_barrier()
     finally:
-        _receiver[0] = previous
+        with _lock:
+            del _receivers[number]

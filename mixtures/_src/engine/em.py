@@ -1,34 +1,28 @@
-"""The EM engine: chunked E-step and accumulation, M-step, and the compiled fit loop.
+"""The EM engine: E-step and accumulation over row blocks, M-step, and the compiled fit loop.
 
-Nothing here knows which family it fits; see :mod:`mixtures.family` for the
-contract. All functions are pure and run under ``jit``; the public
-:func:`em_step` validates its input on the host first.
+Nothing here knows which family it fits: it holds a family to the contract of
+:class:`~mixtures.Family` (log-densities, additive statistics, M-step) and
+takes the family's one optional fast path, :meth:`~mixtures.Family.fast_sums`,
+where the family offers one. Every function is pure and runs under ``jit``;
+what changes the compiled program arrives as one static
+:class:`~mixtures.engine.EMOptions`, and the per-row arrays as one
+:class:`~mixtures.engine.Rows` pytree.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from mixtures._src.core import checks
-from mixtures._src.core import blocks
-from mixtures._src.core import progress
-from mixtures._src.families.gradient import GradientFamily
-from mixtures._src.core.mixture import Mixture, finite_components, responsibilities_from_log_probs, where_components
+from mixtures._src.core import blocks, progress
+from mixtures._src.core.mixture import Mixture, finite_components, where_components
+from mixtures._src.core.posterior import Posterior, Sums
+from mixtures._src.engine.options import EMOptions, Rows
 
-_HI = lax.Precision.HIGHEST
-# A family's matrix-product form is compiled only for passes of at least this many
-# multiply-adds (N·K·M) and rows of at least this many statistics (M): below either, it
-# saved less run time than its second compiled branch costs (about 0.8 s of compile;
-# the Gaussian's M = 5 for D = 2 ran no faster than the whitened residuals).
-PRODUCTS_MIN_WORK = 1 << 24
-PRODUCTS_MIN_WIDTH = 16
-
-__all__ = ["FitResult", "Sums", "accumulate", "em_step", "fit_loop", "init_from_points", "log_prior", "maximize"]
+__all__ = ["EMOptions", "FitResult", "Rows", "Sums", "accumulate", "fit_loop", "init_from_points", "log_prior", "maximize", "step"]
 
 
 class FitResult(NamedTuple):
@@ -72,112 +66,60 @@ class FitResult(NamedTuple):
     all_n_collapsed: jax.Array
 
 
-class Sums(NamedTuple):
-    """Sums over the data: per-component counts and statistics, and Σₙ wₙ log p(xₙ)."""
+def accumulate(mixture: Mixture, rows: Rows, options: EMOptions, *, once: bool = False) -> Sums:
+    """E-step and accumulation over all rows, block by block.
 
-    counts: jax.Array
-    stats: object
-    log_likelihood: jax.Array
-
-
-def accumulate(
-    mixture: Mixture, x, weights, chunk_size: int, hard: bool = False, labels=None, *, products: bool = True
-) -> Sums:
-    """E-step and accumulation, block by block over the rows.
-
-    When the family has a :class:`~mixtures.family.GemmForm` for the current
-    parameters, the pass is large enough to repay its compilation (N·K·M at
-    least :data:`PRODUCTS_MIN_WORK` and M at least :data:`PRODUCTS_MIN_WIDTH`,
-    decided from the static shapes), a block of T(rows) is at most 4× the
-    (rows, K, D) block the chunk size is set for, and the form is usable for
-    every restart run side by side (see :func:`mixtures._chunks.vmap_restarts`;
-    never inside a mesh fit's per-device program), each block costs two matrix
-    products, T(rows) @ η and Rᵀ T(rows), and the log-likelihood comes from
-    the statistics (Σₙₖ rₙₖ (log πₖ + log pₖ(xₙ) − log rₙₖ), with
-    Σₙ rₙₖ log pₖ(xₙ) from :meth:`~mixtures.Family.expected_log_prob`);
-    otherwise from :meth:`~mixtures.Family.log_prob_components_and_cache`
-    and :meth:`~mixtures.Family.accumulate_from_cache`. Both give the same
-    sums up to rounding; the choice is made once per call, under ``lax.cond``.
+    Where the family offers :meth:`~mixtures.Family.fast_sums` (and
+    ``options.fast`` is not "never"), its pass; otherwise the generic one:
+    per block of ``options.chunk_size`` rows, the family's log-densities, the
+    responsibilities (hard with ``options.hard``; a labelled row's one-hot at
+    its label, with its complete-data term log π_l p(xₙ | θ_l)), and the
+    family's statistics weighted by them.
 
     Args:
       mixture: current mixture.
-      x: (N, D) data.
-      weights: (N,) row weights or None.
-      chunk_size: rows per block.
-      hard: replace responsibilities by one-hot argmax assignments
-        (classification EM); the log-likelihood term is then the complete-data
-        one, maxₖ log πₖ p(xₙ | θₖ).
-      labels: optional (N,) int32 component of each labelled row, −1 for
-        unlabelled rows. A labelled row's responsibilities are one-hot at its
-        label and its log-likelihood term is log π_l p(xₙ | θ_l).
-      products: False skips the matrix-product form (one compiled path:
-        for passes that run once, where a second branch would only add
-        compile time).
+      rows: the data, row weights and labels.
+      options: the static options (chunk size, hard, fast path, axes).
+      once: a pass that runs once per compiled program (the final
+        log-likelihood, an initialisation): the family compiles one path.
 
     Returns:
-      :class:`Sums` over all rows.
+      :class:`~mixtures.engine.Sums` over all rows.
 
     Example:
       >>> import numpy as np, mixtures as mx
       >>> from mixtures import engine
       >>> g = mx.Gaussian("diag")
       >>> m = mx.Mixture(np.array([0.5, 0.5]), g.make_params(np.array([[0.0], [4.0]]), np.ones((2, 1))), g)
-      >>> sums = engine.accumulate(m, np.array([[0.0], [4.0], [4.0]]), None, chunk_size=2)
-      >>> sums.counts.round(3).tolist()
+      >>> rows = engine.Rows(np.array([[0.0], [4.0], [4.0]]))
+      >>> engine.accumulate(m, rows, engine.EMOptions(chunk_size=2)).counts.round(3).tolist()
       [1.0, 2.0]
     """
     family = mixture.family
-    log_weights = jnp.log(mixture.weights)[None, :]
+    posterior = Posterior(jnp.log(mixture.weights), options.hard, rows.labels)
+    if options.fast != "never":
+        mode = "once" if once else options.fast
+        sums = family.fast_sums(
+            mixture.params, rows.x, rows.weights, posterior, chunk_size=options.chunk_size, axes=options.axes, mode=mode
+        )
+        if sums is not None:
+            return sums
 
-    def block(rows, w, idx):
-        logp, cache = family.log_prob_components_and_cache(mixture.params, rows)
-        resp, ll = responsibilities_from_log_probs(logp + log_weights, hard, None if labels is None else labels[idx])
+    def block(x, w, index):
+        resp, ll = posterior(family.log_prob_components(mixture.params, x), index)
         resp = resp * w[:, None]
         ll_sum = jnp.sum(jnp.where(w > 0, w * ll, 0.0))
-        return Sums(jnp.sum(resp, axis=0), family.accumulate_from_cache(mixture.params, rows, resp, cache), ll_sum)
+        return Sums(jnp.sum(resp, axis=0), family.accumulate(mixture.params, x, resp), ll_sum)
 
-    def by_blocks():
-        return blocks.sum_over_chunks(block, x, weights, chunk_size)
-
-    form = family.gemm_form(mixture.params) if products else None
-    if form is None:
-        return by_blocks()
-    width = form.natural.shape[0]
-    k = mixture.weights.shape[-1]
-    if width < PRODUCTS_MIN_WIDTH or x.shape[0] * k * width < PRODUCTS_MIN_WORK or width > 4 * k * x.shape[1]:
-        return by_blocks()
-    usable = blocks.for_all_restarts(form.usable)
-    if usable is None:
-        return by_blocks()
-
-    def gemm_block(rows, w, idx):
-        t = family.gemm_features(form.aux, rows)
-        logp = jnp.dot(t, form.natural, precision=_HI) + form.offset[None, :]
-        resp, _ = responsibilities_from_log_probs(logp + log_weights, hard, None if labels is None else labels[idx])
-        weighted = resp * w[:, None]
-        entropy = jnp.sum(jnp.where(resp > 0, weighted * jnp.log(jnp.where(resp > 0, resp, 1.0)), 0.0))
-        return Sums(jnp.sum(weighted, axis=0), jnp.dot(weighted.T, t, precision=_HI), entropy)
-
-    def by_products():
-        # The log-likelihood is Σₙₖ rₙₖ (log πₖ + log pₖ(xₙ) − log rₙₖ), its E-step identity, with
-        # Σₙ rₙₖ log pₖ(xₙ) from the family's statistics rather than from the expanded
-        # log-densities: those carry the form's rounding, which does not average out over rows.
-        s = blocks.sum_over_chunks(gemm_block, x, weights, chunk_size)
-        stats = family.gemm_stats(form.aux, s.stats, s.counts, mixture.params)
-        expected = jnp.where(
-            s.counts > 0, s.counts * log_weights[0] + family.expected_log_prob(stats, s.counts, mixture.params), 0.0
-        )
-        return Sums(s.counts, stats, jnp.sum(expected) - s.log_likelihood)
-
-    return lax.cond(usable, by_products, by_blocks)
+    return blocks.sum_over_chunks(block, rows.x, rows.weights, options.chunk_size, options.axes)
 
 
 def maximize(mixture: Mixture, sums: Sums, update_weights: bool = True, *, params=None, prior=None) -> Mixture:
     """M-step: new weights πₖ ∝ Nₖ and the family's new parameters.
 
     The new parameters are ``family.m_step`` of the summed statistics, or
-    ``params`` when given (parameters already computed from the data, as for a
-    :class:`~mixtures.gradient.GradientFamily`). With a
+    ``params`` when given (parameters already computed from the data, for a
+    family whose :attr:`~mixtures.Family.m_step_needs_data`). With a
     :class:`~mixtures.priors.Prior` whose ``components`` is set, they are
     ``family.map_step`` (the posterior mode) instead; with its ``weights`` a
     :class:`~mixtures.priors.DirichletPrior` (α), πₖ ∝ Nₖ + α − 1. A component whose count is
@@ -195,7 +137,8 @@ def maximize(mixture: Mixture, sums: Sums, update_weights: bool = True, *, param
       >>> g = mx.Gaussian("diag")
       >>> m = mx.Mixture(np.array([0.5, 0.5]), g.make_params(np.array([[0.0], [4.0]]), np.ones((2, 1))), g)
       >>> x = np.array([[0.0], [4.0], [4.0]])
-      >>> engine.maximize(m, engine.accumulate(m, x, None, chunk_size=3)).weights.round(3).tolist()
+      >>> sums = engine.accumulate(m, engine.Rows(x), engine.EMOptions(chunk_size=3))
+      >>> engine.maximize(m, sums).weights.round(3).tolist()
       [0.333, 0.667]
     """
     return _maximize(mixture, sums, update_weights, params, prior)[0]
@@ -268,128 +211,79 @@ def _objective(mixture: Mixture, log_likelihood_sum, prior):
     return log_likelihood_sum + log_prior(mixture, prior)
 
 
-def _total_weight(x, weights):
-    """Σₙ wₙ over all rows (every device's, inside :func:`mixtures._chunks.rows_split_over`)."""
-    total = jnp.asarray(x.shape[0], x.dtype) if weights is None else jnp.sum(weights)
-    return blocks.across_devices(total)
+def _total_weight(rows: Rows, axes) -> jax.Array:
+    """Σₙ wₙ over all rows (every device's, when the rows are split over devices)."""
+    x = rows.x
+    total = jnp.asarray(x.shape[0], x.dtype) if rows.weights is None else jnp.sum(rows.weights)
+    return axes.sum_over_devices(total)
 
 
-def em_step_impl(
-    mixture: Mixture,
-    x,
-    weights,
-    chunk_size: int,
-    hard: bool = False,
-    update_weights: bool = True,
-    labels=None,
-    prior=None,
-):
-    """One E+M step without validation; returns (new mixture, mean log-likelihood before).
+def step(mixture: Mixture, rows: Rows, options: EMOptions, prior=None, *, once: bool = False):
+    """One E+M step; returns (new mixture, mean objective before the step, (K,) refused updates).
 
-    A :class:`~mixtures.gradient.GradientFamily` has no M-step from summed
-    statistics: its new parameters come from optimiser steps over the data
-    (:meth:`~mixtures.gradient.GradientFamily.m_step_from_data`), and the
-    weights and the empty/non-finite rule from :func:`maximize` as usual.
-    With ``prior`` (a validated :class:`~mixtures.priors.Prior`) the M-step
-    is the posterior mode and the returned value is the mean log posterior
-    (Σₙ wₙ log p(xₙ) + :func:`log_prior`) / Σₙ wₙ, both before the step.
-    """
-    return _em_step(mixture, x, weights, chunk_size, hard, update_weights, labels, prior)[:2]
-
-
-def _em_step(mixture, x, weights, chunk_size, hard, update_weights, labels, prior, products=True):
-    """:func:`em_step_impl`, also returning the mask of refused updates (see :func:`_maximize`)."""
-    sums = accumulate(mixture, x, weights, chunk_size, hard, labels, products=products)
-    params = None
-    if isinstance(mixture.family, GradientFamily):
-        params = mixture.family.m_step_from_data(mixture, x, weights, chunk_size, hard, labels)
-    new, refused = _maximize(mixture, sums, update_weights, params, prior)
-    return new, _objective(mixture, sums.log_likelihood, prior) / _total_weight(x, weights), refused
-
-
-def em_step(mixture: Mixture, x, *, sample_weight=None, chunk_size: int | None = None):
-    """One EM iteration: E-step, accumulation, M-step.
-
-    Jit-able: inside ``jax.jit`` only shapes are checked.
-
-    Args:
-      mixture: the current :class:`~mixtures.Mixture`.
-      x: (N, D) data.
-      sample_weight: optional (N,) non-negative row weights.
-      chunk_size: rows per block; default chosen from K and D.
-
-    Returns:
-      ``(new_mixture, log_likelihood)``, the latter the mean log-likelihood
-      per sample of ``mixture`` (before the step).
+    The mean objective is Σₙ wₙ log p(xₙ) / Σₙ wₙ of ``mixture`` (with
+    ``prior``, a validated :class:`~mixtures.priors.Prior`, the mean log
+    posterior (Σₙ wₙ log p(xₙ) + :func:`log_prior`) / Σₙ wₙ, and the M-step
+    the posterior mode). A family whose
+    :attr:`~mixtures.Family.m_step_needs_data` gets its new parameters from
+    ``family.m_step_from_data`` over the rows; the weights and the rule for
+    empty or non-finite components are :func:`maximize`'s as usual. The
+    refused updates are those of switched-on components (see
+    :attr:`FitResult.n_collapsed`). ``once`` as for :func:`accumulate`.
 
     Example:
       >>> import jax, mixtures as mx
+      >>> from mixtures import engine
       >>> x = mx.datasets.load_old_faithful()
       >>> m = mx.fit(x, mx.Gaussian(), 2, key=jax.random.key(0), max_iter=5).mixture
-      >>> m2, ll = mx.em_step(m, x)
-      >>> bool(m2.log_prob(x).mean() >= ll)
-      True
+      >>> new, ll, refused = engine.step(m, engine.Rows(jax.numpy.asarray(x)), engine.EMOptions(chunk_size=512))
+      >>> bool(new.log_prob(x).mean() >= ll), refused.tolist()
+      (True, [False, False])
     """
-    x = mixture._data(x)
-    weights = checks.as_sample_weight(sample_weight, x.shape[0])
-    if weights is not None and not checks.is_traced(weights):
-        weights = checks.unit_mean_weights(weights, x.dtype)
-    elif weights is not None:
-        weights = jnp.asarray(weights, x.dtype)
-    return _em_step_jit(mixture, x, weights, mixture._chunk(chunk_size))
+    sums = accumulate(mixture, rows, options, once=once)
+    params = None
+    if mixture.family.m_step_needs_data:
+        params = mixture.family.m_step_from_data(
+            mixture, rows.x, rows.weights, options.chunk_size, options.hard, rows.labels, axes=options.axes
+        )
+    new, refused = _maximize(mixture, sums, options.update_weights, params, prior)
+    return new, _objective(mixture, sums.log_likelihood, prior) / _total_weight(rows, options.axes), refused
 
 
-@functools.partial(jax.jit, static_argnums=3)
-def _em_step_jit(mixture, x, weights, chunk_size):
-    return em_step_impl(mixture, x, weights, chunk_size)
-
-
-def fit_loop(
-    mixture: Mixture,
-    x,
-    weights,
-    tol,
-    max_iter: int,
-    chunk_size: int,
-    hard: bool = False,
-    update_weights: bool = True,
-    labels=None,
-    prior=None,
-    report: bool = False,
-    restart=0,
-) -> FitResult:
+def fit_loop(mixture: Mixture, rows: Rows, tol, options: EMOptions, *, prior=None, restart=0, receiver=0) -> FitResult:
     """EM from ``mixture`` until the mean log-likelihood changes by less than ``tol``.
 
-    One ``lax.while_loop``; jit- and vmap-compatible (``max_iter``,
-    ``chunk_size``, ``hard`` and ``update_weights`` static). With ``hard``
-    (classification EM) the monitored quantity is the complete-data
-    log-likelihood of the hard assignments; with ``labels`` (see
-    :func:`accumulate`) labelled rows contribute their complete-data term.
-    With ``prior`` (a validated :class:`~mixtures.priors.Prior`, a pytree of
+    One ``lax.while_loop`` of at most ``options.max_iter`` calls of :func:`step`;
+    jit- and vmap-compatible. With ``options.hard`` (classification EM) the
+    monitored quantity is the complete-data log-likelihood of the hard
+    assignments; labelled rows contribute their complete-data term. With
+    ``prior`` (a validated :class:`~mixtures.priors.Prior`, a pytree of
     arrays) this is MAP-EM: every M-step is the posterior mode, and the
     monitored quantity, ``history`` and ``log_likelihood`` are the mean log
-    posterior per sample, which never decreases. With ``report`` (static)
+    posterior per sample, which never decreases. With ``options.report``
     every iteration sends (``restart``, iteration, value) to the host through
-    ``jax.debug.callback``, to the receiver installed by
-    :func:`mixtures._progress.receiving`. ``n_collapsed`` counts the
-    switched-on components whose update :func:`maximize` refused in at
-    least one of the iterations (the initial ``mixture`` is not judged).
-    Traced as the per-device program of a data-parallel fit
-    (:mod:`mixtures._parallel`), ``x``, ``weights`` and ``labels`` are this
-    device's rows, every sum over rows is over all devices' rows, and only
-    the first device reports.
+    ``jax.debug.callback``, to the callable that
+    :func:`mixtures._src.core.progress.receiving` holds under ``receiver``
+    (an int32 scalar, traced: one compiled program serves every callable).
+    ``n_collapsed`` counts the switched-on components whose update
+    :func:`maximize` refused in at least one of the iterations (the initial
+    ``mixture`` is not judged). Traced as the per-device program of a
+    data-parallel fit (``options.axes.rows`` set), ``rows`` are this
+    device's, every sum over rows is over all devices' rows, and only the
+    first device reports.
 
     Example:
       >>> import jax, numpy as np, mixtures as mx
       >>> from mixtures import engine
       >>> x = mx.datasets.load_old_faithful()
       >>> start = mx.fit(x, mx.Gaussian(), 2, key=jax.random.key(0), max_iter=1).mixture
-      >>> r = engine.fit_loop(start, jax.numpy.asarray(x), None, 1e-3, max_iter=50, chunk_size=100)
+      >>> options = engine.EMOptions(chunk_size=100, max_iter=50)
+      >>> r = engine.fit_loop(start, engine.Rows(jax.numpy.asarray(x)), 1e-3, options)
       >>> bool(r.converged), r.history.shape
       (True, (50,))
     """
-    total = _total_weight(x, weights)
-    dtype = x.dtype
+    dtype = rows.x.dtype
+    max_iter = options.max_iter
 
     def cond(state):
         _, i, _, _, converged, _ = state
@@ -397,11 +291,12 @@ def fit_loop(
 
     def body(state):
         m, i, previous, history, _, collapsed = state
-        new, ll, refused = _em_step(m, x, weights, chunk_size, hard, update_weights, labels, prior)
+        new, ll, refused = step(m, rows, options, prior)
         collapsed = collapsed | refused
-        if report:
+        if options.report:
             # With rows split over devices every device runs this loop: one reports.
-            jax.debug.callback(progress.emit, blocks.first_device_only(cond(state)), restart, i + 1, ll)
+            active = options.axes.first_device_only(cond(state))
+            jax.debug.callback(progress.emit, receiver, active, restart, i + 1, ll)
         return new, i + 1, ll, history.at[i].set(ll), jnp.abs(ll - previous) < tol, collapsed
 
     init = (
@@ -413,7 +308,8 @@ def fit_loop(
         jnp.zeros(mixture.weights.shape, bool),
     )
     m, n_iter, _, history, converged, collapsed = lax.while_loop(cond, body, init)
-    final = _objective(m, accumulate(m, x, weights, chunk_size, hard, labels, products=False).log_likelihood, prior) / total
+    total = _total_weight(rows, options.axes)
+    final = _objective(m, accumulate(m, rows, options, once=True).log_likelihood, prior) / total
     n_collapsed = jnp.sum(collapsed, dtype=jnp.int32)
     return FitResult(
         mixture=m,
@@ -429,24 +325,24 @@ def fit_loop(
     )
 
 
-def init_from_points(
-    family, points, x, weights, chunk_size: int, labels=None, initial_weights=None
-) -> Mixture:
+def init_from_points(family, points, rows: Rows, options: EMOptions, initial_weights=None) -> Mixture:
     """Components at the given rows, refined by one hard-assignment EM step.
 
     Every row is assigned to the component under which it is most likely
     (equal weights, or ``initial_weights``; a labelled row to its label), and
-    the M-step is taken from those assignments.
+    the M-step is taken from those assignments (weights updated), whatever
+    ``options.hard`` and ``options.update_weights`` say.
 
     Example:
       >>> import numpy as np, mixtures as mx
       >>> from mixtures import engine
       >>> x = np.array([[0.0], [0.2], [5.0], [5.4]])
-      >>> m = engine.init_from_points(mx.Gaussian("diag"), x[[0, 2]], x, None, chunk_size=4)
+      >>> m = engine.init_from_points(mx.Gaussian("diag"), x[[0, 2]], engine.Rows(x), engine.EMOptions(chunk_size=4))
       >>> m.params.means.round(3).tolist(), m.weights.round(3).tolist()
       ([[0.1], [5.2]], [0.5, 0.5])
     """
+    x = rows.x
     k = points.shape[0]
     w0 = jnp.full((k,), 1.0 / k, x.dtype) if initial_weights is None else initial_weights
     start = Mixture(w0, family.init_params(points, x), family)
-    return _em_step(start, x, weights, chunk_size, hard=True, update_weights=True, labels=labels, prior=None, products=False)[0]
+    return step(start, rows, options.replace(hard=True, update_weights=True), once=True)[0]

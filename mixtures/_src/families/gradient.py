@@ -25,7 +25,7 @@ import dataclasses
 import functools
 import math
 import numbers
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -62,8 +62,9 @@ class GradientFamily(Family):
     :meth:`~mixtures.Family.check_data`. If it needs ``__post_init__`` for its
     own fields, it calls ``super().__post_init__()`` first.
 
-    The EM engine runs :meth:`m_step_from_data` in place of
-    :meth:`~mixtures.Family.m_step`; :meth:`accumulate` collects nothing.
+    Its :attr:`~mixtures.Family.m_step_needs_data` is True: the EM engine
+    runs :meth:`m_step_from_data` in place of :meth:`~mixtures.Family.m_step`,
+    and :meth:`accumulate` collects nothing.
 
     Attributes:
       learning_rate: Adam's initial step size, in units of the unconstrained
@@ -88,6 +89,8 @@ class GradientFamily(Family):
 
     learning_rate: float = dataclasses.field(default=0.05, kw_only=True)
     n_steps: int = dataclasses.field(default=25, kw_only=True)
+
+    m_step_needs_data: ClassVar[bool] = True
 
     def __post_init__(self):
         lr = self.learning_rate
@@ -177,8 +180,8 @@ class GradientFamily(Family):
         del stats, counts, previous
         raise TypeError(
             f"{type(self).__name__} has no M-step from summed statistics; its M-step needs "
-            "the data: use m_step_from_data(previous, x, weights, chunk_size), as "
-            "mixtures.engine.em_step_impl does."
+            "the data (m_step_needs_data is True): use m_step_from_data(previous, x, weights, chunk_size), "
+            "as mixtures.engine.step does."
         )
 
     def m_step_from_data(
@@ -189,6 +192,8 @@ class GradientFamily(Family):
         chunk_size: int,
         hard: bool = False,
         labels=None,
+        *,
+        axes: blocks.Axes = blocks.Axes(),
     ) -> Params:
         """New parameters by ``n_steps`` Adam steps on Q, never lowering any component's Qₖ.
 
@@ -210,6 +215,8 @@ class GradientFamily(Family):
           hard: use hard (argmax) responsibilities (classification EM).
           labels: optional (N,) labels, −1 for unlabelled rows (see
             :func:`mixtures.engine.accumulate`).
+          axes: the named axes the call is traced under (with rows split over
+            devices, Q and its gradient are summed over every device's rows).
 
         Returns:
           Parameters shaped and typed like ``previous.params`` (leading axis K).
@@ -244,7 +251,7 @@ class GradientFamily(Family):
             return qk, grad
 
         def q_and_grad(u):  # Qₖ (K,) and ∇Q, summed block by block
-            return blocks.sum_over_chunks(functools.partial(block, u), x, weights, chunk_size)
+            return blocks.sum_over_chunks(functools.partial(block, u), x, weights, chunk_size, axes)
 
         optimizer = optax.adam(optax.cosine_decay_schedule(self.learning_rate, self.n_steps))
         u0 = to_u(previous.params)

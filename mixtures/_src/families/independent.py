@@ -10,7 +10,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from mixtures._src.core.family import Family
-from mixtures._src.families.gradient import GradientFamily
 
 __all__ = ["Independent"]
 
@@ -67,10 +66,10 @@ class Independent(Family):
                     f"`components[{i}][0]` must be a mixtures.Family such as mx.Gaussian('diag'); "
                     f"received {family!r}."
                 )
-            if isinstance(family, GradientFamily):
+            if family.m_step_needs_data:
                 raise TypeError(
-                    f"`components[{i}][0]` is a GradientFamily ({type(family).__name__}), whose M-step "
-                    "needs the data itself; Independent combines families with M-steps from summed "
+                    f"`components[{i}][0]` is {type(family).__name__}, whose M-step needs the data itself (as a "
+                    "GradientFamily's does); Independent combines families with M-steps from summed "
                     "statistics only."
                 )
             if isinstance(columns, (str, bytes)) or not isinstance(columns, (tuple, list)):

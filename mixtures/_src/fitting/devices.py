@@ -43,6 +43,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 from mixtures._src.core import checks
 from mixtures._src.core import blocks
 from mixtures._src.engine import em as engine
+from mixtures._src.engine.options import EMOptions, Rows
 
 __all__ = ["RowPlan", "check_sharded_rows", "fit_loops", "keeps_placement", "place", "row_split", "valid_rows"]
 
@@ -240,21 +241,18 @@ def valid_rows(plan: RowPlan, a):
     return jax.lax.with_sharding_constraint(a[: plan.n_rows], whole)
 
 
-def fit_loops(
-    plan: RowPlan, starts, x, weights, labels, tol, prior, max_iter, chunk_size, hard, update_weights, report
-) -> engine.FitResult:
+def fit_loops(plan: RowPlan, starts, rows: Rows, tol, prior, receiver, options: EMOptions) -> engine.FitResult:
     """:func:`mixtures.engine.fit_loop` from each of R starting mixtures, rows split over ``plan``'s devices.
 
     Args:
       plan: the :class:`RowPlan`.
       starts: R starting mixtures, every leaf with a leading axis R.
-      x: (N_padded, D) rows, placed by :func:`place`.
-      weights: (N_padded,) row weights, zero on the padding, or None (only
-        when N is a multiple of P).
-      labels: (N_padded,) labels, −1 on the padding, or None.
-      tol, prior, max_iter, chunk_size, hard, update_weights, report: as
-        :func:`~mixtures.engine.fit_loop` takes them; ``chunk_size`` rows
-        per block of each device's rows.
+      rows: (N_padded, D) data placed by :func:`place`, with (N_padded,)
+        weights, zero on the padding (or None only when N is a multiple of
+        P), and labels, −1 on the padding, or None.
+      tol, prior, receiver, options: as :func:`~mixtures.engine.fit_loop`
+        takes them; ``options.chunk_size`` rows per block of each device's
+        rows.
 
     Returns:
       A :class:`~mixtures.engine.FitResult` whose every leaf has a leading
@@ -262,18 +260,18 @@ def fit_loops(
       device.
     """
     n_restarts = jax.tree.leaves(starts)[0].shape[0]
+    split = options.replace(axes=dataclasses.replace(options.axes, rows=plan.axes))
 
-    def per_device(starts, x, weights, labels, tol, prior):
-        def one(start, restart):
+    def per_device(starts, rows, tol, prior, receiver):
+        def one(axes, start, restart):
             return engine.fit_loop(
-                start, x, weights, tol, max_iter, chunk_size, hard, update_weights, labels, prior, report, restart
+                start, rows, tol, split.replace(axes=axes), prior=prior, restart=restart, receiver=receiver
             )
 
-        with blocks.rows_split_over(plan.axes):
-            return blocks.vmap_restarts(one)(starts, jnp.arange(n_restarts))
+        return blocks.vmap_restarts(one, split.axes)(starts, jnp.arange(n_restarts))
 
-    rows, whole = PartitionSpec(plan.axes), PartitionSpec()
+    by_rows, whole = PartitionSpec(plan.axes), PartitionSpec()
     run = jax.shard_map(
-        per_device, mesh=plan.mesh, in_specs=(whole, rows, rows, rows, whole, whole), out_specs=whole
+        per_device, mesh=plan.mesh, in_specs=(whole, by_rows, whole, whole, whole), out_specs=whole
     )
-    return run(starts, x, weights, labels, tol, prior)
+    return run(starts, rows, tol, prior, receiver)

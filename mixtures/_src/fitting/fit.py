@@ -16,9 +16,10 @@ from mixtures._src.engine import em as engine
 from mixtures._src.core.family import Family
 from mixtures._src.fitting.init import INIT_METHODS, check_method, initialize
 from mixtures._src.core.mixture import Mixture
+from mixtures._src.engine.options import EMOptions, Rows
 from mixtures._src.core.priors import DirichletPrior, Prior, check_dirichlet_prior
 
-__all__ = ["fit", "INIT_METHODS", "check_prior"]
+__all__ = ["INIT_METHODS", "check_prior", "em_step", "fit"]
 
 ASSIGNMENTS = ("soft", "hard")
 
@@ -224,27 +225,33 @@ def fit(
 
     # Everything is valid: only now are arrays made for the compiled program.
     tol = checks.to_device(tol, x.dtype)
-    options = (max_iter, chunk, assignment == "hard", update_weights, callback is not None)
+    options = EMOptions(
+        chunk_size=chunk, max_iter=max_iter, hard=assignment == "hard", update_weights=update_weights,
+        report=callback is not None,
+    )
     if split is not None:
         plan = devices.RowPlan(*split, n)
-        data = _place_rows(plan, x, weights, labels, prior)
-        with progress.receiving(callback):
+        rows = _place_rows(plan, x, weights, labels, prior)
+        with progress.receiving(callback) as receiver:
             if isinstance(init, Mixture):
-                return _fit_from_on_mesh(start, *data, tol, *options, prior, plan)
+                return _fit_from_on_mesh(start, rows, tol, prior, receiver, options=options, plan=plan)
             keys = jax.random.split(key, n_init)
-            return _fit_restarts_on_mesh(family, k, init, keys, *data, tol, *options, prior, plan, weights is not None)
+            return _fit_restarts_on_mesh(
+                keys, rows, tol, prior, receiver, family=family, k=k, method=init, options=options, plan=plan,
+                weighted=weights is not None,
+            )
     if weights is not None:
         # Without a prior only the weights' ratios matter: rescale them to mean one.
         # With a prior their total is the data's strength against it: keep them.
         weights = (
             checks.unit_mean_weights(weights, x.dtype) if prior is None else checks.to_device(weights, x.dtype)
         )
-    if isinstance(init, Mixture):
-        with progress.receiving(callback):
-            return _fit_from(start, x, weights, labels, tol, *options, prior)
-    keys = jax.random.split(key, n_init)
-    with progress.receiving(callback):
-        return _fit_restarts(family, k, init, keys, x, weights, labels, tol, *options, prior)
+    rows = Rows(x, weights, labels)
+    with progress.receiving(callback) as receiver:
+        if isinstance(init, Mixture):
+            return _fit_from(start, rows, tol, prior, receiver, options=options)
+        keys = jax.random.split(key, n_init)
+        return _fit_restarts(keys, rows, tol, prior, receiver, family=family, k=k, method=init, options=options)
 
 
 def check_prior(prior, family: Family, x, n_components: int, sample_weight=None) -> Prior | None:
@@ -318,7 +325,7 @@ def _place_rows(plan, x, weights, labels, prior):
         weights = devices.place(np.ones(plan.n_rows, x.dtype), plan, fill=0)
     if labels is not None:
         labels = devices.place(labels, plan, fill=-1)
-    return rows, weights, labels
+    return Rows(rows, weights, labels)
 
 
 def _check_warm_start(init: Mixture, family, k, d, dtype) -> Mixture:
@@ -352,34 +359,64 @@ def _leaf_shapes(tree):
     return [tuple(leaf.shape) for leaf in jax.tree.leaves(tree)]
 
 
-@functools.partial(jax.jit, static_argnums=(5, 6, 7, 8, 9))
-def _fit_from(mixture, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights, report, prior=None):
-    return engine.fit_loop(
-        mixture, x, weights, tol, max_iter, chunk_size, hard, update_weights, labels, prior, report
-    )
+def em_step(mixture: Mixture, x, *, sample_weight=None, chunk_size: int | None = None):
+    """One EM iteration: E-step, accumulation, M-step.
+
+    Jit-able: inside ``jax.jit`` only shapes are checked.
+
+    Args:
+      mixture: the current :class:`~mixtures.Mixture`.
+      x: (N, D) data.
+      sample_weight: optional (N,) non-negative row weights.
+      chunk_size: rows per block; default chosen from K and D.
+
+    Returns:
+      ``(new_mixture, log_likelihood)``, the latter the mean log-likelihood
+      per sample of ``mixture`` (before the step).
+
+    Example:
+      >>> import jax, mixtures as mx
+      >>> x = mx.datasets.load_old_faithful()
+      >>> m = mx.fit(x, mx.Gaussian(), 2, key=jax.random.key(0), max_iter=5).mixture
+      >>> m2, ll = mx.em_step(m, x)
+      >>> bool(m2.log_prob(x).mean() >= ll)
+      True
+    """
+    x = mixture._data(x)
+    weights = checks.as_sample_weight(sample_weight, x.shape[0])
+    if weights is not None and not checks.is_traced(weights):
+        weights = checks.unit_mean_weights(weights, x.dtype)
+    elif weights is not None:
+        weights = jnp.asarray(weights, x.dtype)
+    return _em_step(mixture, Rows(x, weights), options=EMOptions(chunk_size=mixture._chunk(chunk_size)))
 
 
-def fit_one(
-    family, k, method, key, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights,
-    n_active=None, prior=None, report=False, restart=0,
-):
+@functools.partial(jax.jit, static_argnames="options")
+def _em_step(mixture, rows, *, options):
+    return engine.step(mixture, rows, options)[:2]
+
+
+@functools.partial(jax.jit, static_argnames="options")
+def _fit_from(mixture, rows, tol, prior, receiver, *, options):
+    return engine.fit_loop(mixture, rows, tol, options, prior=prior, receiver=receiver)
+
+
+def fit_one(family, k, method, key, rows: Rows, tol, options: EMOptions, *, n_active=None, prior=None, restart=0, receiver=0):
     """One restart: initialisation by ``method`` from ``key``, then EM (pure, jit/vmap-compatible).
 
     ``prior`` is a validated :class:`~mixtures.priors.Prior` (see
     :func:`check_prior`) or None; the initialisation ignores it.
     """
-    start = _start(family, k, method, key, x, weights, labels, chunk_size, update_weights, n_active)
-    return engine.fit_loop(
-        start, x, weights, tol, max_iter, chunk_size, hard, update_weights, labels, prior, report, restart
-    )
+    first = start_restart(family, k, method, key, rows, options, n_active)
+    return engine.fit_loop(first, rows, tol, options, prior=prior, restart=restart, receiver=receiver)
 
 
-def _start(family, k, method, key, x, weights, labels, chunk_size, update_weights, n_active=None):
+def start_restart(family, k, method, key, rows: Rows, options: EMOptions, n_active=None):
     """The starting mixture of one restart (equal weights when they are not updated)."""
-    start = initialize(method, family, k, key, x, weights, chunk_size, labels, n_active)
-    if not update_weights and n_active is None:
-        start = Mixture(jnp.full((k,), 1.0 / k, x.dtype), start.params, family)
-    return start
+    mixture = initialize(method, family, k, key, rows.x, rows.weights, options.chunk_size, rows.labels, n_active)
+    if not options.update_weights and n_active is None:
+        mixture = Mixture(jnp.full((k,), 1.0 / k, rows.x.dtype), mixture.params, family)
+    return mixture
 
 
 def best_restart(results: engine.FitResult) -> engine.FitResult:
@@ -395,47 +432,40 @@ def best_restart(results: engine.FitResult) -> engine.FitResult:
     )
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 8, 9, 10, 11, 12))
-def _fit_restarts(
-    family, k, method, keys, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights, report,
-    prior=None,
-):
-    def one(key, restart):
+@functools.partial(jax.jit, static_argnames=("family", "k", "method", "options"))
+def _fit_restarts(keys, rows, tol, prior, receiver, *, family, k, method, options):
+    def one(axes, key, restart):
         return fit_one(
-            family, k, method, key, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights,
-            prior=prior, report=report, restart=restart,
+            family, k, method, key, rows, tol, options.replace(axes=axes), prior=prior, restart=restart,
+            receiver=receiver,
         )
 
-    return best_restart(blocks.vmap_restarts(one)(keys, jnp.arange(keys.shape[0])))
+    return best_restart(blocks.vmap_restarts(one, options.axes)(keys, jnp.arange(keys.shape[0])))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 8, 9, 10, 11, 12, 14, 15))
-def _fit_restarts_on_mesh(
-    family, k, method, keys, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights, report,
-    prior, plan, weighted,
-):
-    """:func:`_fit_restarts` with the rows split over ``plan``'s devices (see :mod:`mixtures._parallel`).
+@functools.partial(jax.jit, static_argnames=("family", "k", "method", "options", "plan", "weighted"))
+def _fit_restarts_on_mesh(keys, rows, tol, prior, receiver, *, family, k, method, options, plan, weighted):
+    """:func:`_fit_restarts` with the rows split over ``plan``'s devices (see :mod:`mixtures._src.fitting.devices`).
 
     The restarts are initialised from the N valid rows (with the user's
     weights only when ``weighted``: the padding's weights are not theirs),
     then run EM side by side on every device's rows.
     """
-    valid_x, valid_labels = devices.valid_rows(plan, x), devices.valid_rows(plan, labels)
-    valid_weights = devices.valid_rows(plan, weights) if weighted else None
-
-    def start(key):
-        return _start(family, k, method, key, valid_x, valid_weights, valid_labels, chunk_size, update_weights)
-
-    starts = blocks.vmap_restarts(start)(keys)
-    return best_restart(
-        devices.fit_loops(plan, starts, x, weights, labels, tol, prior, max_iter, chunk_size, hard, update_weights, report)
+    valid = Rows(
+        devices.valid_rows(plan, rows.x),
+        devices.valid_rows(plan, rows.weights) if weighted else None,
+        devices.valid_rows(plan, rows.labels),
     )
 
+    def one(axes, key):
+        return start_restart(family, k, method, key, valid, options.replace(axes=axes))
 
-@functools.partial(jax.jit, static_argnums=(5, 6, 7, 8, 9, 11))
-def _fit_from_on_mesh(mixture, x, weights, labels, tol, max_iter, chunk_size, hard, update_weights, report, prior, plan):
+    starts = blocks.vmap_restarts(one, options.axes)(keys)
+    return best_restart(devices.fit_loops(plan, starts, rows, tol, prior, receiver, options))
+
+
+@functools.partial(jax.jit, static_argnames=("options", "plan"))
+def _fit_from_on_mesh(mixture, rows, tol, prior, receiver, *, options, plan):
     """:func:`_fit_from` with the rows split over ``plan``'s devices."""
     starts = jax.tree.map(lambda a: a[None], mixture)
-    return best_restart(
-        devices.fit_loops(plan, starts, x, weights, labels, tol, prior, max_iter, chunk_size, hard, update_weights, report)
-    )
+    return best_restart(devices.fit_loops(plan, starts, rows, tol, prior, receiver, options))

@@ -24,9 +24,10 @@ import jax
 import jax.numpy as jnp
 
 from mixtures._src.core import blocks
+from mixtures._src.core.posterior import Sums
 from mixtures._src.engine import em as engine
+from mixtures._src.engine.options import EMOptions, Rows
 from mixtures._src.families.gaussian.family import Gaussian, GaussianParams
-from mixtures._src.families.gradient import GradientFamily
 from mixtures._src.core.mixture import Mixture
 
 __all__ = ["INIT_METHODS", "check_method", "initialize", "kmeans_plus_plus", "lloyd", "nearest_rows"]
@@ -114,7 +115,8 @@ def lloyd(centres, x, weights, n_iter: int, chunk_size: int, n_active=None) -> j
     family = Gaussian("identity", reg_covar=0.0)
     start = Mixture(active_weights(k, n_active, x.dtype), GaussianParams(centres, jnp.ones((k,), x.dtype)), family)
     tol = jnp.asarray(jnp.finfo(x.dtype).tiny, x.dtype)  # stop once the assignments repeat
-    result = engine.fit_loop(start, x, weights, tol, n_iter, chunk_size, hard=True, update_weights=False)
+    options = EMOptions(chunk_size=chunk_size, max_iter=n_iter, hard=True, update_weights=False)
+    result = engine.fit_loop(start, Rows(x, weights), tol, options)
     return result.mixture.params.means
 
 
@@ -132,7 +134,7 @@ def check_method(method, family) -> None:
     """
     if not isinstance(method, str) or method not in INIT_METHODS:
         raise ValueError(f"`init` must be one of {INIT_METHODS}; received {method!r}.")
-    if method == "random" and isinstance(family, GradientFamily):
+    if method == "random" and family.m_step_needs_data:
         raise ValueError(
             f"`init='random'` needs an M-step from summed statistics, which {type(family).__name__} "
             "does not have; use 'kmeans++', 'kmeans' or 'random_from_data'."
@@ -184,7 +186,8 @@ def initialize(method: str, family, k: int, key, x, weights, chunk_size: int, la
         # is no code): each component starts at the data row nearest its centre.
         points = nearest_rows(points, x, weights, chunk_size)
     return engine.init_from_points(
-        family, points, x, weights, chunk_size, labels=labels, initial_weights=active_weights(k, n_active, x.dtype)
+        family, points, Rows(x, weights, labels), EMOptions(chunk_size=chunk_size),
+        initial_weights=active_weights(k, n_active, x.dtype),
     )
 
 
@@ -249,4 +252,4 @@ def _random_responsibilities(family, k, key, x, weights, chunk_size, n_active, l
         return jnp.sum(r, axis=0), family.accumulate(start.params, rows, r)
 
     counts, stats = blocks.sum_over_chunks(block, x, weights, chunk_size)
-    return engine.maximize(start, engine.Sums(counts, stats, jnp.zeros((), x.dtype)))
+    return engine.maximize(start, Sums(counts, stats, jnp.zeros((), x.dtype)))

@@ -64,8 +64,8 @@ from mixtures._src.engine import em as engine
 from mixtures._src.fitting import fit as fitting
 from mixtures._src.fitting import streaming
 from mixtures._src.core.family import Family
-from mixtures._src.families.gradient import GradientFamily
 from mixtures._src.core.mixture import Mixture
+from mixtures._src.engine.options import EMOptions, Rows
 
 __all__ = ["OnlineEM", "OnlineResult", "OnlineState", "fit_online", "online_em", "polynomial_decay"]
 
@@ -346,7 +346,7 @@ def _check_step_size(step_size) -> Callable:
 
 
 def _refuse_gradient_family(family, name: str) -> None:
-    if isinstance(family, GradientFamily):
+    if family.m_step_needs_data:
         raise ValueError(
             f"`{name}` must have an M-step from summed statistics for online EM; {type(family).__name__} does "
             "not (its M-step takes optimiser steps over the data): use mx.fit, on a sample if the data is large."
@@ -408,11 +408,11 @@ def _init(config: _Config, mixture: Mixture, x, weights) -> OnlineState:
     return OnlineState(mixture, counts, stats, mass, step, log_likelihood, mixture, zero_counts, zeros)
 
 
-@functools.partial(jax.jit, static_argnums=3)
+@functools.partial(jax.jit, static_argnames="chunk_size")
 def _sample_stats(mixture: Mixture, x, weights, chunk_size):
     """Per-row counts, statistics and mean log-likelihood of the sample x under ``mixture``."""
     chunk = chunk_size or blocks.default_chunk_size(mixture.n_components, mixture.n_features)
-    sums = engine.accumulate(mixture, x, weights, chunk, products=False)  # one pass: one compiled path
+    sums = engine.accumulate(mixture, Rows(x, weights), EMOptions(chunk_size=chunk), once=True)
     total = jnp.asarray(x.shape[0], x.dtype) if weights is None else jnp.sum(weights)
     return sums.counts / total, jax.tree.map(lambda s: s / total, sums.stats), sums.log_likelihood / total
 
@@ -424,13 +424,13 @@ def _cast(a, dtype):
     return checks.to_device(a, dtype if np.issubdtype(a.dtype, np.floating) else None)
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@functools.partial(jax.jit, static_argnames="config")
 def _update(config: _Config, state: OnlineState, x, weights) -> OnlineState:
     mixture = state.mixture
     family = mixture.family
     dtype = mixture.dtype
     chunk = config.chunk_size or blocks.default_chunk_size(mixture.n_components, mixture.n_features)
-    sums = engine.accumulate(mixture, x, weights, chunk)
+    sums = engine.accumulate(mixture, Rows(x, weights), EMOptions(chunk_size=chunk))
     total = jnp.asarray(x.shape[0], dtype) if weights is None else jnp.sum(weights)
     has_rows = total > 0
 

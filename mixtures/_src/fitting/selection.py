@@ -25,6 +25,7 @@ from mixtures._src.engine.em import FitResult
 from mixtures._src.core.family import Family
 from mixtures._src.fitting.fit import best_restart, fit_one
 from mixtures._src.fitting.init import INIT_METHODS, check_method
+from mixtures._src.engine.options import EMOptions, Rows
 from mixtures._src.core.mixture import Mixture, information_criteria, log_likelihood_and_entropy
 
 __all__ = ["CRITERIA", "Selection", "select"]
@@ -161,7 +162,10 @@ def select(
     table, results = [], []
     for f in families:
         fitted, log_l, entropy = jax.device_get(
-            _fit_candidates(f, k_max, init, keys, n_active, x, fit_weights, weights, tol, max_iter, chunk)
+            _fit_candidates(
+                keys, n_active, x, fit_weights, weights, tol, family=f, k_max=k_max, method=init,
+                options=EMOptions(chunk_size=chunk, max_iter=max_iter),
+            )
         )
         for i, k in enumerate(ks):
             result = _candidate(fitted, i, k)
@@ -225,21 +229,23 @@ def _as_n_components(value, upper: int, upper_name: str) -> list[int]:
     return sorted(ks)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 9, 10))
-def _fit_candidates(family, k_max, method, keys, n_active, x, fit_weights, weights, tol, max_iter, chunk_size):
+@functools.partial(jax.jit, static_argnames=("family", "k_max", "method", "options"))
+def _fit_candidates(keys, n_active, x, fit_weights, weights, tol, *, family, k_max, method, options):
     """(C, R) padded fits → each candidate's best restart, its Σ w log p and entropy; all (C, …).
 
     The fits use the weights rescaled to mean one; the criteria use them as given.
     """
 
-    def restart(key, k):
-        return fit_one(family, k_max, method, key, x, fit_weights, None, tol, max_iter, chunk_size, False, True, n_active=k)
+    rows = Rows(x, fit_weights)
 
-    def candidate(keys_k, k):
-        return best_restart(blocks.vmap_restarts(restart, in_axes=(0, None))(keys_k, k))
+    def restart(axes, key, k):
+        return fit_one(family, k_max, method, key, rows, tol, options.replace(axes=axes), n_active=k)
 
-    fitted = blocks.vmap_restarts(candidate)(keys, n_active)
-    sums = jax.vmap(lambda m: log_likelihood_and_entropy(m, x, weights, chunk_size))(fitted.mixture)
+    def candidate(axes, keys_k, k):
+        return best_restart(blocks.vmap_restarts(restart, axes, in_axes=(0, None))(keys_k, k))
+
+    fitted = blocks.vmap_restarts(candidate, options.axes)(keys, n_active)
+    sums = jax.vmap(lambda m: log_likelihood_and_entropy(m, x, weights, options.chunk_size))(fitted.mixture)
     return fitted, *sums
 
 

@@ -27,9 +27,9 @@ from mixtures._src.engine import em as engine
 from mixtures._src.fitting import fit as fitting
 from mixtures._src.core.progress import Progress
 from mixtures._src.core.family import Family
-from mixtures._src.families.gradient import GradientFamily
 from mixtures._src.fitting.init import INIT_METHODS, check_method, initialize
 from mixtures._src.core.mixture import Mixture
+from mixtures._src.engine.options import EMOptions, Rows
 
 __all__ = ["fit_stream", "scan_for_fit", "DEFAULT_INIT_SAMPLE_SIZE"]
 
@@ -129,7 +129,7 @@ def fit_stream(
     if not isinstance(family, Family):
         raise TypeError(f"`family` must be a mixtures.Family such as mx.Gaussian(); received {family!r}.")
     checks.hashable_family(family)
-    if isinstance(family, GradientFamily):
+    if family.m_step_needs_data:
         raise ValueError(
             f"`family` must have an M-step from summed statistics to be streamed; {type(family).__name__} does "
             "not (its M-step takes optimiser steps over the data): use mx.fit."
@@ -166,16 +166,16 @@ def fit_stream(
     if sample_weights is not None:
         sample_weights = checks.to_device(sample_weights * scale, dtype)
     chunk = chunk_size or blocks.default_chunk_size(k * n_init, d)
-    hard = assignment == "hard"
+    options = EMOptions(chunk_size=chunk, hard=assignment == "hard", update_weights=update_weights)
     if warm:
         mixtures = jax.tree.map(lambda a: a[None], start)
     else:
         keys = jax.random.split(key, n_init)
-        mixtures = _initial(family, k, init, keys, sample, sample_weights, chunk, update_weights)
+        mixtures = _initial(keys, sample, sample_weights, family=family, k=k, method=init, options=options)
     rows = seen.max_rows
     total = checks.to_device(seen.total_weight * scale if seen.sample_weights is not None else float(n), dtype)
     del seen, sample, sample_weights  # the initialisation sample is not needed any more
-    zero = _zero_sums(mixtures, rows, d, dtype, chunk, hard)
+    zero = _zero_sums(mixtures, rows, d, dtype, options)
 
     def one_pass(mixtures):
         sums = zero
@@ -185,7 +185,7 @@ def fit_stream(
             if scale != 1.0:
                 w = w * np.asarray(scale, w.dtype)
             done = sums
-            sums = _add_batch(mixtures, done, jax.device_put(x), jax.device_put(w), chunk, hard)
+            sums = _add_batch(mixtures, done, jax.device_put(x), jax.device_put(w), options=options)
             # The next batch is read while this one is computed, and no further: without the wait,
             # reading outpaces the device and every batch of the pass queues up in memory.
             jax.block_until_ready(done)
@@ -300,33 +300,33 @@ class _State(NamedTuple):
     collapsed: np.ndarray
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 6, 7))
-def _initial(family, k, method, keys, x, weights, chunk_size, update_weights):
-    def one(key):
-        start = initialize(method, family, k, key, x, weights, chunk_size)
-        if not update_weights:
-            start = Mixture(jnp.full((k,), 1.0 / k, x.dtype), start.params, family)
-        return start
+@functools.partial(jax.jit, static_argnames=("family", "k", "method", "options"))
+def _initial(keys, x, weights, *, family, k, method, options):
+    def one(axes, key):
+        return fitting.start_restart(family, k, method, key, Rows(x, weights), options.replace(axes=axes))
 
-    return blocks.vmap_restarts(one)(keys)
+    return blocks.vmap_restarts(one, options.axes)(keys)
 
 
-def _zero_sums(mixtures, rows, d, dtype, chunk_size, hard):
+def _zero_sums(mixtures, rows, d, dtype, options):
     x, w = jax.ShapeDtypeStruct((rows, d), dtype), jax.ShapeDtypeStruct((rows,), dtype)
-    shapes = jax.eval_shape(lambda m, x, w: _accumulate(m, x, w, chunk_size, hard), mixtures, x, w)
+    shapes = jax.eval_shape(lambda m, x, w: _accumulate(m, x, w, options), mixtures, x, w)
     return jax.tree.map(lambda s: jax.device_put(np.zeros(s.shape, s.dtype)), shapes)
 
 
-def _accumulate(mixtures, x, w, chunk_size, hard):
-    return blocks.vmap_restarts(lambda m: engine.accumulate(m, x, w, chunk_size, hard))(mixtures)
+def _accumulate(mixtures, x, w, options):
+    def one(axes, m):
+        return engine.accumulate(m, Rows(x, w), options.replace(axes=axes))
+
+    return blocks.vmap_restarts(one, options.axes)(mixtures)
 
 
-@functools.partial(jax.jit, static_argnums=(4, 5))
-def _add_batch(mixtures, sums, x, w, chunk_size, hard):
-    return jax.tree.map(jnp.add, sums, _accumulate(mixtures, x, w, chunk_size, hard))
+@functools.partial(jax.jit, static_argnames="options")
+def _add_batch(mixtures, sums, x, w, *, options):
+    return jax.tree.map(jnp.add, sums, _accumulate(mixtures, x, w, options))
 
 
-@functools.partial(jax.jit, static_argnums=(3,))
+@functools.partial(jax.jit, static_argnames="update_weights")
 def _step(mixtures, sums, total, update_weights, prior):
     def one(m, s):
         new, refused = engine._maximize(m, s, update_weights, None, prior)

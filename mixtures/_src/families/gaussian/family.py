@@ -12,83 +12,23 @@ import numpy as np
 from jax.scipy.linalg import solve_triangular
 
 from mixtures._src.core import checks
-from mixtures._src.core import blocks
-from mixtures._src.core.family import Family, GemmForm
-from mixtures._src.core.priors import GaussianPrior, check_gaussian_prior
+from mixtures._src.core.family import Family
+from mixtures._src.families.gaussian import fast
+from mixtures._src.families.gaussian.params import (
+    GaussianParams,
+    GaussianStats,
+    data_frame,
+    moved,
+    precision_cholesky,
+    upper_inverse,
+    whitened,
+)
+from mixtures._src.families.gaussian.prior import GaussianPrior, check_gaussian_prior
 
 __all__ = ["Gaussian", "GaussianParams", "GaussianStats"]
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied", "identity")
-# The largest ε · maxₖ qₖ at which :meth:`Gaussian.gemm_form` is used (see there).
-GEMM_TOLERANCE = 2.0**-32
 _HI = jax.lax.Precision.HIGHEST
-
-
-class GaussianParams(NamedTuple):
-    """Parameters of K Gaussian components.
-
-    Attributes:
-      means: (K, D) component means.
-      precisions_cholesky: the Cholesky factor U of each precision matrix,
-        precision = U Uᵀ with U upper triangular, as scikit-learn's
-        ``precisions_cholesky_``. Shape (K, D, D) for "full" and "tied" (for
-        "tied" every non-empty component holds the same matrix), (K, D) for
-        "diag" (the inverse standard deviations), (K,) for "spherical" and
-        "identity" (all ones for "identity").
-    """
-
-    means: jax.Array
-    precisions_cholesky: jax.Array
-
-    @property
-    def covariances(self) -> jax.Array:
-        """Covariances in the stored layout: (K, D, D), (K, D) or (K,).
-
-        Example:
-          >>> import numpy as np, mixtures as mx
-          >>> p = mx.Gaussian("full").make_params(np.zeros((1, 2)), np.array([[[2.0, 0.5], [0.5, 1.0]]]))
-          >>> p.covariances.round(6).tolist()
-          [[[2.0, 0.5], [0.5, 1.0]]]
-        """
-        u = self.precisions_cholesky
-        if u.ndim == 3:
-            eye = jnp.broadcast_to(jnp.eye(u.shape[-1], dtype=u.dtype), u.shape)
-            w = solve_triangular(u, eye, lower=False)  # U⁻¹
-            return jnp.einsum("kji,kjl->kil", w, w, precision=_HI)  # U⁻ᵀ U⁻¹
-        return 1.0 / u**2
-
-    @property
-    def precisions(self) -> jax.Array:
-        """Precision matrices (inverse covariances) in the stored layout.
-
-        Example:
-          >>> import numpy as np, mixtures as mx
-          >>> p = mx.Gaussian("diag").make_params(np.zeros((1, 2)), np.array([[4.0, 0.5]]))
-          >>> p.precisions.round(6).tolist()
-          [[0.25, 2.0]]
-        """
-        u = self.precisions_cholesky
-        if u.ndim == 3:
-            return jnp.einsum("kij,klj->kil", u, u, precision=_HI)
-        return u**2
-
-
-class GaussianStats(NamedTuple):
-    """Responsibility-weighted statistics, relative to the current parameters.
-
-    With μₖ the current means and Uₖ the current precision Cholesky factors,
-    yₙₖ = (xₙ − μₖ) Uₖ is row n whitened by component k.
-
-    Attributes:
-      first: (K, D) Σₙ rₙₖ yₙₖ.
-      second: Σₙ rₙₖ yₙₖᵀ yₙₖ (yₙₖ a row), (K, D, D) for "full"/"tied"; its diagonal
-        only, (K, D), for "diag"/"spherical"/"identity". In this frame a
-        converged component's second / Nₖ is close to the identity, whatever
-        the scale of the data.
-    """
-
-    first: jax.Array
-    second: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,7 +189,8 @@ class Gaussian(Family):
 
     # -- densities ----------------------------------------------------------
 
-    def _log_det(self, u, d):
+    def log_det(self, u, d):
+        """log |Uₖ| per component, (K,) (or a scalar for one component's U)."""
         if self.covariance in ("full", "tied"):
             return jnp.sum(jnp.log(jnp.diagonal(u, axis1=-2, axis2=-1)), axis=-1)
         if self.covariance == "diag":
@@ -261,131 +202,24 @@ class Gaussian(Family):
         diff = x - params.means
         u = params.precisions_cholesky
         y = jnp.dot(diff, u, precision=_HI) if u.ndim == 2 else diff * u
-        return -0.5 * (d * math.log(2 * math.pi) + jnp.sum(y * y)) + self._log_det(u, d)
+        return -0.5 * (d * math.log(2 * math.pi) + jnp.sum(y * y)) + self.log_det(u, d)
 
     def log_prob_components(self, params: GaussianParams, x: jax.Array) -> jax.Array:
-        return self.log_prob_components_and_cache(params, x)[0]
+        return fast.log_probs_and_residuals(self, params, x)[0]
 
-    def log_prob_components_and_cache(self, params: GaussianParams, x: jax.Array):
-        """(B, K) log-densities and the whitened residuals (K, B, D) that :meth:`accumulate_from_cache` reuses."""
-        d = x.shape[-1]
-        y = _whitened(params, x)
-        maha = jnp.sum(y * y, axis=-1)  # (K, B)
-        logp = -0.5 * (d * math.log(2 * math.pi) + maha) + self._log_det(params.precisions_cholesky, d)[:, None]
-        return logp.T, y
+    def fast_sums(self, params: GaussianParams, x, weights, posterior, *, chunk_size: int, axes, mode: str):
+        """The E-step pass with whitened residuals shared by densities and statistics, or as two matrix products.
 
-    def gemm_form(self, params: GaussianParams) -> GemmForm | None:
-        """The log-densities as one matrix product of moments about a centre, where float rounding allows.
-
-        With c the mean of the component means (averaged over the restarts
-        run side by side, so that they share T), x̃ = x − c and m̃ₖ = μₖ − c,
-        a row's statistics are T(x) = (x̃, the products x̃ᵢ x̃ⱼ for i ≤ j) for
-        "full" and "tied" (M = D + D(D+1)/2) and (x̃, x̃²) otherwise
-        (M = 2D); the quadratic form (x̃ − m̃ₖ)ᵀ Pₖ (x̃ − m̃ₖ) is linear in
-        T(x). Expanded this way, rounding grows with how far the centre
-        lies from each component and with how far its covariance is from
-        the axes, both in units of its standard deviations:
-        qₖ = ‖ |m̃ₖ| |Uₖ| ‖² + ‖ σₖ |Uₖ| ‖², with σₖ the component's standard
-        deviations per feature and |·| taken entrywise (qₖ = D + Mahalanobis
-        distance² of the centre for the diagonal types). The statistics'
-        relative error is then about ε qₖ / D, ε the dtype's machine epsilon,
-        against about ε for the whitened residuals of
-        :meth:`log_prob_components_and_cache`. The form is usable only while
-        ε · maxₖ qₖ ≤ :data:`GEMM_TOLERANCE` (2⁻³²): in float64 while every
-        qₖ ≤ about 10⁶. Since qₖ ≥ D, a dtype with ε · D above the tolerance
-        never can, and then (float32) there is no form: None.
-
-        Example:
-          >>> import numpy as np, mixtures as mx
-          >>> g = mx.Gaussian("full")
-          >>> p = g.make_params(np.array([[0.0, 1.0], [2.0, -1.0]]), np.stack([np.eye(2), 2 * np.eye(2)]))
-          >>> form = g.gemm_form(p)
-          >>> x = np.array([[0.5, 0.0], [3.0, 1.0]])
-          >>> by_product = g.gemm_features(form.aux, x) @ form.natural + form.offset[None, :]
-          >>> bool(np.allclose(by_product, g.log_prob_components(p, x)))
-          True
+        See :mod:`mixtures._src.families.gaussian.fast`: the products are
+        taken (float64 only) where the rounding guard allows and the pass is
+        large enough to repay their compilation.
         """
-        mu, u = params.means, params.precisions_cholesky
-        k, d = mu.shape
-        if jnp.finfo(mu.dtype).eps * d > GEMM_TOLERANCE:
-            return None
-        # Restarts run side by side share one centre, and so one T(rows) per block.
-        centre = blocks.mean_over_restarts(jnp.mean(mu, axis=0))
-        m = mu - centre[None, :]
-        log_norm = self._log_det(u, d) - 0.5 * d * math.log(2 * math.pi)
-        if u.ndim == 3:
-            p = jnp.einsum("kij,klj->kil", u, u, precision=_HI)
-            linear = jnp.einsum("kij,kj->ki", p, m, precision=_HI)
-            i, j = np.triu_indices(d)
-            quadratic = p[:, i, j] * jnp.asarray(np.where(i == j, -0.5, -1.0), mu.dtype)[None, :]
-            whitened = jnp.einsum("kd,kde->ke", m, u, precision=_HI)
-            sd = jnp.sqrt(jnp.sum(_upper_inverse_by_substitution(u) ** 2, axis=-2))  # √diag(U⁻ᵀ U⁻¹)
-            spread = jnp.sum(jnp.einsum("kd,kde->ke", jnp.abs(m), jnp.abs(u), precision=_HI) ** 2, axis=-1)
-            spread = spread + jnp.sum(jnp.einsum("kd,kde->ke", sd, jnp.abs(u), precision=_HI) ** 2, axis=-1)
-        else:
-            scale = u if u.ndim == 2 else jnp.broadcast_to(u[:, None], (k, d))
-            linear = scale**2 * m
-            quadratic = -0.5 * scale**2
-            whitened = m * scale
-            spread = jnp.sum(whitened**2, axis=-1) + d
-        natural = jnp.concatenate([linear, quadratic], axis=1).T
-        offset = log_norm - 0.5 * jnp.sum(whitened**2, axis=-1)
-        usable = jnp.finfo(mu.dtype).eps * jnp.max(spread) <= GEMM_TOLERANCE
-        return GemmForm(usable & jnp.all(jnp.isfinite(natural)) & jnp.all(jnp.isfinite(offset)), natural, offset, centre)
-
-    def gemm_features(self, aux, x) -> jax.Array:
-        """T(x) of :meth:`gemm_form`: (x̃, x̃ᵢ x̃ⱼ for i ≤ j) or (x̃, x̃²), x̃ = x − ``aux`` (the centre)."""
-        xc = x - aux[None, :]
-        if self.covariance in ("full", "tied"):
-            i, j = np.triu_indices(x.shape[-1])
-            return jnp.concatenate([xc, xc[:, i] * xc[:, j]], axis=1)
-        return jnp.concatenate([xc, xc * xc], axis=1)
-
-    def gemm_stats(self, aux, sum_t, counts, params: GaussianParams) -> GaussianStats:
-        """:class:`GaussianStats` (in each component's whitened frame) from the moments about the centre.
-
-        S₁ = Σ r x̃ and S₂ = Σ r x̃ x̃ᵀ (its diagonal for the diagonal types) are
-        the statistics of the frame with mean c and factor I, moved into each
-        component's frame as :meth:`transport_stats` moves them: with
-        A = Uₖ and c' = (c − μₖ) Uₖ, first = (S₁ − Nₖ m̃ₖ) Uₖ and
-        second = Uₖᵀ (S₂ − S₁ m̃ₖᵀ − m̃ₖ S₁ᵀ + Nₖ m̃ₖ m̃ₖᵀ) Uₖ.
-        """
-        mu, u = params.means, params.precisions_cholesky
-        k, d = mu.shape
-        s1, s2 = sum_t[:, :d], sum_t[:, d:]
-        if u.ndim == 3:
-            i, j = np.triu_indices(d)
-            slot = np.zeros((d, d), np.int32)
-            slot[i, j] = slot[j, i] = np.arange(i.size)
-            s2, a = s2[:, slot], u
-            shift = jnp.einsum("kd,kde->ke", aux[None, :] - mu, u, precision=_HI)
-        else:
-            a = u if u.ndim == 2 else jnp.broadcast_to(u[:, None], (k, d))
-            shift = (aux[None, :] - mu) * a
-        return _moved(GaussianStats(s1, s2), counts, a, shift)
-
-    def expected_log_prob(self, stats: GaussianStats, counts, params: GaussianParams) -> jax.Array:
-        """Σₙ rₙₖ log p(xₙ | θₖ) = Nₖ (log|Uₖ| − D/2 log 2π) − ½ tr(second), the whitened scatter's trace."""
-        u = params.precisions_cholesky
-        d = params.means.shape[-1]
-        trace = jnp.trace(stats.second, axis1=-2, axis2=-1) if u.ndim == 3 else jnp.sum(stats.second, axis=-1)
-        return counts * (self._log_det(u, d) - 0.5 * d * math.log(2 * math.pi)) - 0.5 * trace
+        return fast.sums(self, params, x, weights, posterior, chunk_size=chunk_size, axes=axes, mode=mode)
 
     # -- EM -----------------------------------------------------------------
 
     def accumulate(self, params: GaussianParams, x, resp) -> GaussianStats:
-        return self.accumulate_from_cache(params, x, resp, _whitened(params, x))
-
-    def accumulate_from_cache(self, params: GaussianParams, x, resp, y) -> GaussianStats:
-        """Statistics from the whitened residuals y (K, B, D) of the E-step: Σₙ rₙₖ yₙₖ and Σₙ rₙₖ yₙₖ yₙₖᵀ."""
-        rt = resp.T  # (K, B)
-        first = jnp.einsum("kb,kbd->kd", rt, y, precision=_HI)
-        weighted = rt[:, :, None] * y
-        if self.covariance in ("full", "tied"):
-            second = jax.lax.dot_general(weighted, y, (((1,), (1,)), ((0,), (0,))), precision=_HI)
-        else:
-            second = jnp.sum(weighted * y, axis=1)
-        return GaussianStats(first, second)
+        return fast.stats_from_residuals(self.covariance, resp, whitened(params, x))
 
     def m_step(self, stats: GaussianStats, counts, previous: GaussianParams) -> GaussianParams:
         k, d = previous.means.shape
@@ -405,7 +239,7 @@ class Gaussian(Family):
             # Pooled in the whitened frame of the component with the largest count, as "full"
             # below. Every component normally holds that same U; one whose update the engine
             # refused may hold an older one, and its statistics are carried over by U_k⁻¹ U.
-            inv = _upper_inverse(u)
+            inv = upper_inverse(u)
             offset = jnp.einsum("kd,kde->ke", o, inv, precision=_HI)  # o U_k⁻¹
             ref = u[jnp.argmax(counts)]
             same = jnp.all(u == ref[None], axis=(1, 2))
@@ -413,7 +247,7 @@ class Gaussian(Family):
             scatter = stats.second - nk[:, None, None] * o[:, :, None] * o[:, None, :]
             pooled = jnp.einsum("kji,kjl,klm->im", carry, scatter, carry, precision=_HI) / jnp.sum(nk)
             pooled = pooled + self.reg_covar * jnp.einsum("ji,jl->il", ref, ref, precision=_HI)
-            new_u = jnp.dot(ref, _precision_cholesky(pooled), precision=_HI)
+            new_u = jnp.dot(ref, precision_cholesky(pooled), precision=_HI)
             return GaussianParams(previous.means + offset, jnp.broadcast_to(new_u, (k, d, d)))
         # Full, in the whitened frame: C = S/N − ooᵀ + reg_covar·UᵀU is the new covariance
         # (plus reg_covar·I) seen through U; if C = L Lᵀ the new precision factor is
@@ -421,7 +255,7 @@ class Gaussian(Family):
         # the one before it (see shared/JAX-CPU-NOTES.md on concurrent batched solves).
         cov = stats.second / nk[:, None, None] - o[:, :, None] * o[:, None, :]
         cov = cov + self.reg_covar * jnp.einsum("kji,kjl->kil", u, u, precision=_HI)
-        inv_lt = _precision_cholesky(cov)  # L⁻ᵀ, upper triangular
+        inv_lt = precision_cholesky(cov)  # L⁻ᵀ, upper triangular
         new_u = jnp.einsum("kij,kjl->kil", u, inv_lt, precision=_HI)
         through = jnp.einsum("kd,kde->ke", o, inv_lt, precision=_HI)  # o L⁻ᵀ
         offset = solve_triangular(new_u, through[:, :, None], trans="T", lower=False)[:, :, 0]
@@ -452,10 +286,10 @@ class Gaussian(Family):
         shift = old.means - new.means
         if u_old.ndim == 3:
             a = solve_triangular(u_old, u_new, lower=False)  # U⁻¹ U'
-            return _moved(stats, counts, a, jnp.einsum("kd,kde->ke", shift, u_new, precision=_HI))
+            return moved(stats, counts, a, jnp.einsum("kd,kde->ke", shift, u_new, precision=_HI))
         scale_old = u_old if u_old.ndim == 2 else u_old[:, None]
         scale_new = u_new if u_new.ndim == 2 else u_new[:, None]
-        return _moved(stats, counts, scale_new / scale_old, shift * scale_new)
+        return moved(stats, counts, scale_new / scale_old, shift * scale_new)
 
     # -- MAP-EM ---------------------------------------------------------------
 
@@ -507,7 +341,7 @@ class Gaussian(Family):
           ([[1.3333333333333333]], [0.944444])
         """
         k, d = previous.means.shape
-        stats = _data_frame(self.covariance, stats, previous.precisions_cholesky)
+        stats = data_frame(self.covariance, stats, previous.precisions_cholesky)
         kappa, nu = prior.shrinkage, prior.dof
         offset = (stats.first + kappa * (prior.mean[None, :] - previous.means)) / (counts + kappa)[:, None]
         means = previous.means + offset  # the shift c plus (Nₖ (x̄ₖ − c) + κ₀ (μ₀ − c)) / (Nₖ + κ₀)
@@ -526,11 +360,11 @@ class Gaussian(Family):
             eye = jnp.eye(d, dtype=means.dtype)
             if self.covariance == "full":
                 cov = (prior.scale[None] + scatter) / (counts + nu + d + 2)[:, None, None] + self.reg_covar * eye[None]
-                return GaussianParams(means, _precision_cholesky(cov))
+                return GaussianParams(means, precision_cholesky(cov))
             on = weights > 0  # switched-off components have zero counts and zero scatter
             total = jnp.sum(jnp.where(on, counts, 0.0)) + jnp.sum(on).astype(counts.dtype) + nu + d + 1
             pooled = (prior.scale + jnp.sum(scatter, axis=0)) / total + self.reg_covar * eye
-            return GaussianParams(means, jnp.broadcast_to(_precision_cholesky(pooled), (k, d, d)))
+            return GaussianParams(means, jnp.broadcast_to(precision_cholesky(pooled), (k, d, d)))
         scatter = (
             stats.second - 2.0 * stats.first * offset + counts[:, None] * offset**2 + kappa * to_prior**2
         )
@@ -569,10 +403,10 @@ class Gaussian(Family):
         elif self.covariance == "full":
             y = jnp.einsum("kd,kde->ke", diff, u, precision=_HI)
             trace = jnp.einsum("de,kdf,kef->k", prior.scale, u, u, precision=_HI)  # tr(Uᵀ Ψ U)
-            per = (nu + d + 2) * self._log_det(u, d) - 0.5 * trace - 0.5 * kappa * jnp.sum(y**2, axis=-1)
+            per = (nu + d + 2) * self.log_det(u, d) - 0.5 * trace - 0.5 * kappa * jnp.sum(y**2, axis=-1)
         elif self.covariance == "tied":
             shared = u[jnp.argmax(weights)]
-            log_det = self._log_det(shared, d)  # −½ log|Σ|
+            log_det = self.log_det(shared, d)  # −½ log|Σ|
             y = jnp.dot(diff, shared, precision=_HI)
             per = log_det - 0.5 * kappa * jnp.sum(y**2, axis=-1)
             trace = jnp.einsum("de,df,ef->", prior.scale, shared, shared, precision=_HI)
@@ -589,85 +423,3 @@ class Gaussian(Family):
         if u.ndim == 2:  # x = μ + U⁻ᵀ ε has covariance U⁻ᵀ U⁻¹ = (U Uᵀ)⁻¹
             return params.means + solve_triangular(u, eps, trans="T", lower=False)
         return params.means + eps / u
-
-
-def _whitened(params: GaussianParams, x) -> jax.Array:
-    """Residuals in each component's whitened frame, yₙₖ = (xₙ − μₖ) Uₖ, shape (K, B, D).
-
-    The difference xₙ − μₖ is taken first, per component, so float32 keeps the
-    residual's digits however far the clusters lie from the origin and from
-    each other; for full/tied it is then one batched product with the Uₖ.
-    """
-    u = params.precisions_cholesky
-    diff = x[None, :, :] - params.means[:, None, :]  # (K, B, D)
-    if u.ndim == 3:
-        return jax.lax.dot_general(diff, u, (((2,), (1,)), ((0,), (0,))), precision=_HI)
-    scale = u if u.ndim == 2 else u[:, None]
-    return diff * scale[:, None, :]
-
-
-def _moved(stats: GaussianStats, counts, a, c) -> GaussianStats:
-    """Sums of rows y re-expressed as sums of y A + c, per component.
-
-    A is (K, D, D), or (K, D) for a diagonal A; c is (K, D). Then
-    first' = first A + N c and second' = Aᵀ second A + (first A)ᵀ c + cᵀ (first A) + N cᵀ c
-    (for a diagonal A, second holds diagonals: a² second + 2 c (first a) + N c²).
-    """
-    if a.ndim == 3:
-        moved = jnp.einsum("kd,kde->ke", stats.first, a, precision=_HI)  # first A
-        cross = moved[:, :, None] * c[:, None, :]
-        second = (
-            jnp.einsum("kji,kjl,klm->kim", a, stats.second, a, precision=_HI)
-            + cross
-            + jnp.swapaxes(cross, 1, 2)
-            + counts[:, None, None] * c[:, :, None] * c[:, None, :]
-        )
-    else:
-        moved = stats.first * a
-        second = a**2 * stats.second + 2.0 * c * moved + counts[:, None] * c**2
-    return GaussianStats(moved + counts[:, None] * c, second)
-
-
-def _upper_inverse_by_substitution(u):
-    """U⁻¹ for each upper-triangular factor, by back substitution in plain array operations.
-
-    The E-step uses this rather than a triangular solve, so that it never
-    runs a batched solve alongside the M-step's (see shared/JAX-CPU-NOTES.md).
-    """
-    d = u.shape[-1]
-    eye = jnp.eye(d, dtype=u.dtype)
-
-    def row(step, inv):
-        i = d - 1 - step  # rows below i are done and rows above are still zero
-        value = (eye[i][None, :] - jnp.einsum("kj,kjl->kl", u[:, i, :], inv, precision=_HI)) / u[:, i, i][:, None]
-        return inv.at[:, i, :].set(value)
-
-    return jax.lax.fori_loop(0, d, row, jnp.zeros_like(u))
-
-
-def _upper_inverse(u):
-    """U⁻¹ for each upper-triangular factor."""
-    eye = jnp.broadcast_to(jnp.eye(u.shape[-1], dtype=u.dtype), u.shape)
-    return solve_triangular(u, eye, lower=False)
-
-
-def _unwhiten(second, inv):
-    """U⁻ᵀ S U⁻¹ for each component, given U⁻¹: a whitened scatter back in the data frame."""
-    return jnp.einsum("kji,kjl,klm->kim", inv, second, inv, precision=_HI)
-
-
-def _data_frame(covariance, stats: GaussianStats, u) -> GaussianStats:
-    """Statistics moved from each component's whitened frame to the data frame (relative to its mean)."""
-    if covariance in ("full", "tied"):
-        inv = _upper_inverse(u)
-        first = jnp.einsum("kd,kde->ke", stats.first, inv, precision=_HI)  # Σ r yU⁻¹
-        return GaussianStats(first, _unwhiten(stats.second, inv))
-    scale = u if u.ndim == 2 else u[:, None]
-    return GaussianStats(stats.first / scale, stats.second / scale**2)
-
-
-def _precision_cholesky(cov):
-    """Upper-triangular U with U Uᵀ = cov⁻¹, from one Cholesky and one triangular solve."""
-    chol = jnp.linalg.cholesky(cov)
-    eye = jnp.broadcast_to(jnp.eye(cov.shape[-1], dtype=cov.dtype), cov.shape)
-    return jnp.swapaxes(solve_triangular(chol, eye, lower=True), -1, -2)
