@@ -489,5 +489,5 @@ def test_import_without_sklearn_says_how_to_install(monkeypatch):
         if name == "sklearn" or name.startswith("sklearn."):
             monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.delitem(sys.modules, "mixtures.sklearn")
-    with pytest.raises(ImportError, match=re.escape('pip install "mixtures[sklearn]"')):
+    with pytest.raises(ImportError, match=re.escape('pip install "jax-mixtures[sklearn]"')):
         importlib.import_module("mixtures.sklearn")
