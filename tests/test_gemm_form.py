@@ -19,7 +19,7 @@ import mixtures as mx
 from mixtures._src.core import blocks
 from mixtures._src.engine import em as engine
 from mixtures._src.families.gaussian import family as gaussian
-from tests.helpers import blobs
+from tests.helpers import blobs, slow_where
 
 COVARIANCES = ["full", "tied", "diag", "spherical", "identity"]
 
@@ -46,7 +46,7 @@ def products_at_any_size(monkeypatch):
     jax.clear_caches()
 
 
-@pytest.mark.parametrize("covariance", COVARIANCES)
+@pytest.mark.parametrize("covariance", slow_where(COVARIANCES, {"full", "tied"}))
 def test_form_reproduces_densities_statistics_and_expected_log_density(covariance):
     x = data()
     m = fitted(covariance)
@@ -91,7 +91,11 @@ def test_engine_paths_agree(covariance, option, monkeypatch):
 
 @pytest.mark.parametrize(
     "covariance, options",
-    [("full", {"n_init": 3}), ("diag", {"n_init": 3}), ("full", {"prior": "default"})],
+    [
+        pytest.param("full", {"n_init": 3}, marks=pytest.mark.slow),
+        pytest.param("diag", {"n_init": 3}, marks=pytest.mark.slow),
+        ("full", {"prior": "default"}),
+    ],
     ids=["full", "diag", "full_map"],
 )
 def test_fit_is_the_same_by_either_path(covariance, options, monkeypatch):

@@ -30,6 +30,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 def test_mesh_fits_equal_single_device_fits_and_sum_across_devices():
     env = {k: v for k, v in os.environ.items() if k != "MIXTURES_XLA_CPU_FUSION"}
     env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip()
