@@ -46,8 +46,8 @@ so each JAX implementation (mixtures, gmmx) runs twice, with
 with ``--xla_cpu_experimental_ynn_fusion_type=-invalid`` (fusion on: XLA's
 default list less a type that is never in it, i.e. the default list itself,
 whatever the jaxlib version; "default" is not a valid value), appended to
-any XLA_FLAGS already set. Both name the flag, so a library that chooses the
-setting at import when XLA_FLAGS does not mention it leaves it alone. The
+any XLA_FLAGS already set. Both name the flag, so a library that opts in to a
+setting when XLA_FLAGS does not mention it leaves it alone. The
 script checks that "fusion on" compiles a test program as XLA_FLAGS without
 the flag does.
 
@@ -78,7 +78,7 @@ import traceback
 
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 # "-invalid" removes LIBRARY_FUSION_TYPE_INVALID, never in the list, from XLA's default list:
-# the default itself, named explicitly (the library may choose a setting when XLA_FLAGS has none).
+# the default itself, named explicitly (a library may opt in to a setting when XLA_FLAGS has none).
 # An explicit list such as "dot,eltwise,reduce" is not the default of jaxlib 0.10.2.
 FUSION_SETTINGS = {"fusion-off": "", "fusion-on": "-invalid"}
 

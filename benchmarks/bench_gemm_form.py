@@ -17,6 +17,9 @@ clusters, some of them nearly singular), with the parameters of a short fit;
 and "round", unit-variance clusters with means spread over a few standard
 deviations.
 
+The script turns XLA:CPU's YNN fusion off (``mx.disable_xla_cpu_fusion()``,
+docs/performance.md) unless ``XLA_FLAGS`` sets it.
+
 Usage:
   python benchmarks/bench_gemm_form.py                  # float64, the default cases
   python benchmarks/bench_gemm_form.py --cases 100000x16x8 --reps 10
@@ -96,6 +99,7 @@ def main():
     parser.add_argument("--reps", type=int, default=5, help="timed calls; the fastest counts (default 5)")
     parser.add_argument("--restarts", type=int, default=8, help="restarts under vmap (default 8)")
     args = parser.parse_args()
+    mx.disable_xla_cpu_fusion()
     print("float64, full covariance; seconds per E-step and accumulation (best of --reps)")
     header = f"{'case':>14} {'data':>6} {'used':>6} {'whitened':>9} {'form':>8} {'ratio':>6}"
     header += f" {'whitened×R':>11} {'form×R':>8} {'ratio':>6} {'max diff':>9}"

@@ -120,6 +120,8 @@ def main(argv=None):
     parser.add_argument("--out", default="bench_memory.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    # Every child opts in to the faster XLA:CPU setting unless the caller chose (docs/performance.md).
+    os.environ.setdefault("MIXTURES_XLA_CPU_FUSION", "off")
     if args.child:
         return child(json.loads(args.child))
 

@@ -22,8 +22,8 @@ of the mixture before each iteration), for online EM from a loop of
 ``online_em`` updates paused ``--checkpoints`` times per epoch to score the
 current iterate on all the data (the scoring is not timed).
 
-The XLA:CPU fusion setting is printed; ``import mixtures`` turns the YNN
-fusion off unless ``XLA_FLAGS`` sets it (docs/performance.md).
+The script turns XLA:CPU's YNN fusion off (``mx.disable_xla_cpu_fusion()``,
+docs/performance.md) unless ``XLA_FLAGS`` sets it; the flags are printed.
 
 Usage:
   python benchmarks/bench_online.py                                    # N = 2e6, D = 16, K = 8
@@ -164,6 +164,7 @@ def main(argv=None):
 
     import mixtures as mx
 
+    mx.disable_xla_cpu_fusion()
     n, d, k = int(args.rows), args.features, args.components
     x, means = make_data(n, d, k)
     start = start_mixture(means)

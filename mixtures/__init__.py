@@ -7,9 +7,9 @@
 (272,)
 """
 
-from mixtures._src.core import xla
+from mixtures._src.core import xla as _xla
 
-xla.choose_cpu_fusion()
+_xla.apply_environment()
 
 from mixtures import datasets
 from mixtures._src.fitting import online
@@ -33,6 +33,7 @@ from mixtures._src.core.priors import ConjugatePrior, DirichletPrior, Prior
 from mixtures._src.families.gaussian.prior import GaussianPrior
 from mixtures._src.fitting.selection import Selection, select
 from mixtures._src.fitting.streaming import fit_stream
+from mixtures._src.core.xla import disable_xla_cpu_fusion
 from mixtures._src.families.student_t import StudentT, StudentTParams
 from mixtures._src.families.von_mises_fisher import VonMisesFisher, VonMisesFisherParams
 
@@ -70,6 +71,7 @@ __all__ = [
     "VonMisesFisher",
     "VonMisesFisherParams",
     "datasets",
+    "disable_xla_cpu_fusion",
     "em_step",
     "fit",
     "fit_online",

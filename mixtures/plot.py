@@ -1,4 +1,4 @@
-"""Figures of mixtures and fits, drawn with matplotlib (the optional extra ``mixtures[plot]``).
+"""Figures of mixtures and fits, drawn with matplotlib (the optional extra ``jax-mixtures[plot]``).
 
 Every function draws into ``ax`` (default: matplotlib's current Axes),
 returns that Axes, and validates its input on the host first, raising
@@ -33,7 +33,7 @@ try:
     import matplotlib.ticker
 except ImportError as error:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        "mixtures.plot needs matplotlib; install it with: pip install 'mixtures[plot]'"
+        "mixtures.plot needs matplotlib; install it with: pip install 'jax-mixtures[plot]'"
     ) from error
 
 from mixtures._src.core.progress import Progress

@@ -15,7 +15,7 @@ per x64 setting, so nothing is shared wrongly), and keep the fitted
 parameters as NumPy arrays; ``mixture_`` is built on access, in the caller's
 precision.
 
-Importing this module needs scikit-learn (``pip install "mixtures[sklearn]"``);
+Importing this module needs scikit-learn (``pip install "jax-mixtures[sklearn]"``);
 ``import mixtures`` does not import it. See ``docs/migrating-from-sklearn.md``.
 """
 
@@ -36,7 +36,7 @@ try:
 except ImportError as err:
     raise ImportError(
         f"mixtures.sklearn needs scikit-learn >= 1.6, which could not be imported ({err}); "
-        'install it with: pip install "mixtures[sklearn]"'
+        'install it with: pip install "jax-mixtures[sklearn]"'
     ) from err
 
 import jax

@@ -7,6 +7,7 @@ import itertools
 
 import jax
 import numpy as np
+import pytest
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
@@ -99,6 +100,11 @@ def assert_monotone(result, n_iter, rel=1e-9):
     scale = max(1.0, float(np.max(np.abs(history))))
     assert np.all(np.diff(history) >= -rel * scale)
     assert float(result.log_likelihood) >= history[-1] - rel * scale
+
+
+def slow_where(values, slow):
+    """``values`` for ``pytest.mark.parametrize``, those in ``slow`` marked ``slow`` (the measured slow cases)."""
+    return [pytest.param(v, marks=pytest.mark.slow) if v in slow else v for v in values]
 
 
 # The event JAX records for every XLA compilation (jax._src.dispatch.BACKEND_COMPILE_EVENT).

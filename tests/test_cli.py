@@ -147,6 +147,7 @@ def test_info_describes_the_model_file(fitted):
     np.testing.assert_allclose(weights, model.weights, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_fit_auto_picks_the_number_of_well_separated_clusters(files):
     tmp, x = files
     np.savez(tmp / "arrays.npz", data=x, other=np.zeros(3))
@@ -268,6 +269,7 @@ def test_errors_in_process(files, fitted, capsys):
 # -- demo -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_demo_picks_two_components_by_bic_and_draws_them(tmp_path):
     out = run("demo", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -318,6 +320,7 @@ def test_demo_reports_bad_options_in_one_line(args, words, capsys):
 # -- examples and docs -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_examples_run():
     """Every example script but the tutorials', which tests/test_docs.py runs and checks against its pages."""
     scripts = sorted(p for p in ROOT.joinpath("examples").glob("*.py") if not p.name.startswith("tutorial_"))
@@ -328,6 +331,7 @@ def test_examples_run():
         assert "log-likelihood" in out.stdout, script
 
 
+@pytest.mark.slow
 def test_custom_family_page_runs():
     """The code blocks of docs/custom-family.md, run in order, fit and check the family."""
     page = ROOT.joinpath("docs", "custom-family.md").read_text()

@@ -16,6 +16,7 @@ GAUSSIAN_BAD = [GAUSSIAN_X[:, 0], np.full((3, 3), np.nan), GAUSSIAN_X.astype(com
 
 
 @pytest.mark.parametrize("covariance", ["full", "diag", "spherical", "tied", "identity"])
+@pytest.mark.slow
 def test_gaussian_families_conform(covariance):
     report = check_family(mx.Gaussian(covariance), GAUSSIAN_X, key=jax.random.key(0), n_components=3,
                           bad_data=GAUSSIAN_BAD, n_samples=5000)
@@ -62,6 +63,7 @@ def _unit(v):
 
 
 @pytest.mark.parametrize("name", sorted(OTHER_FAMILIES))
+@pytest.mark.slow
 def test_other_built_in_families_conform(name):
     family, data, bad = OTHER_FAMILIES[name]
     report = check_family(family, data(), key=jax.random.key(0), bad_data=bad, n_restarts=2, n_samples=5000)

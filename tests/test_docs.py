@@ -243,6 +243,7 @@ def test_04_em_steps(run):
     assert np.min(np.diff(r["log_likelihoods"])) >= -1e-12
 
 
+@pytest.mark.slow
 def test_05_convergence(run):
     r = check_example(run, "05-convergence")
     for table in (r["histories"], r["histories_3"]):
@@ -256,6 +257,7 @@ def test_05_convergence(run):
     assert len(np.unique(np.round(r["finals_3"], 4))) > 1  # K = 3 has several local maxima
 
 
+@pytest.mark.slow
 def test_06_covariance(run):
     r = check_example(run, "06-covariance")
     x = r["x"]

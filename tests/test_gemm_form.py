@@ -85,6 +85,7 @@ def test_engine_paths_agree(covariance, option):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * float(np.max(np.abs(b))))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "covariance, options",
     [("full", {"n_init": 3}), ("diag", {"n_init": 3}), ("full", {"prior": "default"})],

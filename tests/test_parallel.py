@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import jax
-import jaxlib
 import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec
@@ -31,8 +30,9 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 def test_mesh_fits_equal_single_device_fits_and_sum_across_devices():
-    env = {k: v for k, v in os.environ.items() if k != "MIXTURES_KEEP_XLA_FLAGS"}
+    env = {k: v for k, v in os.environ.items() if k != "MIXTURES_XLA_CPU_FUSION"}
     env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip()
     out = subprocess.run(
         [sys.executable, str(WORKER)], capture_output=True, text=True, env=env, timeout=300,
@@ -41,9 +41,8 @@ def test_mesh_fits_equal_single_device_fits_and_sum_across_devices():
     assert out.returncode == 0, out.stderr[-4000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
 
-    # mixtures still chose its CPU fusion setting next to the device-count flag.
-    if jaxlib.__version__.startswith("0.10."):
-        assert "xla_cpu_experimental_ynn_fusion_type" in report["xla_flags"]
+    # Importing mixtures left the flags as the worker was started with.
+    assert report["xla_flags"] == env["XLA_FLAGS"]
     # The program that ran adds the devices' sums: it fails if the fit silently ran on one device.
     assert report["collectives"]["all-reduce"] >= 1, report["collectives"]
 

@@ -87,6 +87,7 @@ def test_score_is_the_weighted_mean_log_likelihood():
     np.testing.assert_allclose(m.score(np.repeat(x, w.astype(int), axis=0)), np.sum(w * logp) / w.sum(), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_von_mises_fisher_mean_parameters_stay_accurate_at_small_concentration():
     a = mx.VonMisesFisher().log_partition
     np.testing.assert_allclose(jax.grad(a)(jnp.array([1e-4, 0.0, 0.0], jnp.float32))[0], 1e-4 / 3, rtol=1e-5)

@@ -79,6 +79,7 @@ def test_criteria_match_sklearn_and_numpy(covariance):
         np.testing.assert_allclose(float(weighted), float(getattr(m, name)(repeated)), rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_select_picks_three_components_by_bic():
     x, _ = blobs(2, 300, THREE, [1.0, 0.8, 1.2])
     s = select(x, mx.Gaussian("full"), range(1, 6), key=jax.random.key(0), n_init=2)
@@ -102,6 +103,7 @@ def test_select_picks_three_components_by_bic():
     assert s.table[0]["icl"] == s.table[0]["bic"]
 
 
+@pytest.mark.slow
 def test_select_over_families_returns_the_right_family_in_one_compiled_call_each(monkeypatch):
     # Three elongated, correlated clusters: full covariances beat spherical ones at any K tried.
     rng = np.random.default_rng(3)

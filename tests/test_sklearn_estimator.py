@@ -282,6 +282,7 @@ def matched(estimated, true):
     return np.asarray(order)
 
 
+@pytest.mark.slow
 def test_poisson_model_recovers_rates_and_equals_mx_fit():
     x, rates, weights = poisson_data()
     model = MixtureModel(mx.Poisson(), n_components=3, n_init=3, tol=1e-8, max_iter=MAX_ITER, random_state=0).fit(x)
@@ -346,6 +347,7 @@ def test_pipeline_with_a_scaler_matches_sklearn():
     np.testing.assert_allclose(ours[-1].means_, ref[-1].means_, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_grid_search_scores_by_held_out_log_likelihood():
     rng = np.random.default_rng(1)
     centres = np.array([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0]])
@@ -489,5 +491,5 @@ def test_import_without_sklearn_says_how_to_install(monkeypatch):
         if name == "sklearn" or name.startswith("sklearn."):
             monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.delitem(sys.modules, "mixtures.sklearn")
-    with pytest.raises(ImportError, match=re.escape('pip install "mixtures[sklearn]"')):
+    with pytest.raises(ImportError, match=re.escape('pip install "jax-mixtures[sklearn]"')):
         importlib.import_module("mixtures.sklearn")

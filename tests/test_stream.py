@@ -41,6 +41,7 @@ def start(blobs):
     return mx.fit(blobs[:300], mx.Gaussian(), 3, key=jax.random.key(2), max_iter=2).mixture
 
 
+@pytest.mark.slow
 def test_equals_fit_from_the_same_key_when_the_sample_holds_all_rows():
     """Restarts, initialisation on the sample (= the data, in order) and EM over 6 batches reproduce mx.fit."""
     x = np.asarray(mx.datasets.load_old_faithful(), np.float64)
@@ -95,6 +96,7 @@ def _as(mixture, covariance):
     return mx.Mixture(mixture.weights, family.make_params(mixture.params.means, cov), family)
 
 
+@pytest.mark.slow
 def test_prior_hard_assignment_and_fixed_weights_equal_fit(blobs, start):
     prior = mx.GaussianPrior.default(blobs, 3, "full")
     for options in ({"prior": prior}, {"assignment": "hard", "update_weights": False, "prior": mx.DirichletPrior(2.0)}):
@@ -103,6 +105,7 @@ def test_prior_hard_assignment_and_fixed_weights_equal_fit(blobs, start):
         _assert_same_fit(expected, got)
 
 
+@pytest.mark.slow
 def test_poisson_counts_from_a_list_of_batches():
     rng = np.random.default_rng(3)
     x = np.concatenate([rng.poisson(2.0, size=(400, 2)), rng.poisson(15.0, size=(600, 2))]).astype(np.float64)
@@ -113,6 +116,7 @@ def test_poisson_counts_from_a_list_of_batches():
     assert sorted(np.round(b.mixture.params.rates[:, 0]).tolist()) == [2.0, 15.0]
 
 
+@pytest.mark.slow
 def test_a_sample_smaller_than_the_data_still_recovers_the_clusters(blobs):
     """Initialisation from 500 sampled rows of 9 000; EM over the full data recovers the three centres."""
     r = mx.fit_stream(blobs, mx.Gaussian(), 3, key=jax.random.key(0), batch_size=1000, init_sample_size=500, n_init=2)
