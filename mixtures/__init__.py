@@ -30,6 +30,7 @@ from mixtures._src.fitting.online import fit_online
 from mixtures._src.core.progress import Progress
 from mixtures._src.families.poisson import Poisson, PoissonParams
 from mixtures._src.core.priors import ConjugatePrior, DirichletPrior, GaussianPrior, Prior
+from mixtures._src.core.registry import register_family
 from mixtures._src.fitting.selection import Selection, select
 from mixtures._src.fitting.streaming import fit_stream
 from mixtures._src.families.student_t import StudentT, StudentTParams
@@ -75,6 +76,7 @@ __all__ = [
     "fit_stream",
     "load",
     "online",
+    "register_family",
     "save",
     "select",
 ]

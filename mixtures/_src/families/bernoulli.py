@@ -12,6 +12,7 @@ import numpy as np
 from mixtures._src.core import checks
 from mixtures._src.core import domain
 from mixtures._src.families.expfam import ExponentialFamily
+from mixtures._src.core.registry import register_family
 
 __all__ = ["Bernoulli", "BernoulliParams"]
 
@@ -26,6 +27,7 @@ class BernoulliParams(NamedTuple):
     probs: jax.Array
 
 
+@register_family
 @dataclasses.dataclass(frozen=True)
 class Bernoulli(ExponentialFamily):
     """Independent binary features: p(x | p) = Πⱼ pⱼ^xⱼ (1 − pⱼ)^(1 − xⱼ), xⱼ ∈ {0, 1}.

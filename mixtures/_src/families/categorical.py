@@ -14,6 +14,7 @@ import numpy as np
 from mixtures._src.core import checks
 from mixtures._src.core import domain
 from mixtures._src.families.expfam import ExponentialFamily
+from mixtures._src.core.registry import register_family
 
 __all__ = ["Categorical", "CategoricalParams"]
 
@@ -48,6 +49,7 @@ def _layout(n_categories: tuple[int, ...]) -> _Layout:
     return _Layout(feature, category, np.flatnonzero(category > 0), first, int(sizes.max()))
 
 
+@register_family
 @dataclasses.dataclass(frozen=True)
 class Categorical(ExponentialFamily):
     """Independent categorical features; feature j takes values 0, …, Cⱼ − 1.

@@ -12,6 +12,7 @@ import numpy as np
 from mixtures._src.core import checks
 from mixtures._src.core import domain
 from mixtures._src.families.expfam import ExponentialFamily
+from mixtures._src.core.registry import register_family
 
 __all__ = ["Exponential", "ExponentialParams"]
 
@@ -26,6 +27,7 @@ class ExponentialParams(NamedTuple):
     rates: jax.Array
 
 
+@register_family
 @dataclasses.dataclass(frozen=True)
 class Exponential(ExponentialFamily):
     """Independent exponential features: p(x | λ) = Πⱼ λⱼ exp(−λⱼ xⱼ), xⱼ > 0.

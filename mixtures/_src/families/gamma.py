@@ -14,6 +14,7 @@ from jax.scipy.special import digamma, gammaln, polygamma
 from mixtures._src.core import checks
 from mixtures._src.core import domain
 from mixtures._src.families.expfam import ExponentialFamily
+from mixtures._src.core.registry import register_family
 
 __all__ = ["Gamma", "GammaParams"]
 
@@ -33,6 +34,7 @@ class GammaParams(NamedTuple):
     rates: jax.Array
 
 
+@register_family
 @dataclasses.dataclass(frozen=True)
 class Gamma(ExponentialFamily):
     """Independent gamma features, xⱼ > 0, shape αⱼ and rate βⱼ.

@@ -11,10 +11,12 @@ import numpy as np
 
 from mixtures._src.core.family import Family
 from mixtures._src.families.gradient import GradientFamily
+from mixtures._src.core.registry import register_family
 
 __all__ = ["Independent"]
 
 
+@register_family
 @dataclasses.dataclass(frozen=True)
 class Independent(Family):
     """Columns split into groups, each modelled by its own family, independent given the component.

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mixtures._src.families.gradient import GradientFamily
+from mixtures._src.core.registry import register_family
 
 __all__ = ["StudentT", "StudentTParams"]
 
@@ -40,6 +41,7 @@ class StudentTParams(NamedTuple):
     scales: jax.Array
 
 
+@register_family
 @dataclasses.dataclass(frozen=True)
 class StudentT(GradientFamily):
     """Student-t components with fixed degrees of freedom and independent features.

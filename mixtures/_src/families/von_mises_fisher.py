@@ -16,6 +16,7 @@ from jax.scipy.special import gammaln
 from mixtures._src.core import checks
 from mixtures._src.families.bessel import bessel_ratio, log_ive
 from mixtures._src.families.expfam import ExponentialFamily
+from mixtures._src.core.registry import register_family
 
 __all__ = ["VonMisesFisher", "VonMisesFisherParams"]
 
@@ -38,6 +39,7 @@ class VonMisesFisherParams(NamedTuple):
     concentrations: jax.Array
 
 
+@register_family
 @dataclasses.dataclass(frozen=True)
 class VonMisesFisher(ExponentialFamily):
     """Von Mises–Fisher components on the unit sphere: p(x | μ, κ) = C_D(κ) exp(κ μᵀx).

@@ -15,6 +15,7 @@ from mixtures._src.core import checks
 from mixtures._src.core import blocks
 from mixtures._src.core.family import Family, GemmForm
 from mixtures._src.core.priors import GaussianPrior, check_gaussian_prior
+from mixtures._src.core.registry import register_family
 
 __all__ = ["Gaussian", "GaussianParams", "GaussianStats"]
 
@@ -91,6 +92,7 @@ class GaussianStats(NamedTuple):
     second: jax.Array
 
 
+@register_family
 @dataclasses.dataclass(frozen=True)
 class Gaussian(Family):
     """Multivariate normal components.
