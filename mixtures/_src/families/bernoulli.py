@@ -188,3 +188,13 @@ class Bernoulli(ExponentialFamily):
         """
         x = domain.as_matrix(x)
         domain.require(x, (x == 0) | (x == 1), "binary values (0 or 1)")
+
+    # -- describing itself to the front ends ------------------------------------------------
+
+    density_on_the_plane = False
+    independent_columns = True
+
+    def parameter_table(self, params: BernoulliParams, columns) -> list:
+        """p(x = 1) of every column: "p(c=1)"."""
+        probs = np.asarray(params.probs, np.float64)
+        return [(f"p({c}=1)", probs[:, j]) for j, c in enumerate(columns)]

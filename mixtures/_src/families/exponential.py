@@ -189,3 +189,17 @@ class Exponential(ExponentialFamily):
         """
         x = domain.as_matrix(x)
         domain.require(x, np.isfinite(x) & (x > 0), "strictly positive numbers")
+
+    # -- describing itself to the front ends ------------------------------------------------
+
+    independent_columns = True
+
+    def extent(self, params: ExponentialParams) -> tuple[np.ndarray, np.ndarray]:
+        """The means 1/λ, which are also the standard deviations."""
+        scale = 1.0 / np.asarray(params.rates, np.float64)
+        return scale, scale
+
+    def parameter_table(self, params: ExponentialParams, columns) -> list:
+        """The means 1/λ of every column: "mean c"."""
+        means, _ = self.extent(params)
+        return [(f"mean {c}", means[:, j]) for j, c in enumerate(columns)]

@@ -248,6 +248,15 @@ class Gamma(ExponentialFamily):
         x = domain.as_matrix(x)
         domain.require(x, np.isfinite(x) & (x > 0), "strictly positive numbers")
 
+    # -- describing itself to the front ends ------------------------------------------------
+
+    independent_columns = True
+
+    def extent(self, params: GammaParams) -> tuple[np.ndarray, np.ndarray]:
+        """The means α/β and the standard deviations √α/β."""
+        shapes, rates = (np.asarray(leaf, np.float64) for leaf in params)
+        return shapes / rates, np.sqrt(shapes) / rates
+
 
 def _log_minus_digamma(a):
     """log a − ψ(a), by its asymptotic series for a ≥ 10 (where the difference cancels)."""

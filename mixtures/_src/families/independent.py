@@ -325,6 +325,16 @@ class Independent(Family):
                 message = _translate_columns(str(err), cols)
                 raise ValueError(f"{family!r}, which models {where} of `x`, rejects {what}: {message}") from err
 
+    # -- describing itself to the front ends ------------------------------------------------
+
+    def parameter_table(self, params: tuple, columns) -> list:
+        """Each group's own table, on the names of its columns."""
+        return [
+            row
+            for (family, group), p in zip(self.components, params)
+            for row in family.parameter_table(p, [columns[c] for c in group])
+        ]
+
 
 def _take(x, cols: tuple):
     """Columns ``cols`` of the last axis of x; a slice when they are consecutive."""

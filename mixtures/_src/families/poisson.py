@@ -187,3 +187,8 @@ class Poisson(ExponentialFamily):
         """
         x = domain.as_matrix(x)
         domain.require(x, domain.is_integer(x) & (x >= 0), "non-negative integer counts")
+
+    # -- describing itself to the front ends ------------------------------------------------
+
+    density_on_the_plane = False
+    independent_columns = True

@@ -199,3 +199,11 @@ class StudentT(GradientFamily):
           12
         """
         return 2 * n_components * n_features
+
+    # -- describing itself to the front ends ------------------------------------------------
+
+    independent_columns = True
+
+    def extent(self, params: StudentTParams) -> tuple[np.ndarray, np.ndarray]:
+        """The locations and the scales."""
+        return np.asarray(params.locations, np.float64), np.asarray(params.scales, np.float64)

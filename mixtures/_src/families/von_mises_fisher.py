@@ -321,6 +321,16 @@ class VonMisesFisher(ExponentialFamily):
         reflected = y - 2.0 * u * (jnp.dot(u, y, precision=hi) / jnp.dot(u, u, precision=hi))
         return -sign * reflected
 
+    # -- describing itself to the front ends ------------------------------------------------
+
+    density_on_the_plane = False
+
+    def params_layout(self, n_components: int, n_features: int):
+        """As :meth:`Family.params_layout`; ``ValueError`` for D < 2 (the sphere S^(D−1) needs D ≥ 2)."""
+        if n_features < 2:
+            raise ValueError(f"VonMisesFisher needs parameters of shape (K, D) with D ≥ 2; received D = {n_features}.")
+        return super().params_layout(n_components, n_features)
+
 
 def _wood_component(kappa, d, key, dtype):
     """w = μᵀx by Wood's rejection sampler, with 1 − w computed without cancellation."""
