@@ -42,7 +42,7 @@ import os
 import numbers
 import secrets
 import struct
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -73,7 +73,9 @@ class Categorical(ExponentialFamily):
       Categorical(n_categories=(3, 2), min_prob=1e-06)
     """
 
-    n_categories: tuple[int, ...]
+    n_categories: tuple[int, ...] = dataclasses.field(
+        metadata={"option": "categories", "help": "categories per column, e.g. 3,2 (default: largest code + 1)"}
+    )
     min_prob: float = 1e-6
 
     def __post_init__(self):

@@ -119,8 +119,12 @@ class Gaussian(Family):
       Gaussian(covariance='diag', reg_covar=1e-06)
     """
 
-    covariance: str = "full"
-    reg_covar: float = 1e-6
+    covariance: str = dataclasses.field(
+        default="full", metadata={"help": "covariance type: full, diag, spherical, tied or identity (default full)"}
+    )
+    reg_covar: float = dataclasses.field(
+        default=1e-6, metadata={"help": "added to the covariance diagonals (default 1e-6)"}
+    )
 
     def __post_init__(self):
         if not isinstance(self.covariance, str):
