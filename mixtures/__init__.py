@@ -31,6 +31,7 @@ from mixtures._src.core.progress import Progress
 from mixtures._src.families.poisson import Poisson, PoissonParams
 from mixtures._src.core.priors import ConjugatePrior, DirichletPrior, Prior
 from mixtures._src.families.gaussian.prior import GaussianPrior
+from mixtures._src.core.registry import register_family
 from mixtures._src.fitting.selection import Selection, select
 from mixtures._src.fitting.streaming import fit_stream
 from mixtures._src.core.xla import disable_xla_cpu_fusion
@@ -78,6 +79,7 @@ __all__ = [
     "fit_stream",
     "load",
     "online",
+    "register_family",
     "save",
     "select",
 ]

@@ -22,9 +22,12 @@ parameter leaf its dtype (``"<f4"`` or ``"<f8"``), shape and offset.
 the bytes (read 1 MiB at a time), so a truncated or damaged file is reported
 as such. It then checks the header, whose sizes must add up to the file's
 real size before any array is allocated; builds the family only from the
-fixed registry :data:`FAMILIES` of built-in classes, through their
-constructors (which validate their fields); checks every array's shape
-against the family and its values. Nothing is ever unpickled or imported.
+registry :data:`FAMILIES` (the built-in classes and those registered with
+:func:`mixtures.register_family`), through their constructors (which
+validate their fields) and from JSON values only; checks every array's
+shape against the layout the family gives
+(:meth:`~mixtures.Family.params_layout`) and its values. Nothing is ever
+unpickled or imported.
 """
 
 from __future__ import annotations
@@ -36,26 +39,18 @@ import hashlib
 import json
 import math
 import os
+import numbers
 import secrets
 import struct
-import types
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixtures._src.core import checks
-from mixtures._src.families.bernoulli import Bernoulli, BernoulliParams
-from mixtures._src.families.categorical import Categorical, CategoricalParams
-from mixtures._src.families.exponential import Exponential, ExponentialParams
+from mixtures._src.core import checks, registry
 from mixtures._src.core.family import Family
-from mixtures._src.families.gamma import Gamma, GammaParams
-from mixtures._src.families.gaussian.family import Gaussian, GaussianParams
-from mixtures._src.families.independent import Independent
 from mixtures._src.core.mixture import Mixture
-from mixtures._src.families.poisson import Poisson, PoissonParams
-from mixtures._src.families.student_t import StudentT, StudentTParams
-from mixtures._src.families.von_mises_fisher import VonMisesFisher, VonMisesFisherParams
 
 __all__ = ["FAMILIES", "FORMAT_NAME", "FORMAT_VERSION", "ModelFileError", "load", "save"]
 
@@ -69,20 +64,11 @@ _MAX_DEPTH = 32
 _MAX_NDIM = 8
 _DTYPES = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8")}
 
-# Each built-in family and the class of its parameters (Independent: a tuple, one entry per group).
-_PARAMS = {
-    Gaussian: GaussianParams,
-    Poisson: PoissonParams,
-    Bernoulli: BernoulliParams,
-    Categorical: CategoricalParams,
-    Exponential: ExponentialParams,
-    Gamma: GammaParams,
-    VonMisesFisher: VonMisesFisherParams,
-    StudentT: StudentTParams,
-    Independent: tuple,
-}
-FAMILIES = types.MappingProxyType({cls.__name__: cls for cls in _PARAMS})
-"""The only classes :func:`load` constructs a family from, by class name."""
+FAMILIES = registry.registered_families()
+"""The only classes :func:`load` constructs a family from, by class name (a read-only view of the registry).
+
+Every built-in family is registered; :func:`mixtures.register_family` adds one of your own.
+"""
 
 
 class ModelFileError(ValueError):
@@ -145,15 +131,19 @@ def save(path, mixture: Mixture) -> None:
     Args:
       path: a file path (str or ``os.PathLike``); not an existing directory.
       mixture: a concrete (not traced) :class:`~mixtures.Mixture` of a
-        built-in family (:data:`FAMILIES`, nested ones for ``Independent``),
-        with float32/float64 arrays laid out as the family lays them out,
+        registered family (:data:`FAMILIES`: the built-in ones and those
+        registered with :func:`mixtures.register_family`, nested ones for
+        ``Independent``) whose dataclass fields are numbers, strings,
+        booleans, None, families or tuples of them, with parameters that are
+        NamedTuples (or tuples of them) of float32/float64 arrays laid out as
+        the family's :meth:`~mixtures.Family.params_layout` says,
         weights finite, non-negative and summing to 1 (within 1e-5) and
         finite parameters: the mixtures :func:`load` accepts.
 
     Raises:
       TypeError: if ``mixture`` is not a Mixture, holds traced or
-        non-floating arrays, or has a family that is not built in (a
-        user-defined family: save its parameters with NumPy instead).
+        non-floating arrays, or has a family that is not registered
+        (register a family of your own with ``mx.register_family``).
       ValueError: if the weights or parameters are malformed or non-finite.
       IsADirectoryError: if ``path`` is a directory.
       OSError: if the file cannot be written (``path`` is then unchanged).
@@ -183,7 +173,12 @@ def save(path, mixture: Mixture) -> None:
             raise _Invalid(f"the family {mixture.family!r} does not survive its JSON encoding {family}")
         if weights.ndim != 1 or weights.shape[0] < 1:
             raise _Invalid(f"`weights` must have shape (K,) with K ≥ 1; received shape {weights.shape}")
-        _check_layout(mixture.family, weights.shape[0], params_node, "params")
+        layout = _check_layout(mixture.family, weights.shape[0], params_node, "params")
+        if jax.tree.structure(mixture.params) != jax.tree.structure(layout):
+            raise _Invalid(
+                f"`params` must have the structure {jax.tree.structure(layout)} that {mixture.family!r} gives; "
+                f"it has {jax.tree.structure(mixture.params)}"
+            )
         _check_values(weights, blobs)
     except _Invalid as e:
         raise ValueError(f"`mixture`: {e}.") from None
@@ -222,9 +217,10 @@ def _encode_family(family, where: str, depth: int) -> dict:
     cls = type(family)
     if not isinstance(family, Family) or FAMILIES.get(cls.__name__) is not cls:
         raise TypeError(
-            f"`mixture.{where}` is {cls.__module__}.{cls.__qualname__}; only the built-in families "
-            f"({', '.join(FAMILIES)}) can be saved. For a family of your own, save `mixture.weights` "
-            "and the leaves of `mixture.params` with NumPy and rebuild the family in code."
+            f"`mixture.{where}` is {cls.__module__}.{cls.__qualname__}; only the built-in families and those "
+            f"registered with mx.register_family can be saved (registered: {', '.join(FAMILIES)}). For a family "
+            f"of your own, call mx.register_family({cls.__name__}) (or decorate the class with "
+            "@mx.register_family) before mx.save and before mx.load."
         )
     fields = {
         f.name: _encode_value(getattr(family, f.name), f"{where}.{f.name}", depth + 1)
@@ -257,7 +253,7 @@ def _encode_params(params, where: str, blobs: list):
         encoded = [_encode_params(p, f"{where}[{i}]", blobs) for i, p in enumerate(params)]
         node = _Node("tuple", items=tuple(n for n, _ in encoded))
         return node, {"class": "tuple", "items": [spec for _, spec in encoded]}
-    if cls not in _PARAMS.values():
+    if not (isinstance(params, tuple) and isinstance(getattr(cls, "_fields", None), tuple)):
         return _Node(f"{cls.__module__}.{cls.__qualname__}"), {}
     fields, specs = [], []
     for name, leaf in zip(cls._fields, params):
@@ -380,12 +376,11 @@ def _read(f, size: int) -> Mixture:
     family = _decode_family(_key(header, "family", dict, "header"), "family", 0)
     if len(weights_spec.shape) != 1 or weights_spec.shape[0] < 1:
         raise _Invalid(f"`weights` must have shape (K,) with K ≥ 1; the header declares {list(weights_spec.shape)}")
-    _check_layout(family, weights_spec.shape[0], params_node, "params")
+    layout = _check_layout(family, weights_spec.shape[0], params_node, "params")
     values = [np.frombuffer(payload, a.dtype, math.prod(a.shape), a.offset).reshape(a.shape) for a in arrays]
     _check_values(values[0], list(zip(_leaf_names(params_node, "params"), values[1:])))
-    leaves = iter(jnp.asarray(v, checks.float_dtype_for(v.dtype)) for v in values)
-    weights = next(leaves)
-    return Mixture(weights, _build_params(family, leaves), family)
+    weights, *leaves = (jnp.asarray(v, checks.float_dtype_for(v.dtype)) for v in values)
+    return Mixture(weights, jax.tree.unflatten(jax.tree.structure(layout), leaves), family)
 
 
 def _verify_checksum(f, size: int) -> None:
@@ -535,7 +530,10 @@ def _decode_family(spec, where: str, depth: int) -> Family:
     name = _key(spec, "class", str, where)
     cls = FAMILIES.get(name)
     if cls is None:
-        raise _Invalid(f"{where} names the unknown family class {name!r:.100}; known: {', '.join(FAMILIES)}")
+        raise _Invalid(
+            f"{where} names the unknown family class {name!r:.100}; known: {', '.join(FAMILIES)}. A family of "
+            "your own loads once registered: call mx.register_family(YourClass) before mx.load"
+        )
     given = _key(spec, "fields", dict, where)
     declared = {f.name for f in dataclasses.fields(cls) if f.init}
     if set(given) != declared:
@@ -560,56 +558,96 @@ def _decode_value(value, where: str, depth: int):
 # -- shared checks --------------------------------------------------------------
 
 
-def _check_layout(family: Family, k: int, node: _Node, where: str, d: int | None = None) -> None:
-    """Checks that ``node`` describes parameters of ``k`` components of ``family`` (on ``d`` columns)."""
-    if type(family) is Independent:
-        groups = family.components
-        if node.kind != "tuple" or len(node.items) != len(groups):
-            raise _Invalid(
-                f"{where} must be a tuple of {len(groups)} entries, one per group of {family!r}; "
-                f"found {_describe(node)}"
-            )
-        for i, ((group, columns), item) in enumerate(zip(groups, node.items)):
-            _check_layout(group, k, item, f"{where}[{i}]", len(columns))
-        return
-    cls = _PARAMS[type(family)]
-    if node.kind != cls.__name__ or tuple(name for name, _ in node.fields) != cls._fields:
+class _Declared(tuple):
+    """A NamedTuple as the header declares it: abstract arrays by position and by field name."""
+
+    def __new__(cls, fields: tuple):
+        declared = super().__new__(cls, (jax.ShapeDtypeStruct(shape, np.float32) for _, shape in fields))
+        declared._names = {name: i for i, (name, _) in enumerate(fields)}
+        return declared
+
+    def __getattr__(self, name):
+        names = self.__dict__.get("_names", {})
+        if name not in names:
+            raise AttributeError(name)
+        return self[names[name]]
+
+
+def _declared(node: _Node):
+    if node.kind == "tuple":
+        return tuple(_declared(item) for item in node.items)
+    return _Declared(node.fields)
+
+
+def _size(node: _Node) -> int:
+    if node.kind == "tuple":
+        return sum(_size(item) for item in node.items)
+    return sum(math.prod(shape) for _, shape in node.fields)
+
+
+def _check_layout(family: Family, k: int, node: _Node, where: str):
+    """Checks that ``node`` describes parameters of ``k`` components of ``family``; returns the family's layout.
+
+    The number of columns D is what ``family.n_features`` reads from the
+    declared shapes; the layout is ``family.params_layout(k, D)``.
+    """
+    try:
+        d = family.n_features(_declared(node))
+    except Exception as e:  # noqa: BLE001 - any failure is a file that does not fit the family
+        try:
+            probe = family.params_layout(k, 2)
+        except Exception:  # noqa: BLE001
+            probe = None
+        if probe is not None:
+            _compare(probe, node, where, family, k, None)  # names the structure expected, if that differs
         raise _Invalid(
-            f"{where} must be {cls.__name__} with fields {list(cls._fields)} for {type(family).__name__}; "
+            f"{where}: {family!r} cannot read its number of columns from {_describe(node)} "
+            f"({type(e).__name__}: {e})"
+        ) from None
+    if isinstance(d, bool) or not isinstance(d, numbers.Integral) or not 1 <= d <= max(1, _size(node)):
+        raise _Invalid(
+            f"{where}: {_describe(node)} describes D = {d!r:.50} columns for {family!r}; "
+            f"expected 1 ≤ D ≤ {_size(node)}, the numbers the parameters hold"
+        )
+    try:
+        layout = family.params_layout(k, int(d))
+    except Exception as e:  # noqa: BLE001
+        raise _Invalid(f"{where}: {e}") from None
+    _compare(layout, node, where, family, k, int(d))
+    return layout
+
+
+def _compare(layout, node: _Node, where: str, family: Family, k: int, d: int | None) -> None:
+    """Raises ``_Invalid`` where ``node`` differs from ``layout``; shapes are compared only when ``d`` is given."""
+    if type(layout) is tuple:
+        if node.kind != "tuple" or len(node.items) != len(layout):
+            raise _Invalid(
+                f"{where} must be a tuple of {len(layout)} entries for {family!r}; found {_describe(node)}"
+            )
+        for i, (part, item) in enumerate(zip(layout, node.items)):
+            _compare(part, item, f"{where}[{i}]", family, k, d)
+        return
+    cls = type(layout)
+    fields = getattr(cls, "_fields", None)
+    if not isinstance(layout, tuple) or not isinstance(fields, tuple):
+        raise _Invalid(
+            f"{where}: {type(family).__name__}'s parameters are {cls.__name__}; only NamedTuples of arrays "
+            "(and tuples of them) can be saved"
+        )
+    if node.kind != cls.__name__ or tuple(name for name, _ in node.fields) != fields:
+        raise _Invalid(
+            f"{where} must be {cls.__name__} with fields {list(fields)} for {type(family).__name__}; "
             f"found {_describe(node)}"
         )
-    shapes = dict(node.fields)
-    if d is None and type(family) is Categorical:
-        d = len(family.n_categories)
-    elif d is None:
-        first = cls._fields[0]
-        if len(shapes[first]) != 2:
-            raise _Invalid(f"{where}.{first} must have shape (K, D); found {list(shapes[first])}")
-        d = shapes[first][1]
-    expected = _expected_shapes(family, k, d, where)
-    for name in cls._fields:
-        if shapes[name] != expected[name]:
+    if d is None:
+        return
+    for (name, shape), leaf in zip(node.fields, layout):
+        expected = tuple(getattr(leaf, "shape", ()))
+        if shape != expected:
             raise _Invalid(
-                f"{where}.{name} has shape {list(shapes[name])}; {family!r} with {k} components on "
-                f"{d} columns needs {list(expected[name])}"
+                f"{where}.{name} has shape {list(shape)}; {family!r} with {k} components on "
+                f"{d} columns needs {list(expected)}"
             )
-
-
-def _expected_shapes(family: Family, k: int, d: int, where: str) -> dict:
-    kind = type(family)
-    least = 2 if kind is VonMisesFisher else 1
-    if d < least:
-        raise _Invalid(f"{where}: {kind.__name__} needs parameters of shape (K, D) with D ≥ {least}")
-    if kind is Gaussian:
-        cholesky = {"full": (k, d, d), "tied": (k, d, d), "diag": (k, d)}.get(family.covariance, (k,))
-        return {"means": (k, d), "precisions_cholesky": cholesky}
-    if kind is Categorical:
-        if d != len(family.n_categories):
-            raise _Invalid(f"{where}: {family!r} describes {len(family.n_categories)} columns, not {d}")
-        return {"probs": (k, sum(family.n_categories))}
-    if kind is VonMisesFisher:
-        return {"mean_directions": (k, d), "concentrations": (k,)}
-    return {name: (k, d) for name in _PARAMS[kind]._fields}
 
 
 def _describe(node: _Node) -> str:
@@ -633,10 +671,3 @@ def _leaf_names(node: _Node, where: str) -> list:
     if node.kind == "tuple":
         return [name for i, item in enumerate(node.items) for name in _leaf_names(item, f"{where}[{i}]")]
     return [f"{where}.{name}" for name, _ in node.fields]
-
-
-def _build_params(family: Family, leaves) -> Any:
-    if type(family) is Independent:
-        return tuple(_build_params(group, leaves) for group, _ in family.components)
-    cls = _PARAMS[type(family)]
-    return cls(*(next(leaves) for _ in cls._fields))

@@ -7,12 +7,15 @@ the k-th colour of :func:`component_colors` everywhere, so ellipses, points
 and legends of one mixture agree.
 
 For data with more than two columns, ``dims=(i, j)`` picks the pair of
-columns to draw. A Gaussian mixture's marginal over two columns is again a
-Gaussian mixture (same weights, the means' entries i, j and the covariances'
-2×2 blocks), which :func:`ellipses` and :func:`density` draw; for families
-whose columns are independent given the component (``Exponential``,
-``Gamma``, ``StudentT``) the marginal keeps the parameters of those two
-columns.
+columns to draw. What is drawn comes from the family
+(:meth:`~mixtures.Family.marginal`, :attr:`~mixtures.Family.density_on_the_plane`,
+:meth:`~mixtures.Family.extent`, :meth:`~mixtures.Family.label`), so a family
+of your own is drawn as the built-in ones are. A Gaussian mixture's marginal
+over two columns is again a Gaussian mixture (same weights, the means'
+entries i, j and the covariances' 2×2 blocks), which :func:`ellipses` and
+:func:`density` draw; for families whose columns are independent given the
+component (``Exponential``, ``Gamma``, ``StudentT``) the marginal keeps the
+parameters of those two columns.
 
 ``import mixtures`` does not import this module or matplotlib; import it
 as ``from mixtures import plot``.
@@ -37,17 +40,10 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
     ) from error
 
 from mixtures._src.core.progress import Progress
-from mixtures._src.families.bernoulli import Bernoulli
-from mixtures._src.families.categorical import Categorical
 from mixtures._src.engine.em import FitResult
-from mixtures._src.families.exponential import Exponential
-from mixtures._src.families.gamma import Gamma
 from mixtures._src.families.gaussian.family import Gaussian
 from mixtures._src.core.mixture import Mixture
-from mixtures._src.families.poisson import Poisson
 from mixtures._src.fitting.selection import CRITERIA, Selection
-from mixtures._src.families.student_t import StudentT
-from mixtures._src.families.von_mises_fisher import VonMisesFisher
 
 __all__ = [
     "clusters",
@@ -59,12 +55,6 @@ __all__ = [
     "gaussian_marginal",
     "history",
 ]
-
-# Families whose columns are independent given the component, every parameter leaf (K, D):
-# the marginal over some columns keeps those columns of every leaf.
-_PER_COLUMN = (Exponential, Gamma, StudentT)
-# Families without a density on the plane: discrete, or on the unit sphere.
-_NOT_ON_THE_PLANE = (Bernoulli, Categorical, Poisson, VonMisesFisher)
 
 
 # -- shared helpers -------------------------------------------------------------
@@ -153,23 +143,15 @@ def _data(x, n_features: int) -> np.ndarray:
     return array
 
 
-def _dense_covariances(covariances: np.ndarray, k: int, d: int) -> np.ndarray:
-    """Covariances in the stored layout, (K, D, D), (K, D) or (K,), expanded to (K, D, D)."""
-    if covariances.ndim == 3:
-        return covariances
-    if covariances.ndim == 2:
-        return covariances[:, :, None] * np.eye(d)
-    return covariances[:, None, None] * np.eye(d)
-
-
 def gaussian_marginal(mixture, dims=(0, 1)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weights, means and covariances of a Gaussian mixture's marginal over two columns.
 
     Every covariance type is expanded to full 2×2 matrices, in float64.
 
     Args:
-      mixture: a :class:`~mixtures.Mixture` of :class:`~mixtures.Gaussian`
-        components.
+      mixture: a :class:`~mixtures.Mixture` whose components' marginal
+        (:meth:`~mixtures.Family.marginal`) is :class:`~mixtures.Gaussian`:
+        a Gaussian mixture, or one of a family of your own that says so.
       dims: the pair of columns (i, j).
 
     Returns:
@@ -185,48 +167,27 @@ def gaussian_marginal(mixture, dims=(0, 1)) -> tuple[np.ndarray, np.ndarray, np.
       ([[2.0, 0.0]], [[[9.0, 0.0], [0.0, 1.0]]])
     """
     mixture = _mixture(mixture)
-    if not isinstance(mixture.family, Gaussian):
+    pair = _dims(dims, mixture.n_features)
+    marginal = _marginal(mixture, pair)
+    if marginal is None or not isinstance(marginal.family, Gaussian):
         raise ValueError(
-            f"`mixture` must have Gaussian components for ellipses and marginals; its family is {mixture.family!r}."
+            "`mixture` must have Gaussian components (or components whose marginal is Gaussian) for ellipses "
+            f"and marginals; its family is {mixture.family!r}."
         )
-    d = mixture.n_features
-    i, j = _dims(dims, d)
-    means = np.asarray(mixture.params.means, np.float64)
-    covs = _dense_covariances(np.asarray(mixture.params.covariances, np.float64), means.shape[0], d)
-    pair = np.array([i, j])
-    return np.asarray(mixture.weights, np.float64), means[:, pair], covs[:, pair[:, None], pair[None, :]]
+    means = np.asarray(marginal.params.means, np.float64)
+    covs = np.asarray(marginal.params.covariances, np.float64)
+    if covs.ndim != 3:  # a marginal of another covariance type than "full"
+        covs = (covs.reshape(len(means), -1, 1) if covs.ndim == 2 else covs[:, None, None]) * np.eye(2)
+    return np.asarray(marginal.weights, np.float64), means, covs
 
 
-def _marginal(mixture: Mixture, dims: tuple[int, int]) -> Mixture:
-    """The mixture of the two columns ``dims``, in that order, for a family that allows it."""
-    family = mixture.family
-    if isinstance(family, Gaussian):
-        weights, means, covs = gaussian_marginal(mixture, dims)
-        full = Gaussian("full", reg_covar=family.reg_covar)
-        dtype = mixture.dtype
-        return Mixture(np.asarray(weights, dtype), full.make_params(np.asarray(means, dtype), covs), full)
-    if type(family) in _PER_COLUMN:
-        params = type(mixture.params)(*(leaf[:, list(dims)] for leaf in mixture.params))
-        return Mixture(mixture.weights, params, family)
-    raise ValueError(
-        f"`mixture`: density contours need a continuous family whose two-column marginal is known "
-        f"(Gaussian, Exponential, Gamma, StudentT); its family is {family!r}."
-    )
-
-
-def _spread(mixture: Mixture) -> tuple[np.ndarray, np.ndarray]:
-    """(K, 2) centres and (K, 2) spreads of a two-column mixture, for the default limits."""
-    family, params = mixture.family, mixture.params
-    if isinstance(family, Gaussian):
-        covs = np.asarray(params.covariances, np.float64)
-        return np.asarray(params.means, np.float64), np.sqrt(np.diagonal(covs, axis1=-2, axis2=-1))
-    if isinstance(family, Exponential):
-        scale = 1.0 / np.asarray(params.rates, np.float64)
-        return scale, scale
-    if isinstance(family, Gamma):
-        shapes, rates = (np.asarray(a, np.float64) for a in params)
-        return shapes / rates, np.sqrt(shapes) / rates
-    return np.asarray(params.locations, np.float64), np.asarray(params.scales, np.float64)
+def _marginal(mixture: Mixture, dims: tuple[int, int]) -> Mixture | None:
+    """The mixture of the two columns ``dims``, in that order, or None if the family does not know it."""
+    marginal = mixture.family.marginal(mixture.params, dims)
+    if marginal is None:
+        return None
+    family, params = marginal
+    return Mixture(mixture.weights, params, family)
 
 
 # -- the figures --------------------------------------------------------------
@@ -331,14 +292,17 @@ def density(mixture, *, ax=None, dims=(0, 1), x=None, levels=12, grid=200, depth
     log-density values themselves.
 
     Args:
-      mixture: a :class:`~mixtures.Mixture` of a continuous family: Gaussian,
-        Exponential, Gamma or StudentT, or any family with D = 2 columns
-        whose log-density is defined on the plane.
+      mixture: a :class:`~mixtures.Mixture` of a family with a density on
+        the plane (:attr:`~mixtures.Family.density_on_the_plane`) whose
+        two-column marginal is known (:meth:`~mixtures.Family.marginal`:
+        Gaussian, Exponential, Gamma, StudentT), or any such family with
+        D = 2 columns.
       ax: the matplotlib Axes (default: the current one).
       dims: the pair of columns (i, j) drawn as (x, y).
       x: optional (N, D) data; the mesh then spans its columns ``dims``
         (plus 5% margins). Without it, the mesh spans every component's
-        mean ± 3 standard deviations (location ± 3 scales for StudentT).
+        centre ± 3 spreads as :meth:`~mixtures.Family.extent` gives them
+        (mean ± 3 standard deviations; location ± 3 scales for StudentT).
       levels: a positive number of contours, or an increasing sequence of
         log-density values.
       grid: mesh points per axis, at least 2.
@@ -380,22 +344,25 @@ def density(mixture, *, ax=None, dims=(0, 1), x=None, levels=12, grid=200, depth
         _count(levels, "levels")
     data = None if x is None else _data(x, d)
 
-    if d == 2 and not isinstance(mixture.family, (Gaussian, *_PER_COLUMN)):
-        _check_plane_family(mixture)
-        if data is None:
+    _check_plane_family(mixture)
+    plane, order = _marginal(mixture, dims), (0, 1)
+    if plane is None:
+        if d != 2:
             raise ValueError(
-                f"`x`: give the data to set the limits; {mixture.family!r} has no default extent."
+                f"`mixture`: density contours over two of D = {d} columns need the family's two-column marginal "
+                f"(Family.marginal); {mixture.family!r} does not give one."
             )
         plane, order = mixture, dims
-    else:
-        plane, order = _marginal(mixture, dims), (0, 1)
 
+    extent = None if data is not None else plane.family.extent(plane.params)
     if data is not None:
         lo, hi = data[:, list(dims)].min(axis=0), data[:, list(dims)].max(axis=0)
         margin = 0.05 * np.where(hi > lo, hi - lo, 1.0)
         lo, hi = lo - margin, hi + margin
+    elif extent is None:
+        raise ValueError(f"`x`: give the data to set the limits; {mixture.family!r} has no default extent.")
     else:
-        centres, spreads = _spread(plane)
+        centres, spreads = (np.asarray(a, np.float64)[:, list(order)] for a in extent)
         lo, hi = (centres - 3 * spreads).min(axis=0), (centres + 3 * spreads).max(axis=0)
     gx, gy = np.linspace(lo[0], hi[0], grid), np.linspace(lo[1], hi[1], grid)
     mesh_x, mesh_y = np.meshgrid(gx, gy)
@@ -416,15 +383,15 @@ def density(mixture, *, ax=None, dims=(0, 1), x=None, levels=12, grid=200, depth
     return ax
 
 
-def _has_density(mixture: Mixture) -> bool:
-    """Whether :func:`density` can draw ``mixture``: a known marginal, or D = 2 and a density on the plane."""
-    if isinstance(mixture.family, (Gaussian, *_PER_COLUMN)):
-        return True
-    return mixture.n_features == 2 and not isinstance(mixture.family, _NOT_ON_THE_PLANE)
+def _has_density(mixture: Mixture, dims: tuple[int, int]) -> bool:
+    """Whether :func:`density` can draw ``mixture``: a density on the plane, and a known marginal or D = 2."""
+    if not mixture.family.density_on_the_plane:
+        return False
+    return mixture.n_features == 2 or mixture.family.marginal(mixture.params, dims) is not None
 
 
 def _check_plane_family(mixture: Mixture) -> None:
-    if isinstance(mixture.family, _NOT_ON_THE_PLANE):
+    if not mixture.family.density_on_the_plane:
         raise ValueError(
             f"`mixture`: density contours need a density on the plane; {mixture.family!r} is "
             "discrete or lives on the sphere."
@@ -609,7 +576,7 @@ def criterion(selection_or_table, *, ax=None, criterion="bic", **kwargs):
         rows = sorted((r for r in table if r.get("family") == f), key=lambda r: r["n_components"])
         ks = np.array([r["n_components"] for r in rows], np.float64)
         values = np.array([r[criterion] for r in rows], np.float64)
-        options = {"marker": "o", "markersize": 4, "label": _family_label(f)}
+        options = {"marker": "o", "markersize": 4, "label": f.label() if f is not None else "mixture"}
         options.update(kwargs)
         ax.plot(ks, values, **options)
         for k, v in zip(ks, values):
@@ -625,17 +592,11 @@ def criterion(selection_or_table, *, ax=None, criterion="bic", **kwargs):
     return ax
 
 
-def _family_label(family) -> str:
-    if isinstance(family, Gaussian):
-        return f"Gaussian ({family.covariance})"
-    return type(family).__name__ if family is not None else "mixture"
-
-
 def fit_summary(mixture, x, *, ax=None, dims=(0, 1), n_std=(1.0, 2.0), levels=12, grid=200):
     """Density contours, points coloured by hard cluster and component ellipses, in one call.
 
     The contours are drawn when :func:`density` supports the family, the
-    ellipses when it is Gaussian; the points always.
+    ellipses when its two-column marginal is Gaussian; the points always.
 
     Args:
       mixture: a :class:`~mixtures.Mixture`.
@@ -667,14 +628,15 @@ def fit_summary(mixture, x, *, ax=None, dims=(0, 1), n_std=(1.0, 2.0), levels=12
     data = _data(x, mixture.n_features)
     ax = _axes(ax)
     family = mixture.family
-    if _has_density(mixture):
+    if _has_density(mixture, dims):
         density(mixture, ax=ax, dims=dims, x=data, levels=levels, grid=grid, cmap="Greys", alpha=0.6)
     clusters(mixture, data, ax=ax, dims=dims)
-    if isinstance(family, Gaussian):
+    marginal = _marginal(mixture, dims)
+    if marginal is not None and isinstance(marginal.family, Gaussian):
         ellipses(mixture, ax=ax, dims=dims, n_std=n_std)
     lo, hi = data[:, list(dims)].min(axis=0), data[:, list(dims)].max(axis=0)
     margin = 0.05 * np.where(hi > lo, hi - lo, 1.0)
     ax.set_xlim(lo[0] - margin[0], hi[0] + margin[0])
     ax.set_ylim(lo[1] - margin[1], hi[1] + margin[1])
-    ax.set_title(f"{mixture.n_components}-component mixture, {_family_label(family)}")
+    ax.set_title(f"{mixture.n_components}-component mixture, {family.label()}")
     return ax

@@ -6,6 +6,7 @@ info and error tests through module-scoped fixtures. Errors raised before
 anything is compiled are also checked in-process through ``main``.
 """
 
+import argparse
 import pathlib
 import re
 import subprocess
@@ -18,6 +19,7 @@ from scipy.stats import multivariate_normal
 
 import mixtures as mx
 from mixtures.cli import CommandError, main
+from mixtures.cli import data as cli_data
 from tests.helpers import mixture_log_prob
 
 ROOT = pathlib.Path(__file__).parents[1]
@@ -303,7 +305,7 @@ def test_demo_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch, c
     assert main(["demo", "--components", "2", "--restarts", "2"]) == 0
     out = capsys.readouterr().out
     hints = [line for line in out.splitlines() if "matplotlib" in line]
-    assert len(hints) == 1 and "pip install 'mixtures[plot]'" in hints[0]
+    assert len(hints) == 1 and "pip install 'jax-mixtures[plot]'" in hints[0]
     assert "weight 0.3559" in out and not list(tmp_path.iterdir())
 
 
@@ -343,3 +345,39 @@ def test_custom_family_page_runs():
     assert out.returncode == 0, out.stderr
     ll = float(out.stdout.split()[-1])
     assert -3.6 < ll < -3.4
+
+
+# -- families and their options, from the registry ------------------------------------------
+
+
+def test_family_options_are_checked_against_the_family(files, capsys):
+    tmp, _ = files
+    status, line = error_of(["fit", tmp / "blobs.csv", "--columns", "a,b", "--family", "poisson", "--covariance", "diag"],
+                            capsys)
+    assert status == 2 and "--covariance applies to --family gaussian, not poisson" in line
+    status, line = error_of(["fit", tmp / "blobs.csv", "--columns", "a", "--family", "categorical", "--categories", "3,x"],
+                            capsys)
+    assert status == 2 and "--categories must be comma-separated integers" in line and "'3,x'" in line
+    status, line = error_of(["fit", tmp / "blobs.csv", "--columns", "a,b", "--covariance", "round"], capsys)
+    assert status == 2 and line.startswith("mixtures: error: --covariance: ") and "round" in line
+    status, line = error_of(["fit", tmp / "blobs.csv", "--columns", "a,b", "--reg-covar", "much"], capsys)
+    assert status == 2 and "--reg-covar must be a number; received 'much'" in line
+
+
+def test_a_registered_family_of_ones_own_is_offered_with_its_options():
+    import dataclasses
+
+    from mixtures.cli import families
+
+    @dataclasses.dataclass(frozen=True)
+    class ShiftedPoissonForCli(mx.Poisson):
+        shift: int = 0
+
+    mx.register_family(ShiftedPoissonForCli)
+    offered = families.command_line_families()
+    assert offered["shifted-poisson-for-cli"] is ShiftedPoissonForCli and "independent" not in offered
+    parser = argparse.ArgumentParser()
+    families.add_family_options(parser)
+    args = parser.parse_args(["--family", "shifted-poisson-for-cli", "--shift", "3", "--min-rate", "0.5"])
+    family = families.make_family(args, cli_data.Data(np.ones((2, 1)), ("x1",), "x.npy", None, (1,)))
+    assert family == ShiftedPoissonForCli(min_rate=0.5, shift=3)

@@ -282,3 +282,26 @@ def test_importing_mixtures_does_not_import_matplotlib():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_a_family_of_ones_own_is_drawn_from_what_it_says_of_itself(ax):
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Waiting(mx.Exponential):
+        def label(self):
+            return "waiting times"
+
+    rates = np.array([[1.0, 0.5, 2.0], [0.25, 3.0, 1.0]])
+    family = Waiting()
+    m = mx.Mixture(np.array([0.4, 0.6]), family.make_params(rates), family)
+    x = np.random.default_rng(0).exponential(size=(20, 3))
+    plot.fit_summary(m, x, ax=ax, dims=(2, 1), grid=30)
+    assert ax.get_title() == "2-component mixture, waiting times"
+    assert len(ax.collections) == 2 and not ax.patches  # contours (its marginal is known) and points, no ellipses
+    fig, fresh = plt.subplots()
+    plot.density(m, ax=fresh, dims=(1, 0), levels=3, grid=30)  # default limits from Family.extent
+    plt.close(fig)
+    means = 1.0 / rates[:, [1, 0]]  # an exponential's standard deviation is its mean
+    np.testing.assert_allclose(fresh.get_xlim(), ((-2 * means[:, 0]).min(), (4 * means[:, 0]).max()))
+    np.testing.assert_allclose(fresh.get_ylim(), ((-2 * means[:, 1]).min(), (4 * means[:, 1]).max()))

@@ -433,3 +433,166 @@ class Family(abc.ABC):
           >>> mx.Gaussian().check_data(np.zeros((3, 2)))  # any finite data is in the domain
         """
         del x
+
+    # -- describing itself to the front ends: save/load, figures, the command line ---------------
+    #
+    # Host-side helpers with defaults that suit most families; none is called by the engine.
+
+    density_on_the_plane = True
+    """Whether :meth:`log_prob` is a density with respect to area for data of real columns.
+
+    False for discrete families and for those on a sphere; :mod:`mixtures.plot`
+    draws density contours only when it is True.
+    """
+
+    independent_columns = False
+    """Whether every parameter leaf is (K, D), column j describing data column j alone.
+
+    Then the columns are independent given the component, and the default
+    :meth:`marginal` keeps the chosen columns of every leaf.
+    """
+
+    def label(self) -> str:
+        """A short human name of the family, as figures and the command line show it.
+
+        The default is the class name; a family with a configuration that
+        changes what it models adds it ("Gaussian (diag)").
+
+        Example:
+          >>> import mixtures as mx
+          >>> mx.Poisson().label(), mx.Gaussian("diag").label()
+          ('Poisson', 'Gaussian (diag)')
+        """
+        return type(self).__name__
+
+    def params_layout(self, n_components: int, n_features: int) -> Params:
+        """The structure, shapes and dtypes of K components' parameters on D columns, without computing them.
+
+        ``mixtures.load`` compares a file's arrays with it and builds the
+        parameters in its structure (so the parameters' NamedTuple classes
+        come from here). The default traces :meth:`init_params` abstractly
+        (``jax.eval_shape``) on float32 inputs of shape (K, D); a family
+        whose parameters need more than D columns to exist overrides it to
+        raise ``ValueError``.
+
+        Args:
+          n_components: K ≥ 1.
+          n_features: D, what :meth:`n_features` gives for such parameters.
+
+        Returns:
+          A pytree of ``jax.ShapeDtypeStruct`` in the structure of the parameters.
+
+        Raises:
+          ValueError: if the family has no parameters for D columns.
+
+        Example:
+          >>> import mixtures as mx
+          >>> layout = mx.Gaussian("diag").params_layout(3, 2)
+          >>> type(layout).__name__, layout.means.shape, layout.precisions_cholesky.shape
+          ('GaussianParams', (3, 2), (3, 2))
+        """
+        rows = jax.ShapeDtypeStruct((n_components, n_features), np.float32)
+        return jax.eval_shape(self.init_params, rows, rows)
+
+    def marginal(self, params: Params, columns) -> tuple[Family, Params] | None:
+        """The family and parameters of the components' marginal over some columns, or None if unknown.
+
+        The default knows the marginal of families with
+        :attr:`independent_columns`: the same family, each leaf's chosen
+        columns. :mod:`mixtures.plot` draws density contours of the marginal
+        over two columns, and ellipses when it is Gaussian.
+
+        Args:
+          params: concrete parameters with a leading component axis K.
+          columns: a sequence of distinct column indices, in the order wanted.
+
+        Returns:
+          ``(family, params)`` of the marginal on ``len(columns)`` columns, or None.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> f = mx.Exponential()
+          >>> family, params = f.marginal(f.make_params(np.array([[1.0, 2.0, 3.0]])), (2, 0))
+          >>> family, params.rates.tolist()
+          (Exponential(), [[3.0, 1.0]])
+        """
+        if not self.independent_columns:
+            return None
+        chosen = np.asarray(list(columns), dtype=np.intp)
+        return self, jax.tree.map(lambda leaf: leaf[:, chosen], params)
+
+    def extent(self, params: Params) -> tuple[np.ndarray, np.ndarray] | None:
+        """(K, D) centres and (K, D) spreads of the components, for a figure's default limits; None if unknown.
+
+        :mod:`mixtures.plot` spans centre ± 3 spreads when it is given no
+        data. The default is None (figures then need the data for limits).
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("diag")
+          >>> centres, spreads = g.extent(g.make_params(np.zeros((1, 2)), np.array([[4.0, 9.0]])))
+          >>> centres.tolist(), spreads.round(6).tolist()
+          ([[0.0, 0.0]], [[2.0, 3.0]])
+        """
+        del params
+        return None
+
+    def parameter_table(self, params: Params, columns) -> list[tuple[str, np.ndarray]]:
+        """Rows of a readable table of the components' parameters: ``(label, (K,) float64 values)``.
+
+        The command line prints it (one column per component). The default
+        shows every leaf of a NamedTuple of parameters: a (K, D) leaf as one
+        row per data column, labelled with the field's name in the singular
+        and the column's name ("rate x1"); a (K,) leaf as one row; any other
+        leaf flattened per component.
+
+        Args:
+          params: concrete parameters with a leading component axis K.
+          columns: the D data columns' names.
+
+        Returns:
+          A list of ``(label, values)``.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> f = mx.Gamma()
+          >>> rows = f.parameter_table(f.make_params(np.array([[2.0], [3.0]]), np.array([[1.0], [0.5]])), ["t"])
+          >>> [(label, values.tolist()) for label, values in rows]
+          [('shape t', [2.0, 3.0]), ('rate t', [1.0, 0.5])]
+        """
+        fields = getattr(params, "_fields", None)
+        if fields is None:
+            named = [(jax.tree_util.keystr(path), leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(params)]
+        else:
+            named = [(name[:-1] if name.endswith("s") else name, leaf) for name, leaf in zip(fields, params)]
+        rows = []
+        for name, leaf in named:
+            leaf = np.asarray(leaf, np.float64)
+            if leaf.ndim == 2 and leaf.shape[1] == len(columns):
+                rows += [(f"{name} {c}", leaf[:, j]) for j, c in enumerate(columns)]
+            elif leaf.ndim == 1:
+                rows.append((name, leaf))
+            else:
+                flat = leaf.reshape(leaf.shape[0], -1)
+                rows += [(f"{name}[{i}]", flat[:, i]) for i in range(flat.shape[1])]
+        return rows
+
+    @classmethod
+    def from_data(cls, x: np.ndarray, **config) -> Family:
+        """The family configured by ``config`` (dataclass fields by name), fields left out chosen for the data.
+
+        ``mixtures fit --family NAME`` builds its family with it from the
+        command line's options. The default is ``cls(**config)``: the fields
+        left out take their defaults.
+
+        Args:
+          x: (N, D) float64 host data.
+          **config: dataclass fields of ``cls``.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> mx.Poisson.from_data(np.ones((3, 2)), min_rate=1e-3)
+          Poisson(min_rate=0.001)
+        """
+        del x
+        return cls(**config)

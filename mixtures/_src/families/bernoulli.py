@@ -12,6 +12,7 @@ import numpy as np
 from mixtures._src.core import checks
 from mixtures._src.core import domain
 from mixtures._src.families.expfam import ExponentialFamily
+from mixtures._src.core.registry import register_family
 
 __all__ = ["Bernoulli", "BernoulliParams"]
 
@@ -26,6 +27,7 @@ class BernoulliParams(NamedTuple):
     probs: jax.Array
 
 
+@register_family
 @dataclasses.dataclass(frozen=True)
 class Bernoulli(ExponentialFamily):
     """Independent binary features: p(x | p) = Πⱼ pⱼ^xⱼ (1 − pⱼ)^(1 − xⱼ), xⱼ ∈ {0, 1}.
@@ -186,3 +188,13 @@ class Bernoulli(ExponentialFamily):
         """
         x = domain.as_matrix(x)
         domain.require(x, (x == 0) | (x == 1), "binary values (0 or 1)")
+
+    # -- describing itself to the front ends ------------------------------------------------
+
+    density_on_the_plane = False
+    independent_columns = True
+
+    def parameter_table(self, params: BernoulliParams, columns) -> list:
+        """p(x = 1) of every column: "p(c=1)"."""
+        probs = np.asarray(params.probs, np.float64)
+        return [(f"p({c}=1)", probs[:, j]) for j, c in enumerate(columns)]

@@ -14,6 +14,7 @@ import numpy as np
 from mixtures._src.core import checks
 from mixtures._src.core import domain
 from mixtures._src.families.expfam import ExponentialFamily
+from mixtures._src.core.registry import register_family
 
 __all__ = ["Categorical", "CategoricalParams"]
 
@@ -48,6 +49,7 @@ def _layout(n_categories: tuple[int, ...]) -> _Layout:
     return _Layout(feature, category, np.flatnonzero(category > 0), first, int(sizes.max()))
 
 
+@register_family
 @dataclasses.dataclass(frozen=True)
 class Categorical(ExponentialFamily):
     """Independent categorical features; feature j takes values 0, …, Cⱼ − 1.
@@ -71,7 +73,9 @@ class Categorical(ExponentialFamily):
       Categorical(n_categories=(3, 2), min_prob=1e-06)
     """
 
-    n_categories: tuple[int, ...]
+    n_categories: tuple[int, ...] = dataclasses.field(
+        metadata={"option": "categories", "help": "categories per column, e.g. 3,2 (default: largest code + 1)"}
+    )
     min_prob: float = 1e-6
 
     def __post_init__(self):
@@ -291,3 +295,39 @@ class Categorical(ExponentialFamily):
         upper = np.asarray(self.n_categories, dtype=np.float64)
         ok = domain.is_integer(x) & (x >= 0) & (x < upper[None, :])
         domain.require(x, ok, [f"integer category codes 0..{c - 1}" for c in self.n_categories])
+
+    # -- describing itself to the front ends ------------------------------------------------
+
+    density_on_the_plane = False
+
+    def parameter_table(self, params: CategoricalParams, columns) -> list:
+        """One row per column and category: "p(c=v)".
+
+        Example:
+          >>> import numpy as np
+          >>> from mixtures import Categorical
+          >>> f = Categorical((2,))
+          >>> [(label, v.tolist()) for label, v in f.parameter_table(f.make_params([[0.25, 0.75]]), ["c"])]
+          [('p(c=0)', [0.25]), ('p(c=1)', [0.75])]
+        """
+        probs = np.asarray(params.probs, np.float64)
+        rows, offset = [], 0
+        for c, n in zip(columns, self.n_categories):
+            rows += [(f"p({c}={v})", probs[:, offset + v]) for v in range(n)]
+            offset += n
+        return rows
+
+    @classmethod
+    def from_data(cls, x: np.ndarray, **config) -> Categorical:
+        """As :meth:`Family.from_data`; without ``n_categories``, each column's largest code + 1 (at least 2).
+
+        Example:
+          >>> import numpy as np
+          >>> from mixtures import Categorical
+          >>> Categorical.from_data(np.array([[0.0, 1.0], [2.0, 0.0]]))
+          Categorical(n_categories=(3, 2), min_prob=1e-06)
+        """
+        if "n_categories" not in config:
+            top = np.nanmax(np.asarray(x, np.float64), axis=0)
+            config["n_categories"] = tuple(max(2, int(t) + 1) if np.isfinite(t) and t >= 0 else 2 for t in top)
+        return cls(**config)

@@ -12,6 +12,7 @@ import numpy as np
 from mixtures._src.core import checks
 from mixtures._src.core import domain
 from mixtures._src.families.expfam import ExponentialFamily
+from mixtures._src.core.registry import register_family
 
 __all__ = ["Exponential", "ExponentialParams"]
 
@@ -26,6 +27,7 @@ class ExponentialParams(NamedTuple):
     rates: jax.Array
 
 
+@register_family
 @dataclasses.dataclass(frozen=True)
 class Exponential(ExponentialFamily):
     """Independent exponential features: p(x | λ) = Πⱼ λⱼ exp(−λⱼ xⱼ), xⱼ > 0.
@@ -187,3 +189,17 @@ class Exponential(ExponentialFamily):
         """
         x = domain.as_matrix(x)
         domain.require(x, np.isfinite(x) & (x > 0), "strictly positive numbers")
+
+    # -- describing itself to the front ends ------------------------------------------------
+
+    independent_columns = True
+
+    def extent(self, params: ExponentialParams) -> tuple[np.ndarray, np.ndarray]:
+        """The means 1/λ, which are also the standard deviations."""
+        scale = 1.0 / np.asarray(params.rates, np.float64)
+        return scale, scale
+
+    def parameter_table(self, params: ExponentialParams, columns) -> list:
+        """The means 1/λ of every column: "mean c"."""
+        means, _ = self.extent(params)
+        return [(f"mean {c}", means[:, j]) for j, c in enumerate(columns)]

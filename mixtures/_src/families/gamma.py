@@ -14,6 +14,7 @@ from jax.scipy.special import digamma, gammaln, polygamma
 from mixtures._src.core import checks
 from mixtures._src.core import domain
 from mixtures._src.families.expfam import ExponentialFamily
+from mixtures._src.core.registry import register_family
 
 __all__ = ["Gamma", "GammaParams"]
 
@@ -33,6 +34,7 @@ class GammaParams(NamedTuple):
     rates: jax.Array
 
 
+@register_family
 @dataclasses.dataclass(frozen=True)
 class Gamma(ExponentialFamily):
     """Independent gamma features, xⱼ > 0, shape αⱼ and rate βⱼ.
@@ -245,6 +247,15 @@ class Gamma(ExponentialFamily):
         """
         x = domain.as_matrix(x)
         domain.require(x, np.isfinite(x) & (x > 0), "strictly positive numbers")
+
+    # -- describing itself to the front ends ------------------------------------------------
+
+    independent_columns = True
+
+    def extent(self, params: GammaParams) -> tuple[np.ndarray, np.ndarray]:
+        """The means α/β and the standard deviations √α/β."""
+        shapes, rates = (np.asarray(leaf, np.float64) for leaf in params)
+        return shapes / rates, np.sqrt(shapes) / rates
 
 
 def _log_minus_digamma(a):

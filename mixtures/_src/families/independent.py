@@ -10,10 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from mixtures._src.core.family import Family
+from mixtures._src.core.registry import register_family
 
 __all__ = ["Independent"]
 
 
+@register_family
 @dataclasses.dataclass(frozen=True)
 class Independent(Family):
     """Columns split into groups, each modelled by its own family, independent given the component.
@@ -321,6 +323,16 @@ class Independent(Family):
                 what = "its columns" if row is None else f"row {row}"
                 message = _translate_columns(str(err), cols)
                 raise ValueError(f"{family!r}, which models {where} of `x`, rejects {what}: {message}") from err
+
+    # -- describing itself to the front ends ------------------------------------------------
+
+    def parameter_table(self, params: tuple, columns) -> list:
+        """Each group's own table, on the names of its columns."""
+        return [
+            row
+            for (family, group), p in zip(self.components, params)
+            for row in family.parameter_table(p, [columns[c] for c in group])
+        ]
 
 
 def _take(x, cols: tuple):

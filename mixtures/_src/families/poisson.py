@@ -13,6 +13,7 @@ from jax.scipy.special import gammaln
 from mixtures._src.core import checks
 from mixtures._src.core import domain
 from mixtures._src.families.expfam import ExponentialFamily
+from mixtures._src.core.registry import register_family
 
 __all__ = ["Poisson", "PoissonParams"]
 
@@ -27,6 +28,7 @@ class PoissonParams(NamedTuple):
     rates: jax.Array
 
 
+@register_family
 @dataclasses.dataclass(frozen=True)
 class Poisson(ExponentialFamily):
     """Independent Poisson features: p(x | λ) = Πⱼ λⱼ^xⱼ e^(−λⱼ) / xⱼ!.
@@ -185,3 +187,8 @@ class Poisson(ExponentialFamily):
         """
         x = domain.as_matrix(x)
         domain.require(x, domain.is_integer(x) & (x >= 0), "non-negative integer counts")
+
+    # -- describing itself to the front ends ------------------------------------------------
+
+    density_on_the_plane = False
+    independent_columns = True

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mixtures._src.families.gradient import GradientFamily
+from mixtures._src.core.registry import register_family
 
 __all__ = ["StudentT", "StudentTParams"]
 
@@ -40,6 +41,7 @@ class StudentTParams(NamedTuple):
     scales: jax.Array
 
 
+@register_family
 @dataclasses.dataclass(frozen=True)
 class StudentT(GradientFamily):
     """Student-t components with fixed degrees of freedom and independent features.
@@ -197,3 +199,11 @@ class StudentT(GradientFamily):
           12
         """
         return 2 * n_components * n_features
+
+    # -- describing itself to the front ends ------------------------------------------------
+
+    independent_columns = True
+
+    def extent(self, params: StudentTParams) -> tuple[np.ndarray, np.ndarray]:
+        """The locations and the scales."""
+        return np.asarray(params.locations, np.float64), np.asarray(params.scales, np.float64)

@@ -16,6 +16,7 @@ from jax.scipy.special import gammaln
 from mixtures._src.core import checks
 from mixtures._src.families.bessel import bessel_ratio, log_ive
 from mixtures._src.families.expfam import ExponentialFamily
+from mixtures._src.core.registry import register_family
 
 __all__ = ["VonMisesFisher", "VonMisesFisherParams"]
 
@@ -38,6 +39,7 @@ class VonMisesFisherParams(NamedTuple):
     concentrations: jax.Array
 
 
+@register_family
 @dataclasses.dataclass(frozen=True)
 class VonMisesFisher(ExponentialFamily):
     """Von Mises–Fisher components on the unit sphere: p(x | μ, κ) = C_D(κ) exp(κ μᵀx).
@@ -318,6 +320,16 @@ class VonMisesFisher(ExponentialFamily):
         hi = lax.Precision.HIGHEST
         reflected = y - 2.0 * u * (jnp.dot(u, y, precision=hi) / jnp.dot(u, u, precision=hi))
         return -sign * reflected
+
+    # -- describing itself to the front ends ------------------------------------------------
+
+    density_on_the_plane = False
+
+    def params_layout(self, n_components: int, n_features: int):
+        """As :meth:`Family.params_layout`; ``ValueError`` for D < 2 (the sphere S^(D−1) needs D ≥ 2)."""
+        if n_features < 2:
+            raise ValueError(f"VonMisesFisher needs parameters of shape (K, D) with D ≥ 2; received D = {n_features}.")
+        return super().params_layout(n_components, n_features)
 
 
 def _wood_component(kappa, d, key, dtype):

@@ -24,6 +24,7 @@ from mixtures._src.families.gaussian.params import (
     whitened,
 )
 from mixtures._src.families.gaussian.prior import GaussianPrior, check_gaussian_prior
+from mixtures._src.core.registry import register_family
 
 __all__ = ["Gaussian", "GaussianParams", "GaussianStats"]
 
@@ -31,6 +32,7 @@ COVARIANCE_TYPES = ("full", "diag", "spherical", "tied", "identity")
 _HI = jax.lax.Precision.HIGHEST
 
 
+@register_family
 @dataclasses.dataclass(frozen=True)
 class Gaussian(Family):
     """Multivariate normal components.
@@ -57,8 +59,12 @@ class Gaussian(Family):
       Gaussian(covariance='diag', reg_covar=1e-06)
     """
 
-    covariance: str = "full"
-    reg_covar: float = 1e-6
+    covariance: str = dataclasses.field(
+        default="full", metadata={"help": "covariance type: full, diag, spherical, tied or identity (default full)"}
+    )
+    reg_covar: float = dataclasses.field(
+        default=1e-6, metadata={"help": "added to the covariance diagonals (default 1e-6)"}
+    )
 
     def __post_init__(self):
         if not isinstance(self.covariance, str):
@@ -423,3 +429,51 @@ class Gaussian(Family):
         if u.ndim == 2:  # x = μ + U⁻ᵀ ε has covariance U⁻ᵀ U⁻¹ = (U Uᵀ)⁻¹
             return params.means + solve_triangular(u, eps, trans="T", lower=False)
         return params.means + eps / u
+
+    # -- describing itself to the front ends ------------------------------------------------
+
+    def label(self) -> str:
+        """"Gaussian (full)", "Gaussian (diag)", ...: the class name and the covariance type."""
+        return f"Gaussian ({self.covariance})"
+
+    def marginal(self, params: GaussianParams, columns) -> tuple[Gaussian, GaussianParams]:
+        """A Gaussian("full") with the chosen entries of the means and blocks of the covariances (host-side).
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("diag")
+          >>> family, p = g.marginal(g.make_params(np.array([[0.0, 1.0, 2.0]]), np.array([[1.0, 4.0, 9.0]])), (2, 0))
+          >>> family.covariance, p.means.tolist(), p.covariances.round(6).tolist()
+          ('full', [[2.0, 0.0]], [[[9.0, 0.0], [0.0, 1.0]]])
+        """
+        means = np.asarray(params.means)
+        k, d = means.shape
+        covariances = np.asarray(params.covariances, np.float64)
+        if covariances.ndim == 2:
+            covariances = covariances[:, :, None] * np.eye(d)
+        elif covariances.ndim == 1:
+            covariances = covariances[:, None, None] * np.eye(d)
+        chosen = np.asarray(list(columns), dtype=np.intp)
+        full = Gaussian("full", reg_covar=self.reg_covar)
+        return full, full.make_params(means[:, chosen], covariances[:, chosen[:, None], chosen[None, :]])
+
+    def extent(self, params: GaussianParams) -> tuple[np.ndarray, np.ndarray]:
+        """The means and the standard deviations of every column."""
+        means = np.asarray(params.means, np.float64)
+        covariances = np.asarray(params.covariances, np.float64)
+        variances = np.diagonal(covariances, axis1=-2, axis2=-1) if covariances.ndim == 3 else covariances
+        return means, np.sqrt(np.broadcast_to(variances.reshape(len(means), -1), means.shape))
+
+    def parameter_table(self, params: GaussianParams, columns) -> list:
+        """The means, then the standard deviations (square roots of the covariances' diagonals), per column.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("spherical")
+          >>> rows = g.parameter_table(g.make_params(np.array([[1.0, 2.0]]), np.array([4.0])), ["a", "b"])
+          >>> [(label, values.tolist()) for label, values in rows]
+          [('mean a', [1.0]), ('mean b', [2.0]), ('sd a', [2.0]), ('sd b', [2.0])]
+        """
+        means, sds = self.extent(params)
+        rows = [(f"mean {c}", means[:, j]) for j, c in enumerate(columns)]
+        return rows + [(f"sd {c}", sds[:, j]) for j, c in enumerate(columns)]

@@ -1,0 +1,235 @@
+"""Data files for the command line: CSV, ``.npy`` and ``.npz``, every bad value named by file, line and column."""
+
+from __future__ import annotations
+
+import csv
+import re
+from typing import NamedTuple
+
+import numpy as np
+
+from mixtures.cli.errors import CommandError
+from mixtures.cli.tables import family_label
+
+__all__ = ["Data", "add_data_options", "as_compute_dtype", "check_family_data", "read_data"]
+
+
+class Data(NamedTuple):
+    """A data matrix read from a file, with what is needed to point at its cells.
+
+    Attributes:
+      x: (N, D) float64 values of the chosen columns.
+      columns: the D column names (the header's, else "x1", "x2", ...).
+      path: the file, as given.
+      lines: (N,) line of the file each row came from (CSV), or None (arrays).
+      positions: the D columns' 1-based positions in the file.
+    """
+
+    x: np.ndarray
+    columns: tuple
+    path: str
+    lines: np.ndarray | None
+    positions: tuple
+
+    def where(self, row: int, column: int) -> str:
+        """'file, line L, column C (name)' for CSV, 'file, x[i, j] (name)' for arrays."""
+        name = self.columns[column]
+        if self.lines is not None:
+            return f"{self.path!r}, line {self.lines[row]}, column {self.positions[column]} ({name})"
+        return f"{self.path!r}, x[{row}, {self.positions[column] - 1}] ({name})"
+
+
+def read_data(path: str, *, columns: str | None = None, key: str | None = None, delimiter: str | None = None) -> Data:
+    """Reads a data matrix from CSV, ``.npy`` or ``.npz``; every value must be a finite number.
+
+    A CSV file's first row is a header when any of its cells is not a
+    number; its names can then be used by ``columns``. Blank lines and lines
+    starting with ``#`` are skipped. NumPy files are recognised by their
+    content, whatever the extension; a 1-D array is one column.
+
+    Args:
+      path: the file.
+      columns: optional comma-separated column names or 1-based positions.
+      key: the array's name in an ``.npz`` holding several.
+      delimiter: the CSV delimiter (default "," or, for ``.tsv``, a tab).
+
+    Returns:
+      A :class:`Data`.
+
+    Raises:
+      CommandError: naming the file, and the line or index and column of a
+        bad value.
+
+    Example:
+      >>> import os, tempfile
+      >>> from mixtures.cli import read_data
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     path = os.path.join(tmp, "d.csv")
+      ...     with open(path, "w") as f:
+      ...         _ = f.write("id,height,weight\\na,1.5,60\\nb,1.8,80\\n")
+      ...     data = read_data(path, columns="weight,2")
+      >>> data.x.tolist(), data.columns
+      ([[60.0, 1.5], [80.0, 1.8]], ('weight', 'height'))
+    """
+    with open(path, "rb") as f:
+        start = f.read(6)
+    if start.startswith(b"\x93NUMPY") or start.startswith(b"PK\x03\x04"):
+        return _read_array(path, start.startswith(b"PK"), columns, key)
+    if key is not None:
+        raise CommandError(f"--key applies to .npz archives; {path!r} is a text file.")
+    if delimiter is None:
+        delimiter = "\t" if path.lower().endswith(".tsv") else ","
+    return _read_csv(path, delimiter, columns)
+
+
+def _read_csv(path: str, delimiter: str, columns: str | None) -> Data:
+    rows, lines = [], []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f, delimiter=delimiter)
+            for cells in reader:
+                if not cells or all(not c.strip() for c in cells) or cells[0].lstrip().startswith("#"):
+                    continue
+                rows.append(cells)
+                lines.append(reader.line_num)
+    except UnicodeDecodeError as e:
+        raise CommandError(f"{path!r} is not UTF-8 text (byte {e.start}); give a CSV, .npy or .npz file.") from None
+    except csv.Error as e:
+        raise CommandError(f"{path!r} is not valid CSV: {e}.") from None
+    if not rows:
+        raise CommandError(f"{path!r} holds no data rows.")
+    width = len(rows[0])
+    header = not all(_is_number(c) for c in rows[0])
+    names = tuple(c.strip() for c in rows[0]) if header else tuple(f"x{j + 1}" for j in range(width))
+    first_line = lines[0]
+    if header:
+        rows, lines = rows[1:], lines[1:]
+        if not rows:
+            raise CommandError(f"{path!r} has a header line but no data rows.")
+    for cells, line in zip(rows, lines):
+        if len(cells) != width:
+            raise CommandError(
+                f"{path!r}, line {line}: {len(cells)} fields; expected {width}, as on line {first_line}."
+            )
+    chosen = _choose_columns(columns, names, path)
+    values = np.empty((len(rows), len(chosen)))
+    for j, c in enumerate(chosen):
+        for i, cells in enumerate(rows):
+            text = cells[c].strip()
+            try:
+                values[i, j] = float(text)
+            except ValueError:
+                what = "is empty" if not text else f"holds {text!r:.40}, not a number"
+                raise CommandError(f"{path!r}, line {lines[i]}, column {c + 1} ({names[c]}) {what}.") from None
+    data = Data(values, tuple(names[c] for c in chosen), path, np.asarray(lines), tuple(c + 1 for c in chosen))
+    _check_finite(data)
+    return data
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _choose_columns(spec: str | None, names: tuple, path: str) -> list[int]:
+    """0-based indices of the columns ``spec`` names (names or 1-based positions); all by default."""
+    if spec is None:
+        return list(range(len(names)))
+    chosen = []
+    for token in (t.strip() for t in spec.split(",")):
+        if token in names:
+            chosen.append(names.index(token))
+        elif re.fullmatch(r"[0-9]+", token) and 1 <= int(token) <= len(names):
+            chosen.append(int(token) - 1)
+        else:
+            raise CommandError(
+                f"--columns: {path!r} has no column {token!r}; its columns are "
+                f"{', '.join(names)} (or their positions 1..{len(names)})."
+            )
+    if len(set(chosen)) != len(chosen):
+        raise CommandError(f"--columns names a column twice: {spec!r}.")
+    return chosen
+
+
+def _read_array(path: str, archive: bool, columns: str | None, key: str | None) -> Data:
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise CommandError(f"{path!r} cannot be read as a NumPy file without unpickling: {e}.") from None
+    except (OSError, EOFError) as e:
+        raise CommandError(f"{path!r} is not a readable NumPy file: {e}.") from None
+    if archive:
+        with loaded:
+            names = list(loaded.files)
+            if key is None and len(names) != 1:
+                raise CommandError(
+                    f"{path!r} holds {len(names)} arrays ({', '.join(names) or 'none'}); choose one with --key."
+                )
+            name = names[0] if key is None else key
+            if name not in names:
+                raise CommandError(f"--key: {path!r} has no array {name!r}; it holds {', '.join(names)}.")
+            try:
+                array = loaded[name]
+            except ValueError as e:
+                raise CommandError(f"{path!r}: the array {name!r} cannot be read without unpickling: {e}.") from None
+    else:
+        if key is not None:
+            raise CommandError(f"--key applies to .npz archives; {path!r} is a .npy file.")
+        array = loaded
+    if array.dtype == np.bool_ or array.dtype.kind not in "iuf":
+        raise CommandError(f"{path!r} holds an array of dtype {array.dtype}; the data must be real numbers.")
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise CommandError(
+            f"{path!r} holds an array of shape {array.shape}; the data must have shape (N, D), N, D ≥ 1."
+        )
+    names = tuple(f"x{j + 1}" for j in range(array.shape[1]))
+    chosen = _choose_columns(columns, names, path)
+    data = Data(
+        np.asarray(array[:, chosen], np.float64), tuple(names[c] for c in chosen), path, None,
+        tuple(c + 1 for c in chosen),
+    )
+    _check_finite(data)
+    return data
+
+
+def _check_finite(data: Data) -> None:
+    bad = ~np.isfinite(data.x)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise CommandError(f"{data.where(i, j)} is {data.x[i, j]}; the data must be finite numbers.")
+
+
+def check_family_data(family, data: Data) -> None:
+    """The family's domain check (``family.check_data``), its message pointing into the file."""
+    try:
+        family.check_data(data.x)
+    except ValueError as e:
+        found = re.fullmatch(r"column (\d+) of `x` must hold (.+); row (\d+) has (.+)\.", str(e))
+        if found is None:
+            raise CommandError(f"{data.path!r}: {e}") from None
+        j, what, i, value = found.groups()
+        where = data.where(int(i), int(j))
+        raise CommandError(f"{where} is {value}; {family_label(family)} data must be {what}.") from None
+
+
+def as_compute_dtype(data: Data, float64: bool) -> np.ndarray:
+    if float64:
+        return data.x
+    with np.errstate(over="ignore"):
+        x = data.x.astype(np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise CommandError(f"{data.where(i, j)} is {data.x[i, j]}, too large for float32; use --float64.")
+    return x
+
+
+def add_data_options(p) -> None:
+    p.add_argument("--columns", help="comma-separated column names (CSV header) or 1-based positions (default: all)")
+    p.add_argument("--key", help="the array's name in an .npz holding several")
+    p.add_argument("--delimiter", help="CSV delimiter (default ',', or a tab for .tsv)")

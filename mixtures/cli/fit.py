@@ -1,0 +1,153 @@
+"""``mixtures fit``: a mixture fitted to a data file, summarised, saved and drawn."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import sys
+
+import numpy as np
+
+from mixtures.cli.common import (
+    bic, check_writable, components_in_range, figure, positive, require_matplotlib, wants_progress, x64,
+)
+from mixtures.cli.data import add_data_options, as_compute_dtype, check_family_data, read_data
+from mixtures.cli.errors import CommandError
+from mixtures.cli.families import add_family_options, make_family
+from mixtures.cli.progress import ProgressReporter
+from mixtures.cli.tables import component_table, selection_table
+
+__all__ = ["add_parser", "run"]
+
+
+def run(args) -> int:
+    """``mixtures fit``: fits a mixture to a data file, prints a summary, saves the model and a figure.
+
+    Args:
+      args: the parsed options.
+
+    Returns:
+      The exit status, 0.
+    """
+    data = read_data(args.data, columns=args.columns, key=args.key, delimiter=args.delimiter)
+    n, d = data.x.shape
+    auto = args.components == "auto"
+    if not auto:
+        components_in_range(args.components, n, repr(args.data))
+    k_max = min(positive(args.k_max, "--k-max"), n)
+    restarts = positive(args.restarts, "--restarts")
+    positive(args.max_iter, "--max-iter")
+    if not (math.isfinite(args.tol) and args.tol >= 0):
+        raise CommandError(f"--tol must be a non-negative number; received {args.tol}.")
+    if args.out is not None:
+        check_writable(args.out, "--out")
+    if args.plot is not None:
+        require_matplotlib("--plot")
+        check_writable(args.plot, "--plot")
+        if d < 2:
+            raise CommandError(f"--plot draws two columns; {args.data!r} has {d} (choose with --columns).")
+    family = make_family(args, data)
+    check_family_data(family, data)
+    x = as_compute_dtype(data, args.float64)
+
+    import jax
+
+    import mixtures as mx
+
+    key = jax.random.key(args.seed)
+    progress = wants_progress(args)
+    with x64(True) if args.float64 else contextlib.nullcontext():
+        selection = None
+        if auto:
+            if progress:
+                print(f"Fitting K = 1..{k_max} in one compiled program ...", file=sys.stderr)
+            selection = mx.select(
+                x, family, range(1, k_max + 1), key=key, n_init=restarts, criterion=args.criterion,
+                init=args.init, max_iter=args.max_iter, tol=args.tol,
+            )
+            result = selection.best
+        else:
+            delay = 0.0 if args.progress else 1.0  # --progress: from the first iteration
+            reporter = ProgressReporter(args.max_iter, restarts, delay=delay) if progress else None
+            try:
+                result = mx.fit(
+                    x, family, args.components, key=key, n_init=restarts, init=args.init,
+                    max_iter=args.max_iter, tol=args.tol, callback=reporter,
+                )
+            finally:
+                if reporter is not None:
+                    reporter.close()
+        mixture = result.mixture
+        log_l = float(result.log_likelihood)
+        dtype = np.dtype(mixture.dtype).name
+        print(f"Data: {args.data}, {n} rows x {d} columns ({', '.join(data.columns)}), {dtype}")
+        if selection is not None:
+            print(f"\n{args.criterion.upper()} of each K ({restarts} restart{'s' * (restarts > 1)} each):\n")
+            print(selection_table(selection, args.criterion))
+        how = f"chosen by {args.criterion.upper()} among 1..{k_max}" if auto else "given"
+        print()
+        print(f"{'family':<18}{mixture.family!r}")
+        print(f"{'components':<18}{mixture.n_components} ({how})")
+        print(f"{'restarts':<18}{restarts} (init {args.init}, seed {args.seed})")
+        print(f"{'log-likelihood':<18}{log_l:.6f} per row (total {n * log_l:.4f})")
+        print(f"{'BIC':<18}{bic(log_l, n, mixture.n_parameters):.4f} ({mixture.n_parameters} free parameters)")
+        state = "converged" if bool(result.converged) else "not converged"
+        print(f"{'EM iterations':<18}{int(result.n_iter)} ({state}, tol {args.tol:g}, max {args.max_iter})")
+        print()
+        print(component_table(mixture, data.columns))
+        if args.out is not None:
+            mx.save(args.out, mixture)
+            print(f"\nModel saved to {args.out}")
+        if args.plot is not None:
+            from mixtures import plot
+
+            fig, axes = figure(2 if selection is not None else 1)
+            plot.fit_summary(mixture, x, ax=axes[0])
+            axes[0].set_xlabel(data.columns[0])
+            axes[0].set_ylabel(data.columns[1])
+            if selection is not None:
+                plot.criterion(selection, ax=axes[1], criterion=args.criterion)
+            fig.savefig(args.plot, dpi=90)
+            print(f"Figure written to {args.plot}")
+    return 0
+
+
+def _k_or_auto(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto'; received {text!r}") from None
+
+
+def add_parser(sub, parents) -> None:
+    """Adds ``fit`` to the subcommands ``sub``, with an option for every configurable family field."""
+    p = sub.add_parser(
+        "fit", parents=parents, help="fit a mixture to a data file (CSV, .npy, .npz)",
+        description="Fits a mixture by EM to the rows of DATA and prints a summary; --out saves the model.",
+    )
+    p.add_argument("data", metavar="DATA", help="CSV (header optional), .npy or .npz file, one row per sample")
+    p.add_argument(
+        "-k", "--components", type=_k_or_auto, default="auto", metavar="K|auto",
+        help="number of components, or 'auto' to choose it by --criterion among 1..--k-max (default auto)",
+    )
+    p.add_argument("--restarts", type=int, default=4, help="EM restarts, the best kept (default 4)")
+    p.add_argument("--init", choices=("kmeans++", "kmeans", "random", "random_from_data"), default="kmeans++",
+                   help="initialisation (default kmeans++)")
+    p.add_argument("--max-iter", type=int, default=100, help="maximum EM iterations (default 100)")
+    p.add_argument(
+        "--tol", type=float, default=1e-3, help="convergence threshold on the mean log-likelihood (default 1e-3)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed: the fit uses jax.random.key(SEED) (default 0)")
+    p.add_argument("--float64", action="store_true", help="compute in float64 (default float32)")
+    p.add_argument("--k-max", type=int, default=10, help="largest K tried by --components auto (default 10)")
+    p.add_argument("--criterion", choices=("bic", "aic", "icl"), default="bic", help="criterion of auto (default bic)")
+    add_data_options(p)
+    p.add_argument("-o", "--out", metavar="MODEL", help="save the fitted model here (e.g. model.mixture)")
+    p.add_argument("--plot", metavar="PNG", help="draw the first two columns, clusters and components here")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
+    add_family_options(p)
+    p.set_defaults(run=run)
