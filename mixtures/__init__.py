@@ -11,32 +11,31 @@ from mixtures._src.core import xla as _xla
 
 _xla.apply_environment()
 
-from mixtures import datasets
-from mixtures._src.fitting import online
+from mixtures import datasets, online
+from mixtures._src.core.family import Family
+from mixtures._src.core.mixture import Mixture
+from mixtures._src.core.priors import ConjugatePrior, DirichletPrior, Prior
+from mixtures._src.core.progress import Progress
+from mixtures._src.core.registry import register_family
+from mixtures._src.core.xla import disable_xla_cpu_fusion
+from mixtures._src.engine.em import FitResult
 from mixtures._src.families.bernoulli import Bernoulli, BernoulliParams
 from mixtures._src.families.categorical import Categorical, CategoricalParams
-from mixtures._src.engine.em import FitResult
 from mixtures._src.families.expfam import ExponentialFamily
 from mixtures._src.families.exponential import Exponential, ExponentialParams
-from mixtures._src.core.family import Family
-from mixtures._src.fitting.fit import em_step, fit
 from mixtures._src.families.gamma import Gamma, GammaParams
 from mixtures._src.families.gaussian.family import Gaussian, GaussianParams, GaussianStats
+from mixtures._src.families.gaussian.prior import GaussianPrior
 from mixtures._src.families.gradient import GradientFamily
 from mixtures._src.families.independent import Independent
-from mixtures.io import ModelFileError, load, save
-from mixtures._src.core.mixture import Mixture
-from mixtures._src.fitting.online import fit_online
-from mixtures._src.core.progress import Progress
 from mixtures._src.families.poisson import Poisson, PoissonParams
-from mixtures._src.core.priors import ConjugatePrior, DirichletPrior, Prior
-from mixtures._src.families.gaussian.prior import GaussianPrior
-from mixtures._src.core.registry import register_family
-from mixtures._src.fitting.selection import Selection, select
-from mixtures._src.fitting.streaming import fit_stream
-from mixtures._src.core.xla import disable_xla_cpu_fusion
 from mixtures._src.families.student_t import StudentT, StudentTParams
 from mixtures._src.families.von_mises_fisher import VonMisesFisher, VonMisesFisherParams
+from mixtures._src.fitting.fit import em_step, fit
+from mixtures._src.fitting.online import fit_online
+from mixtures._src.fitting.selection import Selection, select
+from mixtures._src.fitting.streaming import fit_stream
+from mixtures.io import ModelFileError, load, save
 
 __version__ = "0.1.0"
 
