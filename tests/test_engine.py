@@ -1,5 +1,7 @@
 """The engine: chunking, the batched density, em_step, empty components, float32 accuracy."""
 
+import threading
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -198,6 +200,31 @@ def test_callback_receives_every_iteration_of_every_restart():
     best = int(np.argmax(np.asarray(result.all_log_likelihoods)))
     reported = np.array([p.log_likelihood for p in sorted(seen, key=lambda p: p.iteration) if p.restart == best])
     np.testing.assert_allclose(reported, np.asarray(result.history)[: n_iter[best]], rtol=1e-6)
+
+
+def test_callbacks_of_fits_running_at_once_in_threads_each_get_their_own_reports():
+    x = mx.datasets.load_old_faithful()
+    keys, seen, results = [0, 1, 2, 3], {}, {}
+    family = mx.Gaussian("full")
+    mx.fit(x, family, 2, key=jax.random.key(9), n_init=2, max_iter=40, callback=lambda p: None)  # compiled before
+
+    def run(seed):
+        mine = seen.setdefault(seed, [])
+        results[seed] = mx.fit(x, family, 2, key=jax.random.key(seed), n_init=2, max_iter=40, callback=mine.append)
+
+    threads = [threading.Thread(target=run, args=(seed,)) for seed in keys]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for seed in keys:
+        n_iter = np.asarray(results[seed].all_n_iter)
+        for r in range(2):
+            mine = sorted(p.iteration for p in seen[seed] if p.restart == r)
+            assert mine == list(range(1, n_iter[r] + 1)), (seed, r)
+        best = int(np.argmax(np.asarray(results[seed].all_log_likelihoods)))
+        reported = [p.log_likelihood for p in sorted(seen[seed], key=lambda p: p.iteration) if p.restart == best]
+        np.testing.assert_allclose(reported, np.asarray(results[seed].history)[: n_iter[best]], rtol=1e-6)
 
 
 def test_callback_does_not_change_the_fit_and_must_be_callable():
