@@ -99,7 +99,7 @@ def bench_stream(x, start, args):
 
 
 def bench_online(x, start, args, epochs):
-    from mixtures._src.fitting.online import fit_online
+    from mixtures.online import fit_online
 
     steps_per_epoch = -(-x.shape[0] // args.batch_size)
     averaging_start = steps_per_epoch // 4
@@ -123,7 +123,7 @@ def online_trace(x, start, args, epochs, score):
     """(update seconds, full-data log-likelihood) of the online iterate at checkpoints; scoring untimed."""
     import jax
 
-    from mixtures._src.fitting.online import online_em, polynomial_decay
+    from mixtures.online import online_em, polynomial_decay
 
     b = args.batch_size
     n = x.shape[0] // b * b  # whole batches only, so the update compiles once

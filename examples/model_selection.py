@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 
 import mixtures as mx  # noqa: E402
-from mixtures._src.fitting.selection import select  # noqa: E402
+from mixtures import select  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
