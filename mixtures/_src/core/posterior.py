@@ -74,3 +74,8 @@ class Posterior(NamedTuple):
         """Responsibilities (B, K) and row terms (B,) of rows ``index`` (B,) given their (B, K) log pₖ(xₙ)."""
         labels = None if self.labels is None else self.labels[index]
         return responsibilities_from_log_probs(log_probs + self.log_weights[None, :], self.hard, labels)
+
+    def weighted(self, log_probs: jax.Array, index: jax.Array, weights: jax.Array):
+        """Responsibilities times row weights (B, K) and Σₙ wₙ ℓₙ over the block (rows of weight 0 add exactly 0)."""
+        resp, ll = self(log_probs, index)
+        return resp * weights[:, None], jnp.sum(jnp.where(weights > 0, weights * ll, 0.0))

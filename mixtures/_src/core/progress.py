@@ -21,7 +21,6 @@ import numpy as np
 __all__ = ["Progress", "emit", "receiving"]
 
 _lock = threading.Lock()
-_numbers = itertools.count(1)
 _receivers: dict[int, object] = {}
 
 
@@ -75,7 +74,8 @@ def receiving(callback):
         yield np.int32(0)
         return
     with _lock:
-        number = next(_numbers) % (1 << 31) or next(_numbers)
+        # The smallest free number: every report of an ended call was delivered before its number was freed.
+        number = next(n for n in itertools.count(1) if n not in _receivers)
         _receivers[number] = callback
     try:
         yield np.int32(number)

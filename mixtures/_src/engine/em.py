@@ -106,9 +106,7 @@ def accumulate(mixture: Mixture, rows: Rows, options: EMOptions, *, once: bool =
             return sums
 
     def block(x, w, index):
-        resp, ll = posterior(family.log_prob_components(mixture.params, x), index)
-        resp = resp * w[:, None]
-        ll_sum = jnp.sum(jnp.where(w > 0, w * ll, 0.0))
+        resp, ll_sum = posterior.weighted(family.log_prob_components(mixture.params, x), index, w)
         return Sums(jnp.sum(resp, axis=0), family.accumulate(mixture.params, x, resp), ll_sum)
 
     return blocks.sum_over_chunks(block, rows.x, rows.weights, options.chunk_size, options.axes)

@@ -121,9 +121,7 @@ def whitened_sums(family, params: GaussianParams, x, weights, posterior, *, chun
 
     def block(rows, w, index):
         logp, y = log_probs_and_residuals(family, params, rows)
-        resp, ll = posterior(logp, index)
-        resp = resp * w[:, None]
-        ll_sum = jnp.sum(jnp.where(w > 0, w * ll, 0.0))
+        resp, ll_sum = posterior.weighted(logp, index, w)
         return Sums(jnp.sum(resp, axis=0), stats_from_residuals(family.covariance, resp, y), ll_sum)
 
     return blocks.sum_over_chunks(block, x, weights, chunk_size, axes)
