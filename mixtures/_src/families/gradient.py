@@ -1,21 +1,28 @@
 """Generalised EM for families with no closed-form M-step.
 
 A family that knows only its log-density and its parameter constraints
-subclasses :class:`GradientFamily`. Its M-step is a few Adam steps that raise
-the expected complete-data log-likelihood
+subclasses :class:`GradientFamily`. Its M-step maximises the expected
+complete-data log-likelihood
 
     Q(θ) = Σₙ wₙ Σₖ rₙₖ log p(xₙ | θₖ),
 
-with rₙₖ the responsibilities under the previous mixture, in an unconstrained
-parametrisation u = to_unconstrained(θ). Q and ∇Q are sums over rows, so each
-Adam step is one chunked pass over the data: every block of rows recomputes
-its responsibilities from the previous mixture and adds the value and gradient
-of its share of Q, so working memory stays O(chunk × K × D).
+with rₙₖ the responsibilities under the previous mixture, by an ascent in an
+unconstrained parametrisation u = to_unconstrained(θ). Q and ∇Q are sums over
+rows, so each trial point is one chunked pass over the data: every block of
+rows recomputes its responsibilities from the previous mixture and adds the
+value and gradient of its share of Q, so working memory stays
+O(chunk × K × D).
 
-Q is a sum of one independent term Qₖ per component. Each component keeps the
-iterate with the highest Qₖ seen (its start included), and takes new
-parameters only when they raise Qₖ strictly; the mixture's log-likelihood
-therefore never decreases (a generalised EM step).
+Q is a sum of one independent term Qₖ per component, and each component
+climbs on its own: from its current point it tries a step along Adam's
+direction (the gradient scaled per coordinate by its running root mean
+square); a step that raises Qₖ strictly is taken and the next one is longer,
+one that does not is refused and the next is shorter. The M-step ends when
+every component's step has shrunk below the resolution of its parameters
+(a maximum of Qₖ to that resolution: no step of that length along the
+ascent direction raises it) or after ``n_steps`` trials. The mixture's
+log-likelihood therefore never decreases (a generalised EM step), and near
+the end of a fit the M-step is a maximisation, not a fixed number of steps.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import lax
 
@@ -41,6 +49,9 @@ __all__ = ["GradientFamily"]
 
 Params = Any
 Unconstrained = Any
+
+_GROW = 1.5  # a step that raises Qₖ: the next one is this much longer
+_SHRINK = 0.5  # one that does not: it is not taken, and the next is this much shorter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,16 +78,21 @@ class GradientFamily(Family):
     and :meth:`accumulate` collects nothing.
 
     Attributes:
-      learning_rate: Adam's initial step size, in units of the unconstrained
-        parameters (keyword only). It decays to zero over the ``n_steps`` of
-        each M-step by a cosine schedule, so that the last iterates settle
-        near the maximiser instead of oscillating at the step size. Adam
-        moves a coordinate by about the step size per step whatever the
-        gradient's scale, so one M-step moves it by at most about
-        ``learning_rate × n_steps / 2``: standardise the data, or raise it,
-        when locations must travel far.
-      n_steps: Adam steps per M-step (keyword only); each is one pass over
-        the data.
+      learning_rate: the first trial step of each M-step, in units of the
+        unconstrained parameters (keyword only). Each step along Adam's
+        direction moves a coordinate by about the step length whatever the
+        gradient's scale; a step that raises Qₖ makes the next one 1.5 times
+        longer and a refused one makes it half as long, so the value sets
+        only where the search starts.
+      n_steps: the most trial steps per M-step, each one pass over the data
+        (keyword only). The M-step usually ends earlier, when the steps
+        have shrunk below ``m_step_tol``.
+      m_step_tol: the M-step ends when every component's step is shorter
+        than ``m_step_tol × (1 + the largest |u|)`` of that component
+        (keyword only); None, the default, is the square root of the
+        machine epsilon of the data's dtype (1.5e-8 in float64, 3.5e-4 in
+        float32), the resolution to which rounding lets a sum of
+        log-densities locate its maximum.
 
     Example:
       >>> import jax, numpy as np
@@ -88,7 +104,8 @@ class GradientFamily(Family):
     """
 
     learning_rate: float = dataclasses.field(default=0.05, kw_only=True)
-    n_steps: int = dataclasses.field(default=25, kw_only=True)
+    n_steps: int = dataclasses.field(default=200, kw_only=True)
+    m_step_tol: float | None = dataclasses.field(default=None, kw_only=True)
 
     m_step_needs_data: ClassVar[bool] = True
 
@@ -100,6 +117,13 @@ class GradientFamily(Family):
             raise ValueError(f"`learning_rate` must be finite and positive; received {lr}.")
         object.__setattr__(self, "learning_rate", float(lr))
         object.__setattr__(self, "n_steps", checks.positive_int(self.n_steps, "n_steps"))
+        tol = self.m_step_tol
+        if tol is not None:
+            if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
+                raise TypeError(f"`m_step_tol` must be None or a positive real number; received {tol!r}.")
+            if not (math.isfinite(tol) and 0 < tol < 1):
+                raise ValueError(f"`m_step_tol` must be in (0, 1); received {tol}.")
+            object.__setattr__(self, "m_step_tol", float(tol))
 
     # -- what a family defines ----------------------------------------------
 
@@ -195,16 +219,18 @@ class GradientFamily(Family):
         *,
         axes: blocks.Axes = blocks.Axes(),
     ) -> Params:
-        """New parameters by ``n_steps`` Adam steps on Q, never lowering any component's Qₖ.
+        """New parameters that maximise each component's Qₖ, never lowering it.
 
         Qₖ(θ) = Σₙ wₙ rₙₖ log p(xₙ | θ), with rₙₖ the responsibilities under
-        ``previous`` (one-hot argmax ones if ``hard``). Adam starts from
-        ``previous``'s parameters with a fresh state, and its step size
-        decays from ``learning_rate`` to zero (cosine). Component k returns the
-        iterate with the highest Qₖ if that beats Qₖ at ``previous`` and is
-        finite, and ``previous``'s parameters exactly otherwise. Each step is
-        one pass over row blocks of ``chunk_size`` rows; jit- and
-        vmap-compatible (``chunk_size`` and ``hard`` static).
+        ``previous`` (one-hot argmax ones if ``hard``). Each component climbs
+        from ``previous``'s parameters by steps along Adam's direction,
+        taking a step only if it raises Qₖ (then the next step is longer) and
+        otherwise halving the step, until every component's step is below
+        ``m_step_tol`` relative to its parameters or ``n_steps`` trials have
+        run. Component k returns the point reached if its Qₖ beats Qₖ at
+        ``previous`` and it is finite, and ``previous``'s parameters exactly
+        otherwise. Each trial is one pass over row blocks of ``chunk_size``
+        rows; jit- and vmap-compatible (``chunk_size`` and ``hard`` static).
 
         Args:
           previous: the mixture the responsibilities come from; its
@@ -253,20 +279,52 @@ class GradientFamily(Family):
         def q_and_grad(u):  # Qₖ (K,) and ∇Q, summed block by block
             return blocks.sum_over_chunks(functools.partial(block, u), x, weights, chunk_size, axes)
 
-        optimizer = optax.adam(optax.cosine_decay_schedule(self.learning_rate, self.n_steps))
+        # Adam's moments, one state per component, so that a component's
+        # direction changes only when that component moves.
+        adam = optax.scale_by_adam()
         u0 = to_u(previous.params)
         q0, g0 = q_and_grad(u0)
+        d0, state0 = jax.vmap(adam.update)(g0, jax.vmap(adam.init)(u0))
+        k = q0.shape[0]
+        dtype = q0.dtype
+        rtol = self.m_step_tol if self.m_step_tol is not None else math.sqrt(float(jnp.finfo(dtype).eps))
+        leaves, treedef = jax.tree.flatten(u0)
+        magnitude = jnp.max(jnp.stack([jnp.max(jnp.abs(leaf.reshape(k, -1)), axis=1) for leaf in leaves]), axis=0)
+        resolution = rtol * (1.0 + magnitude)[:, None]  # (K, 1) the shortest step worth trying
+        # The blocks of coordinates a trial moves: all of them, then each leaf
+        # alone (a density with kinks, such as |x − μ|, can stall a joint step).
+        masks = np.eye(len(leaves), dtype=bool)
+        masks = np.concatenate([np.ones((1, len(leaves)), bool), masks]) if len(leaves) > 1 else masks
+        masks = jnp.asarray(masks, dtype)
+        n_blocks = masks.shape[0]
 
-        def step(_, carry):
-            u, state, grad, best_u, best_q = carry
-            updates, state = optimizer.update(jax.tree.map(jnp.negative, grad), state, u)
-            u = optax.apply_updates(u, updates)
-            q, grad = q_and_grad(u)
-            better = q > best_q  # False for NaN
-            return u, state, grad, where_components(better, u, best_u), jnp.where(better, q, best_q)
+        def keep_going(carry):
+            n, *_, step, _ = carry
+            return (n < self.n_steps) & jnp.any(step >= resolution)
 
-        init = (u0, optimizer.init(u0), g0, u0, q0)
-        *_, best_u, best_q = lax.fori_loop(0, self.n_steps, step, init)
+        def trial(carry):
+            n, u, q, d, state, step, block = carry
+            # The next block, in turn, that some component can still move.
+            order = (block + 1 + jnp.arange(n_blocks)) % n_blocks
+            block = order[jnp.argmax(jnp.any(step >= resolution, axis=0)[order])]
+            length = step[:, block]  # (K,)
+            moves = [
+                a + (length * masks[block, i]).reshape((k,) + (1,) * (a.ndim - 1)) * b
+                for i, (a, b) in enumerate(zip(jax.tree.leaves(u), jax.tree.leaves(d)))
+            ]
+            proposal = jax.tree.unflatten(treedef, moves)
+            q_new, g_new = q_and_grad(proposal)
+            better = (q_new > q) & (length >= resolution[:, 0])  # False for NaN; a settled block stays put
+            d_new, state_new = jax.vmap(adam.update)(g_new, state)
+            u = where_components(better, proposal, u)
+            d = where_components(better, d_new, d)
+            state = where_components(better, state_new, state)
+            step = step.at[:, block].set(jnp.where(better, length * _GROW, length * _SHRINK))
+            return n + 1, u, jnp.where(better, q_new, q), d, state, step, block
+
+        step0 = jnp.full((k, n_blocks), self.learning_rate, dtype)
+        init = (0, u0, q0, d0, state0, step0, n_blocks - 1)
+        _, best_u, best_q, *_ = lax.while_loop(keep_going, trial, init)
         new = from_u(best_u)
         accept = (best_q > q0) & finite_components(new)
         return where_components(accept, new, previous.params)
