@@ -73,6 +73,16 @@ class Family(abc.ABC):
     m_step_needs_data: ClassVar[bool] = False
     """Whether the M-step needs the rows (``m_step_from_data``) rather than summed statistics."""
 
+    support: ClassVar[str] = "real"
+    """The measure :meth:`log_prob` is a log-density with respect to.
+
+    "real": Lebesgue measure on the part of ℝᴰ that :meth:`check_data`
+    accepts (a continuous family); "integer": counting measure on the integer
+    points it accepts (a discrete family); "sphere": surface measure on the
+    unit sphere in ℝᴰ. :func:`mixtures.testing.check_family` integrates or
+    sums the density against it to check that it is normalised.
+    """
+
     @abc.abstractmethod
     def log_prob(self, params: Params, x: jax.Array) -> jax.Array:
         """Log-density of one observation under one component.
@@ -433,6 +443,39 @@ class Family(abc.ABC):
           >>> mx.Gaussian().check_data(np.zeros((3, 2)))  # any finite data is in the domain
         """
         del x
+
+    def check_methods(self, x: np.ndarray) -> None:
+        """Raises ``TypeError`` or ``ValueError`` if the family's own methods fail on data ``x``, before compiling.
+
+        Every fitting function calls it after :meth:`check_data`, so that a
+        mistake in a family of one's own is named on the host instead of
+        surfacing as NaN from inside the compiled fit. The default matters only
+        for a family that states no domain (does not override
+        :meth:`check_data`): it evaluates :meth:`log_prob_components` on every
+        row at the parameters :meth:`init_params` makes from the first row, and
+        refuses the data if any row's log-density is NaN there. Families with
+        more structure check more (:class:`~mixtures.ExponentialFamily`: the
+        shapes of T(x), log h(x) and A(η), and that A is finite where the
+        Newton solve starts).
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> mx.Gaussian().check_methods(np.zeros((3, 2)))  # its methods work on this data
+        """
+        if type(self).check_data is not Family.check_data:
+            return
+        rows = np.asarray(x)
+        params = self.init_params(jax.numpy.asarray(rows[:1]), jax.numpy.asarray(rows[: min(len(rows), 4096)]))
+        for start in range(0, len(rows), 4096):
+            block = np.asarray(self.log_prob_components(params, jax.numpy.asarray(rows[start : start + 4096])))
+            bad = np.flatnonzero(np.isnan(block).any(axis=1))
+            if len(bad):
+                row = start + int(bad[0])
+                raise ValueError(
+                    f"row {row} of `x` ({rows[row].tolist()}) has a NaN log-density under {type(self).__name__}: "
+                    "it lies outside the family's domain, or log_prob is undefined there. A family states its "
+                    "domain with check_data, which then refuses such rows by name."
+                )
 
     # -- describing itself to the front ends: save/load, figures, the command line ---------------
     #

@@ -191,6 +191,7 @@ class Bernoulli(ExponentialFamily):
 
     # -- describing itself to the front ends ------------------------------------------------
 
+    support = "integer"
     density_on_the_plane = False
     independent_columns = True
 

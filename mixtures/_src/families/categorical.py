@@ -298,6 +298,7 @@ class Categorical(ExponentialFamily):
 
     # -- describing itself to the front ends ------------------------------------------------
 
+    support = "integer"
     density_on_the_plane = False
 
     def parameter_table(self, params: CategoricalParams, columns) -> list:

@@ -190,5 +190,6 @@ class Poisson(ExponentialFamily):
 
     # -- describing itself to the front ends ------------------------------------------------
 
+    support = "integer"
     density_on_the_plane = False
     independent_columns = True

@@ -323,6 +323,7 @@ class VonMisesFisher(ExponentialFamily):
 
     # -- describing itself to the front ends ------------------------------------------------
 
+    support = "sphere"
     density_on_the_plane = False
 
     def params_layout(self, n_components: int, n_features: int):
