@@ -299,6 +299,7 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
                     f"`sample_weight` ({n_positive})."
                 )
         family.check_data(X)
+        family.check_methods(X)
         if warm:
             self._check_continuable(family)
         start = None if warm else self._start(family, d)

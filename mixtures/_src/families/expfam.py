@@ -178,6 +178,97 @@ class ExponentialFamily(Family):
         mean = stats.sum_t / jnp.maximum(counts, jnp.finfo(counts.dtype).tiny)[:, None]
         return jax.vmap(self.params_from_mean)(mean, previous)
 
+    # -- host-side checks ---------------------------------------------------------
+
+    def check_methods(self, x) -> None:
+        """Checks, before compiling, that T(x), log h(x) and A(η) have the contract's shapes and values.
+
+        * T(x) is a flat vector (M,), log h(x) and A(η) are scalars, and
+          :meth:`to_natural` gives back an η of shape (M,);
+        * for a family that does not state its domain (no :meth:`check_data`
+          of its own), T(x) and log h(x) are finite on every row;
+        * without a closed-form :meth:`params_from_mean`, A is finite at
+          :meth:`initial_natural`, where the Newton solve of the first M-step
+          starts (η = 0 by default, outside the domain of many families).
+
+        Raises:
+          TypeError: for a method that returns the wrong shape.
+          ValueError: for data on which T or log h is not finite, or an
+            ``initial_natural`` outside A's domain.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> mx.Poisson().check_methods(np.array([[1.0], [3.0]]))  # nothing to report
+        """
+        x = np.asarray(x)
+        name = type(self).__name__
+        row = jax.ShapeDtypeStruct(x.shape[1:], x.dtype)
+        t = jax.eval_shape(self.sufficient_stats, row)
+        if len(t.shape) != 1:
+            raise TypeError(
+                f"{name}.sufficient_stats must return a flat vector T(x) of shape (M,) for one observation of "
+                f"shape {x.shape[1:]}; it returns shape {t.shape}. Return a 1-D array, e.g. jnp.atleast_1d(...) "
+                "or jnp.concatenate of the statistics."
+            )
+        for method, shape in (
+            ("log_base_measure", jax.eval_shape(self.log_base_measure, row).shape),
+            ("log_partition", jax.eval_shape(self.log_partition, jax.ShapeDtypeStruct(t.shape, x.dtype)).shape),
+        ):
+            if shape != ():
+                raise TypeError(f"{name}.{method} must return a scalar for one observation; it returns shape {shape}.")
+        first = jnp.asarray(x[0])
+        natural_shape = jax.eval_shape(lambda v: self.to_natural(self.from_natural(v)), jax.ShapeDtypeStruct(t.shape, x.dtype)).shape
+        if natural_shape != t.shape:
+            raise TypeError(
+                f"{name}.to_natural must return η of the shape of T(x), {t.shape}; it returns {natural_shape}."
+            )
+        if type(self).check_data is Family.check_data:
+            stats = jax.vmap(self.sufficient_stats)
+            base = jax.vmap(self.log_base_measure)
+            for start in range(0, len(x), 4096):
+                block = jnp.asarray(x[start : start + 4096])
+                ok = np.asarray(jnp.all(jnp.isfinite(stats(block)), axis=1) & jnp.isfinite(base(block)))
+                if not ok.all():
+                    r = start + int(np.argmin(ok))
+                    raise ValueError(
+                        f"row {r} of `x` ({x[r].tolist()}) gives a non-finite T(x) or log h(x) under {name}: it "
+                        "lies outside the family's domain. A family states its domain with check_data, which "
+                        "then refuses such rows by name."
+                    )
+        if type(self).params_from_mean is ExponentialFamily.params_from_mean:
+            eta = self.initial_natural(self.sufficient_stats(first))
+            value = float(self.log_partition(eta))
+            if not np.isfinite(value):
+                raise ValueError(
+                    f"{name}.log_partition is {value} at initial_natural(...) = {np.asarray(eta).tolist()}, where "
+                    "the Newton solve of the first M-step starts. A family whose A(η) is not finite at η = 0 "
+                    "overrides initial_natural(mean) to return a point inside A's domain (or gives its M-step in "
+                    "closed form by overriding params_from_mean)."
+                )
+
+    def check_params(self, params) -> None:
+        """Refuses a warm start whose parameters map to an η outside A's domain.
+
+        Runs :meth:`~mixtures.Family.check_params` first (the family's
+        ``make_params``, if it takes the parameter fields by name), then
+        requires every component's η = :meth:`to_natural` and A(η) to be
+        finite.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> mx.Poisson().check_params(mx.PoissonParams(np.array([[2.0]])))  # inside the domain
+        """
+        super().check_params(params)
+        eta = np.asarray(jax.vmap(self.to_natural)(params))
+        value = np.asarray(jax.vmap(self.log_partition)(jnp.asarray(eta)))
+        bad = np.flatnonzero(~(np.all(np.isfinite(eta.reshape(len(eta), -1)), axis=1) & np.isfinite(value)))
+        if len(bad):
+            k = int(bad[0])
+            raise ValueError(
+                f"`init.params` must lie in the parameter space of {self!r}: component {k} maps to natural "
+                f"parameters η = {eta[k].tolist()} where A(η) = {float(value[k])}, which is not finite."
+            )
+
     # -- MAP-EM with the conjugate prior -----------------------------------------
 
     def check_prior(self, prior, x) -> ConjugatePrior:

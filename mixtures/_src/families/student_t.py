@@ -108,6 +108,15 @@ class StudentT(GradientFamily):
             raise ValueError(f"`scales` must be finite and positive; received minimum {scale.min()}.")
         return StudentTParams(jnp.asarray(loc), jnp.asarray(scale))
 
+    def check_data(self, x) -> None:
+        """Accepts any finite real data: the domain is all of ℝᴰ (the fitting functions refuse NaN and ±∞ first).
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> mx.StudentT().check_data(np.array([[-1e6, 0.0], [2.5, 3.0]]))
+        """
+        del x
+
     def log_prob(self, params: StudentTParams, x: jax.Array) -> jax.Array:
         """Log-density of one observation x (D,) under one component; a scalar.
 

@@ -222,6 +222,11 @@ def fit(
             "(x spans several processes): pass an explicit prior."
         )
     prior = check_prior(prior, family, x, k, weights)
+    if split is None or not devices.keeps_placement(x, split):
+        # Last, as they evaluate the family's own methods: a mistake in them is named here.
+        family.check_methods(np.asarray(x))
+        if isinstance(init, Mixture) and type(family).check_params is Family.check_params:
+            _check_warm_start_densities(start, np.asarray(x))
 
     # Everything is valid: only now are arrays made for the compiled program.
     tol = checks.to_device(tol, x.dtype)
@@ -353,6 +358,17 @@ def _check_warm_start(init: Mixture, family, k, d, dtype) -> Mixture:
             raise ValueError(f"`init.params` must be finite in {np.dtype(dtype)}.")
     family.check_params(host)
     return Mixture(checks.to_device(weights, dtype), jax.tree.map(checks.to_device, host), family)
+
+
+def _check_warm_start_densities(start: Mixture, x: np.ndarray) -> None:
+    """Refuses a warm start whose log-densities on the first rows are NaN: it lies outside the parameter space."""
+    logp = np.asarray(start.family.log_prob_components(start.params, checks.to_device(x[: min(len(x), 256)], start.dtype)))
+    bad = np.flatnonzero(np.isnan(logp).any(axis=0))
+    if len(bad):
+        raise ValueError(
+            f"`init.params` must lie in the parameter space of {start.family!r}: component {int(bad[0])} gives "
+            "NaN log-densities on the data."
+        )
 
 
 def _leaf_shapes(tree):

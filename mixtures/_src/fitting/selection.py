@@ -151,6 +151,9 @@ def select(
     for f in families:
         f.check_data(host_x)
 
+    for f in families:
+        f.check_methods(host_x)  # last, as it evaluates the family's own methods
+
     # Everything is valid: only now are arrays made for the compiled programs.
     tol = checks.to_device(tol, x.dtype)
     keys = jax.random.split(key, (len(ks), n_init))

@@ -312,6 +312,7 @@ def _validate(item, name: str, n_features: int | None, family) -> Batch:
             f"`{name}` must have {n_features} features (columns), as the earlier batches; received {x.shape[1]}."
         )
     family.check_data(x)
+    family.check_methods(x)
     if w is not None:
         w = _batch_weights(w, x.shape[0], f"{name} sample_weight", x.dtype)
     return Batch(x, w)

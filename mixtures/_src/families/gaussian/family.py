@@ -203,6 +203,15 @@ class Gaussian(Family):
             return jnp.sum(jnp.log(u), axis=-1)
         return d * jnp.log(u)
 
+    def check_data(self, x) -> None:
+        """Accepts any finite real data: the domain is all of ℝᴰ (the fitting functions refuse NaN and ±∞ first).
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> mx.Gaussian().check_data(np.array([[-1e6, 0.0], [2.5, 3.0]]))
+        """
+        del x
+
     def log_prob(self, params: GaussianParams, x: jax.Array) -> jax.Array:
         d = x.shape[-1]
         diff = x - params.means
