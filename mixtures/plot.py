@@ -7,15 +7,20 @@ the k-th colour of :func:`component_colors` everywhere, so ellipses, points
 and legends of one mixture agree.
 
 For data with more than two columns, ``dims=(i, j)`` picks the pair of
-columns to draw. What is drawn comes from the family
+columns to draw. :func:`histogram` draws one column (``dim=j``) with the
+mixture's density and its weighted components over it; it is the picture
+of one-column data, which :func:`fit_summary` draws when D = 1.
+
+What is drawn comes from the family
 (:meth:`~mixtures.Family.marginal`, :attr:`~mixtures.Family.density_on_the_plane`,
 :meth:`~mixtures.Family.extent`, :meth:`~mixtures.Family.label`), so a family
 of your own is drawn as the built-in ones are. A Gaussian mixture's marginal
 over two columns is again a Gaussian mixture (same weights, the means'
 entries i, j and the covariances' 2×2 blocks), which :func:`ellipses` and
 :func:`density` draw; for families whose columns are independent given the
-component (``Exponential``, ``Gamma``, ``StudentT``) the marginal keeps the
-parameters of those two columns.
+component (``Exponential``, ``Gamma``, ``StudentT``, ``Poisson``,
+``Bernoulli``, ``Categorical``) the marginal keeps the parameters of the
+chosen columns.
 
 ``import mixtures`` does not import this module or matplotlib; import it
 as ``from mixtures import plot``.
@@ -26,6 +31,7 @@ from __future__ import annotations
 import math
 import numbers
 
+import jax
 import numpy as np
 
 try:
@@ -42,7 +48,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 from mixtures._src.core.progress import Progress
 from mixtures._src.engine.em import FitResult
 from mixtures._src.families.gaussian.family import Gaussian
-from mixtures._src.core.mixture import Mixture
+from mixtures._src.core.mixture import Mixture, component_log_probs
 from mixtures._src.fitting.selection import CRITERIA, Selection
 
 __all__ = [
@@ -53,6 +59,7 @@ __all__ = [
     "ellipses",
     "fit_summary",
     "gaussian_marginal",
+    "histogram",
     "history",
 ]
 
@@ -122,7 +129,10 @@ def _dims(dims, n_features: int) -> tuple[int, int]:
         raise TypeError(f"`dims` must be a pair of column indices such as (0, 1); received {dims!r}.")
     i, j = (int(v) for v in pair)
     if n_features < 2:
-        raise ValueError(f"`dims`: drawing a pair of columns needs D ≥ 2 columns; the mixture has D = {n_features}.")
+        raise ValueError(
+            f"`dims`: drawing a pair of columns needs D ≥ 2 columns; the mixture has D = {n_features}. "
+            "Draw one column with plot.histogram."
+        )
     if not (0 <= i < n_features and 0 <= j < n_features):
         raise ValueError(f"`dims` must be column indices in 0..{n_features - 1} (D = {n_features}); received {dims!r}.")
     if i == j:
@@ -439,6 +449,208 @@ def clusters(mixture, x, *, ax=None, dims=(0, 1), colors=None, **kwargs):
     return ax
 
 
+# -- one column ---------------------------------------------------------------
+
+
+def histogram(mixture, x, *, ax=None, dim=0, bins="auto", responsibilities=False, colors=None, grid=400, **kwargs):
+    """Draws a histogram of one column with the mixture's density and its weighted components.
+
+    Column ``dim`` of ``x`` is drawn as a density-normalised histogram (bar
+    areas sum to one). Over it, in black, the mixture's density
+    p(t) = Σₖ πₖ pₖ(t) of that column and, in each component's colour, the
+    weighted component densities πₖ pₖ(t), which add up to it. With D > 1
+    columns these are the densities of the family's one-column marginal
+    (:meth:`~mixtures.Family.marginal`); with D = 1, of the mixture itself.
+
+    A continuous family's curves are evaluated at ``grid`` points spanning
+    the histogram's bins (or only the data's range, where the bins reach
+    outside the family's domain). A family without a density on the line
+    (:attr:`~mixtures.Family.density_on_the_plane` False: ``Poisson``,
+    ``Bernoulli``, ``Categorical``) has probability masses at the integers:
+    the histogram then has one bar of width one centred on each integer from
+    the column's least to its greatest value, and the curves are the masses
+    at those integers, drawn as points (joined by lines) over the bars, so
+    each bar's frequency faces the mixture's mass of its integer.
+
+    Args:
+      mixture: a :class:`~mixtures.Mixture` with D = 1, or of a family whose
+        one-column marginal is known (every built-in family but
+        ``VonMisesFisher``, whose columns live together on the sphere).
+      x: (N, D) data in the family's domain.
+      ax: the matplotlib Axes (default: the current one).
+      dim: the column drawn, in 0..D−1.
+      bins: the histogram's bins for a continuous family, as
+        ``numpy.histogram_bin_edges`` takes them: a number, the name of a
+        rule ("auto", "fd", "sturges", ...) or increasing edges. A discrete
+        family's bins are the unit ones and take only "auto".
+      responsibilities: also draw rₖ(t) = πₖ pₖ(t) / p(t) at the same
+        points, stacked so that the bands fill [0, 1], in a new Axes beneath
+        ``ax`` that shares its x axis. A subplot's cell is split 3:1 between
+        the two (so layout engines place both); any other Axes gives up the
+        bottom of its rectangle.
+      colors: optional sequence of K colours (default :func:`component_colors`).
+      grid: number of points of a continuous family's curves, at least 2.
+      **kwargs: passed to ``Axes.hist`` (e.g. ``color``, ``alpha``).
+
+    Returns:
+      ``ax``, the Axes of the histogram. Its last K + 1 lines are the
+      mixture's density, then the K weighted components, with the points of
+      evaluation as x data. With ``responsibilities=True`` the panel is the
+      figure's newest Axes, ``ax.get_figure(root=False).axes[-1]``; it holds
+      the x tick labels (label the x axis there), and its ``collections``
+      are the K stacked bands, component 0 at the bottom.
+
+    Raises:
+      TypeError: if ``mixture``, ``ax``, ``dim``, ``colors`` or ``grid`` has
+        the wrong type, or ``x`` does not hold real numbers.
+      ValueError: if ``x`` or ``dim`` does not fit the mixture, ``x`` is
+        outside the family's domain, the family has no one-column marginal,
+        or ``bins`` is not what NumPy reads as bins.
+
+    Example:
+      >>> import matplotlib
+      >>> matplotlib.use("Agg")
+      >>> import matplotlib.pyplot as plt, numpy as np, mixtures as mx
+      >>> from mixtures import plot
+      >>> rates = mx.Poisson().make_params(np.array([[1.0], [6.0]]))
+      >>> m = mx.Mixture(np.array([0.5, 0.5]), rates, mx.Poisson())
+      >>> fig, ax = plt.subplots()
+      >>> ax = plot.histogram(m, np.array([[0.0], [1.0], [5.0], [7.0]]), ax=ax)
+      >>> mixture_line = ax.lines[-3]
+      >>> mixture_line.get_xdata().tolist()  # the masses at 0..7
+      [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+      >>> [round(float(p), 4) for p in mixture_line.get_ydata()[:2]]  # ½ e⁻¹ + ½ e⁻⁶, ½ e⁻¹ + 3 e⁻⁶
+      [0.1852, 0.1914]
+      >>> plt.close(fig)
+    """
+    mixture = _mixture(mixture)
+    d = mixture.n_features
+    dim = _dim(dim, d)
+    data = _data(x, d)
+    colors = _colors(colors, mixture.n_components)
+    grid = _count(grid, "grid")
+    if grid < 2:
+        raise ValueError(f"`grid` must be at least 2; received {grid}.")
+    if not isinstance(responsibilities, (bool, np.bool_)):
+        raise TypeError(f"`responsibilities` must be True or False; received {responsibilities!r}.")
+    line = _one_column(mixture, dim)
+    mixture.family.check_data(data)
+    column = data[:, dim].astype(np.float64)
+    discrete = not line.family.density_on_the_plane
+    if discrete:
+        if not (isinstance(bins, str) and bins == "auto"):
+            raise ValueError(
+                f"`bins`: {mixture.family!r} has probability masses at the integers, drawn with one bar per "
+                f"integer; leave `bins` at 'auto'. Received {bins!r}."
+            )
+        if not np.all(column == np.round(column)):
+            raise ValueError(
+                f"`x`: column {dim} must hold integers, the points where {mixture.family!r} has probability "
+                "masses."
+            )
+        points = np.arange(column.min(), column.max() + 1.0)
+        edges = np.append(points, points[-1] + 1.0) - 0.5
+    else:
+        edges = _bin_edges(column, bins)
+        points = np.linspace(edges[0], edges[-1], grid)
+        try:
+            line.family.check_data(points[:, None])
+        except ValueError:  # the bins reach outside the family's domain: stay within the data's range
+            points = np.linspace(max(edges[0], column.min()), min(edges[-1], column.max()), grid)
+    weighted = _weighted_log_probs(line, points)  # (G, K): log πₖ + log pₖ(t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        top = weighted.max(axis=1, keepdims=True)
+        shift = np.where(np.isfinite(top), top, 0.0)
+        log_total = shift + np.log(np.exp(weighted - shift).sum(axis=1, keepdims=True))
+        shares = np.where(np.isfinite(log_total), np.exp(weighted - log_total), np.nan)
+
+    ax = _axes(ax)
+    options = {"color": "0.8", "edgecolor": "white", "linewidth": 0.5, "label": "data"}
+    options.update(kwargs)
+    ax.hist(column, bins=edges, density=True, **options)
+    style = {"marker": "o", "markersize": 3.5} if discrete else {}
+    ax.plot(points, np.exp(log_total[:, 0]), color="k", linewidth=1.8, label="mixture", **style)
+    for k in range(mixture.n_components):
+        ax.plot(points, np.exp(weighted[:, k]), color=colors[k], linewidth=1.2, label=f"component {k}", **style)
+    ax.set_ylabel("probability" if discrete else "density")
+    if discrete:
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    if mixture.n_components <= 10:
+        ax.legend(fontsize="small")
+    if responsibilities:
+        panel = _panel_beneath(ax)
+        panel.stackplot(points, shares.T, colors=colors, alpha=0.85, linewidth=0, step="mid" if discrete else None)
+        panel.set_ylim(0.0, 1.0)
+        panel.set_yticks([0.0, 0.5, 1.0])
+        panel.set_ylabel("responsibility")
+        ax.tick_params(labelbottom=False)
+    return ax
+
+
+def _dim(dim, n_features: int) -> int:
+    """Checks ``dim``: one column index in 0..D−1."""
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+        raise TypeError(f"`dim` must be a column index such as 0; received {dim!r}.")
+    if not 0 <= dim < n_features:
+        raise ValueError(f"`dim` must be a column index in 0..{n_features - 1} (D = {n_features}); received {dim!r}.")
+    return int(dim)
+
+
+def _one_column(mixture: Mixture, dim: int) -> Mixture:
+    """The mixture of column ``dim``: the family's marginal, or the mixture itself when D = 1."""
+    marginal = mixture.family.marginal(mixture.params, (dim,))
+    if marginal is not None:
+        family, params = marginal
+        return Mixture(mixture.weights, params, family)
+    if mixture.n_features == 1:
+        return mixture
+    raise ValueError(
+        f"`mixture`: drawing column {dim} of D = {mixture.n_features} needs the family's one-column marginal "
+        f"(Family.marginal), and {mixture.family!r} gives none; a family whose columns are tied together "
+        "(VonMisesFisher lives on the sphere) cannot be drawn one column at a time."
+    )
+
+
+def _panel_beneath(ax):
+    """A new Axes beneath ``ax``, sharing its x axis; ``ax`` shrinks to make room.
+
+    A subplot's cell is split 3:1 between them (so layout engines place
+    both); another Axes gives the bottom 30% of its rectangle to the panel.
+    """
+    figure = ax.get_figure(root=False)
+    cell = ax.get_subplotspec()
+    if cell is not None:
+        rows = cell.subgridspec(2, 1, height_ratios=(3, 1), hspace=0.08)
+        ax.set_subplotspec(rows[0])
+        return figure.add_subplot(rows[1], sharex=ax)
+    x0, y0, width, height = ax.get_position().bounds
+    ax.set_position((x0, y0 + 0.3 * height, width, 0.7 * height))
+    return figure.add_axes((x0, y0, width, 0.22 * height), sharex=ax)
+
+
+def _bin_edges(column: np.ndarray, bins) -> np.ndarray:
+    """``numpy.histogram_bin_edges`` of the column; its errors re-raised naming ``bins``."""
+    expected = "a positive number of bins, a NumPy rule such as 'auto' or increasing bin edges"
+    if isinstance(bins, (bool, np.bool_)):
+        raise TypeError(f"`bins` must be {expected}; received {bins!r}.")
+    try:
+        edges = np.histogram_bin_edges(column, bins=bins)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"`bins` must be {expected}; received {bins!r} (NumPy: {error}).") from None
+    if len(edges) < 2 or not np.all(np.isfinite(edges)):
+        raise ValueError(f"`bins` must give finite bin edges; received {bins!r}.")
+    return edges.astype(np.float64)
+
+
+_component_log_probs = jax.jit(component_log_probs)
+
+
+def _weighted_log_probs(mixture: Mixture, points: np.ndarray) -> np.ndarray:
+    """(G, K) log πₖ + log pₖ(t) at one-column points t (G,), in float64 on the host."""
+    rows = np.asarray(points, dtype=np.dtype(mixture.dtype))[:, None]
+    return np.asarray(_component_log_probs(mixture, rows), np.float64)
+
+
 def history(result, *, ax=None, **kwargs):
     """Draws the mean log-likelihood per sample against the EM iteration.
 
@@ -597,6 +809,9 @@ def fit_summary(mixture, x, *, ax=None, dims=(0, 1), n_std=(1.0, 2.0), levels=12
 
     The contours are drawn when :func:`density` supports the family, the
     ellipses when its two-column marginal is Gaussian; the points always.
+    One-column data (D = 1) get :func:`histogram` instead, with the
+    responsibilities beneath (``dims``, ``n_std`` and ``levels`` are then
+    unused, and ``grid`` is the number of points of the curves).
 
     Args:
       mixture: a :class:`~mixtures.Mixture`.
@@ -608,7 +823,9 @@ def fit_summary(mixture, x, *, ax=None, dims=(0, 1), n_std=(1.0, 2.0), levels=12
       grid: passed to :func:`density`.
 
     Returns:
-      The Axes, titled with K and the family.
+      The Axes, titled with K and the family. For D = 1, the Axes of the
+      histogram; the responsibilities' panel beneath it is the figure's
+      newest Axes and holds the x tick labels.
 
     Example:
       >>> import matplotlib
@@ -624,6 +841,11 @@ def fit_summary(mixture, x, *, ax=None, dims=(0, 1), n_std=(1.0, 2.0), levels=12
       >>> plt.close(fig)
     """
     mixture = _mixture(mixture)
+    if mixture.n_features == 1:
+        data = _data(x, 1)
+        ax = histogram(mixture, data, ax=ax, responsibilities=True, grid=grid)
+        ax.set_title(f"{mixture.n_components}-component mixture, {mixture.family.label()}")
+        return ax
     dims = _dims(dims, mixture.n_features)
     data = _data(x, mixture.n_features)
     ax = _axes(ax)

@@ -171,6 +171,16 @@ def test_fit_auto_picks_the_number_of_well_separated_clusters(files):
     assert (tmp / "auto.png").stat().st_size > 10_000
 
 
+def test_fit_draws_one_column_as_a_histogram(files, capsys):
+    tmp, x = files
+    write_csv(tmp / "one.csv", x[:, :1], names=("id", "a"))
+    figure = tmp / "one.png"
+    argv = ["fit", tmp / "one.csv", "--columns", "a", "-k", 2, "--restarts", 1, "--plot", figure]
+    assert main([str(a) for a in argv]) == 0
+    assert f"Figure written to {figure}" in capsys.readouterr().out
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @pytest.mark.parametrize("family", ["poisson", "categorical"])
 def test_fit_other_families(files, family):
     tmp, _ = files

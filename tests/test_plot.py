@@ -1,4 +1,4 @@
-"""mixtures.plot against NumPy/SciPy references: ellipse geometry, contour levels, colours, histories."""
+"""mixtures.plot against NumPy/SciPy references: ellipse geometry, contour levels, histograms, colours, histories."""
 
 import subprocess
 import sys
@@ -12,11 +12,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from scipy.special import logsumexp
-from scipy.stats import expon
+from scipy.stats import expon, norm, poisson
 
 import mixtures as mx
 from mixtures import plot
-from tests.helpers import dense_covariances, mixture_log_prob
+from tests.helpers import dense_covariances, mixture_log_prob, responsibilities
 
 WEIGHTS = np.array([0.2, 0.5, 0.3])
 MEANS = np.array([[0.0, 1.0, -2.0], [4.0, -1.0, 3.0], [-3.0, 2.0, 5.0]])
@@ -305,3 +305,188 @@ def test_a_family_of_ones_own_is_drawn_from_what_it_says_of_itself(ax):
     means = 1.0 / rates[:, [1, 0]]  # an exponential's standard deviation is its mean
     np.testing.assert_allclose(fresh.get_xlim(), ((-2 * means[:, 0]).min(), (4 * means[:, 0]).max()))
     np.testing.assert_allclose(fresh.get_ylim(), ((-2 * means[:, 1]).min(), (4 * means[:, 1]).max()))
+
+
+# -- one column: histogram --------------------------------------------------------
+
+
+def column_of_three(n=1500, seed=0):
+    """(N, 3) rows drawn from gaussian_mixture("full") and the 1-D mixture of its column 2 (its marginal)."""
+    rng = np.random.default_rng(seed)
+    z = rng.choice(3, size=n, p=WEIGHTS)
+    x = MEANS[z] + np.einsum("nij,nj->ni", np.linalg.cholesky(FULL)[z], rng.standard_normal((n, 3)))
+    family = mx.Gaussian("full")
+    one = mx.Mixture(WEIGHTS, family.make_params(MEANS[:, 2:], FULL[:, 2:, 2:]), family)
+    return x, one
+
+
+def shoelace_area(path):
+    v = path.vertices
+    return 0.5 * abs(np.dot(v[:-1, 0], v[1:, 1]) - np.dot(v[1:, 0], v[:-1, 1]))
+
+
+def test_histogram_draws_the_mixture_density_and_its_weighted_components(ax):
+    x, one = column_of_three()
+    column = x[:, 2:]
+    plot.histogram(one, column, ax=ax, bins=30)
+    mixture_line, *components = ax.lines[-4:]
+    t = mixture_line.get_xdata()
+    density = mixture_line.get_ydata()
+    # The curves span the histogram's bins, whose areas sum to one.
+    edges = np.histogram_bin_edges(column[:, 0], bins=30)
+    assert len(t) == 400 and t[0] == edges[0] and t[-1] == edges[-1]
+    assert len(ax.patches) == 30
+    assert np.isclose(sum(p.get_height() * p.get_width() for p in ax.patches), 1.0)
+    # The line is exp(Mixture.log_prob) and SciPy's density, and integrates to the mass between its ends (≈ 1).
+    np.testing.assert_allclose(density, np.exp(np.asarray(one.log_prob(t[:, None]))), rtol=1e-10)
+    sd = np.sqrt(FULL[:, 2, 2])
+    np.testing.assert_allclose(density, np.exp(mixture_log_prob(t[:, None], WEIGHTS, MEANS[:, 2:], FULL[:, 2:, 2:])))
+    mass = np.sum(WEIGHTS * (norm.cdf(t[-1], MEANS[:, 2], sd) - norm.cdf(t[0], MEANS[:, 2], sd)))
+    assert 0.995 < mass <= 1.0
+    np.testing.assert_allclose(np.trapezoid(density, t), mass, rtol=1e-4)
+    # The components are πₖ pₖ(t), in their colours, and add up to the mixture.
+    for k, line in enumerate(components):
+        np.testing.assert_array_equal(line.get_xdata(), t)
+        np.testing.assert_allclose(line.get_ydata(), WEIGHTS[k] * norm.pdf(t, MEANS[k, 2], sd[k]), rtol=1e-9, atol=1e-300)
+        assert line.get_color() == plot.component_colors(3)[k]
+    np.testing.assert_allclose(sum(line.get_ydata() for line in components), density, rtol=1e-12)
+    assert ax.get_ylabel() == "density"
+
+
+def test_histogram_of_one_column_of_wider_data_is_the_marginal(ax):
+    x, one = column_of_three()
+    plot.histogram(gaussian_mixture("full"), x, ax=ax, dim=2)
+    fig, alone = plt.subplots()
+    plot.histogram(one, x[:, 2:], ax=alone)
+    for wide, narrow in zip(ax.lines, alone.lines, strict=True):
+        np.testing.assert_array_equal(wide.get_xdata(), narrow.get_xdata())
+        np.testing.assert_allclose(wide.get_ydata(), narrow.get_ydata(), rtol=1e-12, atol=1e-300)
+    assert [p.get_height() for p in ax.patches] == [p.get_height() for p in alone.patches]
+    plt.close(fig)
+
+
+def test_histogram_responsibilities_fill_the_unit_band_beneath(ax):
+    x, one = column_of_three()
+    fig = ax.get_figure()
+    plot.histogram(one, x[:, 2:], ax=ax, responsibilities=True)
+    panel = fig.axes[-1]
+    assert panel is not ax and panel.get_shared_x_axes().joined(panel, ax)
+    assert panel.get_position().y1 <= ax.get_position().y0  # beneath
+    t = ax.lines[-1].get_xdata()
+    bands = panel.collections
+    assert len(bands) == 3
+    # Band k lies between Σⱼ₍ⱼ₍ₖ₎ rⱼ and Σⱼ₍ⱼ≤ₖ₎ rⱼ: its area is ∫ rₖ, and the bands tile [t₀, t_G] × [0, 1].
+    reference = responsibilities(t[:, None], WEIGHTS, MEANS[:, 2:], FULL[:, 2:, 2:])
+    areas = [shoelace_area(band.get_paths()[0]) for band in bands]
+    np.testing.assert_allclose(areas, np.trapezoid(reference, t, axis=0), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(sum(areas), t[-1] - t[0], rtol=1e-12)
+    for band, color in zip(bands, plot.component_colors(3)):
+        np.testing.assert_allclose(band.get_facecolor()[0][:3], color[:3])
+    assert panel.get_ylim() == (0.0, 1.0)
+
+
+def test_histogram_of_counts_draws_poisson_masses_at_the_integers(ax):
+    rates = np.array([[5.0, 1.5], [0.5, 9.0]])
+    weights = np.array([0.35, 0.65])
+    m = mx.Mixture(weights, mx.Poisson().make_params(rates), mx.Poisson())
+    rng = np.random.default_rng(1)
+    z = rng.choice(2, size=400, p=weights)
+    x = rng.poisson(rates[z]).astype(np.float64)
+    plot.histogram(m, x, ax=ax, dim=1, responsibilities=True)
+    mixture_line, *components = ax.lines[-3:]
+    counts = np.arange(x[:, 1].min(), x[:, 1].max() + 1)
+    np.testing.assert_array_equal(mixture_line.get_xdata(), counts)
+    pmf = weights[None, :] * poisson.pmf(counts[:, None], rates[:, 1][None, :])
+    np.testing.assert_allclose(mixture_line.get_ydata(), pmf.sum(axis=1), rtol=1e-9)
+    for k, line in enumerate(components):
+        np.testing.assert_allclose(line.get_ydata(), pmf[:, k], rtol=1e-9, atol=1e-300)
+    # One bar per integer, centred on it, of height its frequency.
+    np.testing.assert_allclose([p.get_x() + p.get_width() / 2 for p in ax.patches], counts)
+    assert {p.get_width() for p in ax.patches} == {1.0}
+    frequencies = np.bincount(x[:, 1].astype(int))[int(counts[0]):] / len(x)
+    np.testing.assert_allclose([p.get_height() for p in ax.patches], frequencies)
+    assert ax.get_ylabel() == "probability"
+    bands = ax.get_figure().axes[-1].collections
+    assert len(bands) == 2
+
+
+def test_histogram_draws_every_built_in_family_with_a_one_column_marginal(ax):
+    rng = np.random.default_rng(2)
+    categorical = mx.Categorical((2, 3))
+    cat = mx.Mixture(np.array([0.5, 0.5]), categorical.make_params([[0.5, 0.5, 0.2, 0.3, 0.5], [0.9, 0.1, 0.6, 0.3, 0.1]]), categorical)
+    codes = np.column_stack([rng.integers(0, 2, 50), rng.integers(0, 3, 50)]).astype(np.float64)
+    plot.histogram(cat, codes, ax=ax, dim=1)
+    np.testing.assert_allclose(ax.lines[-3].get_ydata(), [0.4, 0.3, 0.3])
+    np.testing.assert_allclose(ax.lines[-1].get_ydata(), [0.3, 0.15, 0.05])
+
+    g = mx.Gaussian("diag")
+    mixed = mx.Independent(((g, (0,)), (mx.Poisson(), (1,))))
+    params = (g.make_params(np.zeros((2, 1)), np.ones((2, 1))), mx.Poisson().make_params(np.array([[1.0], [4.0]])))
+    m = mx.Mixture(np.array([0.5, 0.5]), params, mixed)
+    data = np.column_stack([rng.normal(size=30), rng.poisson(2.0, 30)]).astype(np.float64)
+    fig, counts = plt.subplots()
+    plot.histogram(m, data, ax=counts, dim=1)
+    t = counts.lines[-3].get_xdata()
+    np.testing.assert_allclose(counts.lines[-3].get_ydata(), 0.5 * poisson.pmf(t, 1.0) + 0.5 * poisson.pmf(t, 4.0))
+    plt.close(fig)
+
+    # Bins reaching below an exponential's support: the curves stay within the data's range.
+    waits = mx.Mixture(np.array([1.0]), mx.Exponential().make_params(np.array([[2.0]])), mx.Exponential())
+    t_data = rng.exponential(0.5, size=(40, 1))
+    fig, wide = plt.subplots()
+    plot.histogram(waits, t_data, ax=wide, bins=np.linspace(-1.0, 4.0, 11))
+    t = wide.lines[-1].get_xdata()
+    assert t[0] == t_data.min() and t[-1] == t_data.max()
+    np.testing.assert_allclose(wide.lines[-1].get_ydata(), expon(scale=0.5).pdf(t), rtol=1e-9)
+    plt.close(fig)
+
+
+def test_fit_summary_of_one_column_draws_the_histogram(tmp_path):
+    x, one = column_of_three()
+    fig, ax = plt.subplots()
+    assert plot.fit_summary(one, x[:, 2:], ax=ax) is ax
+    assert ax.get_title() == "3-component mixture, Gaussian (full)"
+    assert len(ax.lines) == 4 and len(ax.patches) > 5
+    assert len(fig.axes) == 2 and len(fig.axes[-1].collections) == 3  # the responsibilities beneath
+    fig.savefig(tmp_path / "one.png")
+    plt.close(fig)
+    assert (tmp_path / "one.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_histogram_rejects_bad_arguments_before_drawing(ax):
+    x, one = column_of_three(n=20)
+    fig = ax.get_figure()
+    counts = mx.Mixture(np.array([1.0]), mx.Poisson().make_params(np.ones((1, 1))), mx.Poisson())
+    sphere = mx.Mixture(np.array([1.0]), mx.VonMisesFisher().make_params(np.array([[0.0, 1.0]]), np.ones(1)), mx.VonMisesFisher())
+    cases = [
+        (TypeError, "`mixture`", dict(mixture="model")),
+        (TypeError, "`dim`", dict(dim=True)),
+        (TypeError, "`dim`", dict(dim=0.0)),
+        (ValueError, r"`dim` must be a column index in 0\.\.0 \(D = 1\)", dict(dim=1)),
+        (ValueError, "`x` has 3 columns", dict(x=x)),
+        (ValueError, "`x` must be finite", dict(x=np.full((4, 1), np.inf))),
+        (ValueError, "`bins`", dict(bins="nonsense")),
+        (ValueError, "`bins`", dict(bins=[3.0, 1.0, 2.0])),
+        (TypeError, "`bins`", dict(bins=2.5)),
+        (ValueError, "`grid`", dict(grid=1)),
+        (ValueError, "`colors`", dict(colors=["red"])),
+        (TypeError, "`responsibilities`", dict(responsibilities="yes")),
+        (TypeError, "`ax`", dict(ax="axes")),
+        (ValueError, "non-negative integer counts", dict(mixture=counts, x=np.array([[1.0], [2.5]]))),
+        (ValueError, "`bins`.*'auto'", dict(mixture=counts, x=np.array([[1.0], [2.0]]), bins=5)),
+        (ValueError, "one-column marginal.*sphere", dict(mixture=sphere, x=np.array([[0.0, 1.0]]))),
+    ]
+    for error, message, change in cases:
+        arguments = dict(mixture=one, x=x[:, 2:], ax=ax) | change
+        with pytest.raises(error, match=message):
+            plot.histogram(arguments.pop("mixture"), arguments.pop("x"), **arguments)
+    assert not ax.lines and not ax.patches and fig.axes == [ax]
+
+
+def test_pairs_of_columns_of_one_column_data_point_at_the_histogram(ax):
+    x, one = column_of_three(n=20)
+    for draw in (plot.ellipses, plot.density):
+        with pytest.raises(ValueError, match="D ≥ 2.*plot.histogram"):
+            draw(one, ax=ax)
+    with pytest.raises(ValueError, match="D ≥ 2.*plot.histogram"):
+        plot.clusters(one, x[:, 2:], ax=ax)

@@ -45,8 +45,6 @@ def run(args) -> int:
     if args.plot is not None:
         require_matplotlib("--plot")
         check_writable(args.plot, "--plot")
-        if d < 2:
-            raise CommandError(f"--plot draws two columns; {args.data!r} has {d} (choose with --columns).")
     family = make_family(args, data)
     check_family_data(family, data)
     x = as_compute_dtype(data, args.float64)
@@ -104,8 +102,11 @@ def run(args) -> int:
 
             fig, axes = figure(2 if selection is not None else 1)
             plot.fit_summary(mixture, x, ax=axes[0])
-            axes[0].set_xlabel(data.columns[0])
-            axes[0].set_ylabel(data.columns[1])
+            if d == 1:  # a histogram, with the responsibilities beneath it holding the x axis
+                fig.axes[-1].set_xlabel(data.columns[0])
+            else:
+                axes[0].set_xlabel(data.columns[0])
+                axes[0].set_ylabel(data.columns[1])
             if selection is not None:
                 plot.criterion(selection, ax=axes[1], criterion=args.criterion)
             fig.savefig(args.plot, dpi=90)
@@ -146,7 +147,10 @@ def add_parser(sub, parents) -> None:
     p.add_argument("--criterion", choices=("bic", "aic", "icl"), default="bic", help="criterion of auto (default bic)")
     add_data_options(p)
     p.add_argument("-o", "--out", metavar="MODEL", help="save the fitted model here (e.g. model.mixture)")
-    p.add_argument("--plot", metavar="PNG", help="draw the first two columns, clusters and components here")
+    p.add_argument(
+        "--plot", metavar="PNG",
+        help="draw the first two columns, clusters and components here (one column: a histogram and the density)",
+    )
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
     add_family_options(p)

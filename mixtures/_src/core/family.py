@@ -485,7 +485,8 @@ class Family(abc.ABC):
     """Whether :meth:`log_prob` is a density with respect to area for data of real columns.
 
     False for discrete families and for those on a sphere; :mod:`mixtures.plot`
-    draws density contours only when it is True.
+    draws density contours only when it is True, and its histogram of one
+    column draws probability masses at the integers when it is False.
     """
 
     independent_columns = False
@@ -543,7 +544,8 @@ class Family(abc.ABC):
         The default knows the marginal of families with
         :attr:`independent_columns`: the same family, each leaf's chosen
         columns. :mod:`mixtures.plot` draws density contours of the marginal
-        over two columns, and ellipses when it is Gaussian.
+        over two columns, and ellipses when it is Gaussian; its histogram of
+        one column of wider data draws the marginal over that column.
 
         Args:
           params: concrete parameters with a leading component axis K.

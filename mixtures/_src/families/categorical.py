@@ -301,6 +301,24 @@ class Categorical(ExponentialFamily):
     support = "integer"
     density_on_the_plane = False
 
+    def marginal(self, params: CategoricalParams, columns) -> tuple[Categorical, CategoricalParams]:
+        """The features ``columns``, in that order: their category counts and probability blocks (host-side).
+
+        The features are independent given the component, so the marginal is
+        again a :class:`Categorical`.
+
+        Example:
+          >>> from mixtures import Categorical
+          >>> cat = Categorical((2, 3))
+          >>> family, p = cat.marginal(cat.make_params([[0.5, 0.5, 0.2, 0.3, 0.5]]), (1,))
+          >>> family.n_categories, p.probs.tolist()
+          ((3,), [[0.2, 0.3, 0.5]])
+        """
+        chosen = [int(c) for c in columns]
+        blocks = self.feature_probs(params)
+        family = Categorical(tuple(self.n_categories[c] for c in chosen), min_prob=self.min_prob)
+        return family, CategoricalParams(jnp.concatenate([blocks[c] for c in chosen], axis=-1))
+
     def parameter_table(self, params: CategoricalParams, columns) -> list:
         """One row per column and category: "p(c=v)".
 

@@ -326,6 +326,37 @@ class Independent(Family):
 
     # -- describing itself to the front ends ------------------------------------------------
 
+    def marginal(self, params: tuple, columns):
+        """The marginal over columns of one group: that group's family's marginal; None across groups.
+
+        When every column of ``columns`` belongs to one group, the marginal is
+        the group's family's :meth:`~mixtures.Family.marginal` over those
+        columns (numbered within the group), or the group itself when they are
+        all its columns in its order. Columns from several groups give None.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures import Independent
+          >>> fam = Independent(((mx.Gaussian("diag"), (0,)), (mx.Poisson(), (1, 2))))
+          >>> p = (mx.Gaussian("diag").make_params(np.zeros((1, 1)), np.ones((1, 1))),
+          ...      mx.Poisson().make_params(np.array([[2.0, 5.0]])))
+          >>> family, params = fam.marginal(p, (2,))
+          >>> family, params.rates.tolist()
+          (Poisson(min_rate=1e-06), [[5.0]])
+          >>> fam.marginal(p, (0, 1)) is None
+          True
+        """
+        chosen = tuple(int(c) for c in columns)
+        for (family, group), p in zip(self.components, params):
+            if not set(chosen) <= set(group):
+                continue
+            local = tuple(group.index(c) for c in chosen)
+            marginal = family.marginal(p, local)
+            if marginal is None and local == tuple(range(len(group))):
+                return family, p
+            return marginal
+        return None
+
     def parameter_table(self, params: tuple, columns) -> list:
         """Each group's own table, on the names of its columns."""
         return [
