@@ -67,7 +67,7 @@ def main(out_dir=FIGURES):
     print(f"p(0) from Mixture.log_prob: {at_zero:.6f}; by the formula: {float(normal_pdf(0.0, MEANS, STDS) @ WEIGHTS):.6f}")
     print(f"largest difference on the grid between the two: {np.max(np.abs(density - by_hand)):.1e}")
     print(f"∫ p(x) dx over [-6, 8] (trapezoid rule): {integral:.6f}")
-    print(f"fraction of {N_DRAWS} draws from each component: {fractions.round(3).tolist()} (weights {WEIGHTS.tolist()})")
+    print(f"fraction of {N_DRAWS} draws per component: {fractions.round(3).tolist()} (weights {WEIGHTS.tolist()})")
 
     colors = plot.component_colors(3)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)

@@ -75,14 +75,14 @@ def main(out_dir=FIGURES):
         print(f"  {x[n].round(2).tolist()}  r = {resp[n].round(3).tolist()}  cluster {labels[n] + 1}  true {z[n] + 1}")
     print(f"rows of r sum to one: largest |Σₖ rₙₖ - 1| = {np.max(np.abs(resp.sum(axis=1) - 1)):.1e}")
     print(f"soft counts Nₖ = Σₙ rₙₖ: {resp.sum(axis=0).round(1).tolist()}; "
-          f"hard counts: {np.bincount(labels, minlength=2).tolist()}; true counts: {np.bincount(z, minlength=2).tolist()}")
+          f"hard: {np.bincount(labels, minlength=2).tolist()}; true: {np.bincount(z, minlength=2).tolist()}")
     print(f"{int(unsure.sum())} of {N} points have max_k r_nk < {UNSURE}")
     hard_right = float(np.mean(labels == z))
     soft_right = float(np.mean(resp[np.arange(N), z]))
-    print(f"hard clusters equal to the true component: {hard_right:.3f}; "
-          f"mean responsibility of the true component: {soft_right:.3f}")
-    print(f"among the ambiguous points, hard clusters right: {np.mean(labels[unsure] == z[unsure]):.3f}, "
-          f"mean responsibility of the true component: {np.mean(resp[unsure][np.arange(unsure.sum()), z[unsure]]):.3f}")
+    hard_right_unsure = float(np.mean(labels[unsure] == z[unsure]))
+    soft_right_unsure = float(np.mean(resp[unsure][np.arange(unsure.sum()), z[unsure]]))
+    print(f"hard clusters equal to the true component: {hard_right:.3f} (ambiguous points: {hard_right_unsure:.3f})")
+    print(f"mean responsibility of the true component: {soft_right:.3f} (ambiguous points: {soft_right_unsure:.3f})")
 
     fig, (soft, hard) = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True, sharey=True)
     points = soft.scatter(x[:, 0], x[:, 1], c=resp[:, 1], cmap="coolwarm", vmin=0, vmax=1, s=14, linewidths=0)

@@ -95,8 +95,8 @@ def main(out_dir=FIGURES):
     m_diff = [float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1.0))) for a, b in zip(as_numpy(new), new_by_hand)]
     print("one EM step from the start, by hand (NumPy) and by the library:")
     print(f"  E-step: largest |r_nk by hand - Mixture.responsibilities| = {e_diff:.1e}")
-    print(f"  M-step: largest difference of weights, means, covariances (relative where > 1) = "
-          f"{', '.join(f'{d:.1e}' for d in m_diff)}")
+    print("  M-step: largest difference of weights, means, covariances (relative where > 1):")
+    print(f"    {', '.join(f'{d:.1e}' for d in m_diff)}")
     print(f"  mean log-likelihood before the step: {log_lik:.6f} by hand, {float(log_lik_lib):.6f} from em_step")
     print(f"  soft counts N_k = {resp.sum(axis=0).round(2).tolist()}, new weights {new_by_hand[0].round(4).tolist()}")
 

@@ -78,24 +78,26 @@ def main(out_dir=FIGURES):
     print(f"K = 2, {N_INIT} starts from random rows, tol = {TOL:g}:")
     print(f"  iterations per restart: {np.asarray(result.all_n_iter).tolist()}; "
           f"all converged: {bool(np.all(result.all_converged))}")
-    print(f"  final mean log-likelihoods: {finals.round(6).tolist()}")
-    print(f"  {int(np.sum(np.isfinite(table)))} iterations in all; smallest of the {int(np.sum(np.isfinite(steps)))} "
-          f"changes of the log-likelihood between consecutive iterations: {np.nanmin(steps):.1e}")
-    print(f"  restart {shown}, the slowest: " + " ".join(f"{v:.4f}" for v in history[:12]) + " ...")
+    print("  final mean log-likelihoods:")
+    print(f"    {finals.round(6).tolist()}")
+    print(f"  {int(np.sum(np.isfinite(table)))} iterations in all, {int(np.sum(np.isfinite(steps)))} changes between "
+          f"consecutive ones; the smallest: {np.nanmin(steps):.1e}")
+    print(f"  restart {shown}, the slowest, from its start:")
+    print("    " + " ".join(f"{v:.4f}" for v in history[:10]) + " ...")
     print(f"  its gap to the final value shrinks by a factor {rate:.3f} per iteration")
 
     quick_reports = []
     quick = fit(x, 2, 1e-3, quick_reports)
     short = np.asarray(quick.all_log_likelihoods)
-    print(f"with the default tol = 1e-3 (same starts): iterations {np.asarray(quick.all_n_iter).tolist()}; "
-          f"largest shortfall below the tol = {TOL:g} values {np.max(finals - short):.1e}")
+    print(f"with the default tol = 1e-3 (same starts): iterations {np.asarray(quick.all_n_iter).tolist()}")
+    print(f"  largest shortfall below the tol = {TOL:g} values: {np.max(finals - short):.1e}")
 
     reports_3 = []
     three = fit(x, 3, TOL, reports_3)
     finals_3 = np.asarray(three.all_log_likelihoods)
     table_3 = histories(reports_3)
-    print(f"K = 3, {N_INIT} starts from random rows: final mean log-likelihoods {np.sort(finals_3)[::-1].round(4).tolist()}; "
-          f"smallest change {np.nanmin(np.diff(table_3, axis=1)):.1e}")
+    print(f"K = 3, {N_INIT} starts from random rows: smallest change {np.nanmin(np.diff(table_3, axis=1)):.1e}")
+    print(f"  final mean log-likelihoods: {np.sort(finals_3)[::-1].round(4).tolist()}")
 
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(11, 3.8))
     plot.history(reports, ax=left)

@@ -63,7 +63,8 @@ def start(x, covariance):
 def main(out_dir=FIGURES):
     x = mx.datasets.load_old_faithful()
     fits = {}
-    print("covariance  log-lik/sample  parameters      BIC  iterations  covariance of the first component")
+    print("covariance  log-lik/sample  parameters      BIC  iterations")
+    first_covariances = {}
     for covariance in COVARIANCES:
         result = mx.fit(x, mx.Gaussian(covariance), 2, key=None, init=start(x, covariance), tol=1e-8)
         m = result.mixture
@@ -74,16 +75,19 @@ def main(out_dir=FIGURES):
             "n_parameters": m.n_parameters,
             "bic": float(m.bic(x)),
         }
-        shown = np.asarray(m.params.covariances)[first].round(3).tolist()
+        first_covariances[covariance] = np.asarray(m.params.covariances)[first].round(3).tolist()
         print(f"{covariance:>10}  {float(result.log_likelihood):14.4f}  {m.n_parameters:10d}  {fits[covariance]['bic']:7.1f}"
-              f"  {int(result.n_iter):10d}  {shown}")
+              f"  {int(result.n_iter):10d}")
+    print("covariance of the first component (the short eruptions):")
+    for covariance, shown in first_covariances.items():
+        print(f"{covariance:>10}  {shown}")
 
     full = fits["full"]["mixture"]
     order = np.argsort(np.asarray(full.params.means)[:, 0])
     covariances = np.asarray(full.params.covariances)[order]
     correlations = [c[0, 1] / np.sqrt(c[0, 0] * c[1, 1]) for c in covariances]
-    print(f"full: short eruptions {covariances[0].round(3).tolist()}, long eruptions {covariances[1].round(3).tolist()}; "
-          f"correlations {correlations[0]:.2f} and {correlations[1]:.2f}")
+    print(f"full, long eruptions: {covariances[1].round(3).tolist()}")
+    print(f"full, correlations of the short and long eruptions: {correlations[0]:.2f} and {correlations[1]:.2f}")
 
     fig, axes = plt.subplots(1, 4, figsize=(12, 3.6), sharex=True, sharey=True)
     for ax, covariance in zip(axes, COVARIANCES):

@@ -69,8 +69,8 @@ def main(out_dir=FIGURES):
     from_log_lik = -2 * N * (float(kmeans.log_likelihood) + np.log(2)) - N * 2 * np.log(2 * np.pi)
     print(f"K-means as hard EM from rows {start_rows.tolist()}: {int(kmeans.n_iter)} iterations, "
           f"converged {bool(kmeans.converged)}")
-    print(f"  centres {km_centres.round(3).tolist()}; inertia Σ‖xₙ - μ_zₙ‖² = {inertia:.4f} "
-          f"(from the log-likelihood: {from_log_lik:.4f})")
+    print(f"  centres {km_centres.round(3).tolist()}")
+    print(f"  inertia Σ‖xₙ - μ_zₙ‖² = {inertia:.4f} (from the log-likelihood: {from_log_lik:.4f})")
 
     # Soft responsibilities of equal-weight spherical components at the K-means centres.
     t = np.linspace(-0.5, 1.5, 201)
@@ -89,8 +89,9 @@ def main(out_dir=FIGURES):
     gmm = full.mixture
     gmm_labels = np.asarray(gmm.predict(x))
     finals = np.asarray(full.all_log_likelihoods)
-    print(f"full-covariance mixture, {N_INIT} restarts: final mean log-likelihoods {np.sort(finals)[::-1].round(4).tolist()}; "
-          f"{int(np.sum(finals > finals.max() - 1e-6))} reached the best")
+    print(f"full-covariance mixture, {N_INIT} restarts, {int(np.sum(finals > finals.max() - 1e-6))} reached the best; "
+          f"final mean log-likelihoods:")
+    print("  " + " ".join(str(v) for v in np.sort(finals)[::-1].round(4).tolist()))
 
     def agreement(found):  # fraction matching the true clusters, up to renaming
         same = float(np.mean(found == z))

@@ -6,11 +6,16 @@ process so that they share compiled JAX programs, writing their figures into
 a temporary directory; their results are checked against scikit-learn, SciPy
 and closed forms, and every line of output a tutorial page quotes must be one
 the example printed.
+
+Formulas are typeset math (``$...$``, ``$$ ... $$``, by pymdownx.arithmatex and MathJax):
+every built page loads MathJax and shows no ``$`` that was not typeset, and no page's
+source puts a formula in a code block. Code blocks fit the page width (88 characters).
 """
 
 from __future__ import annotations
 
 import contextlib
+import html
 import inspect
 import io
 import os
@@ -19,8 +24,10 @@ import runpy
 import subprocess
 import sys
 import warnings
+from html.parser import HTMLParser
 from pathlib import Path
 
+import markdown
 import numpy as np
 import pytest
 import yaml
@@ -84,9 +91,16 @@ class ConfigLoader(yaml.SafeLoader):
 ConfigLoader.add_multi_constructor("", lambda loader, suffix, node: None)
 
 
+def load_config():
+    return yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=ConfigLoader)
+
+
 @pytest.fixture(scope="module")
 def config():
-    return yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=ConfigLoader)
+    return load_config()
+
+
+NAV_PAGES = nav_pages(load_config()["nav"])
 
 
 def test_every_nav_page_is_built(site, config):
@@ -128,6 +142,238 @@ def test_tutorial_pages_embed_their_figures(site):
         assert (site / "figures" / figure).is_file(), figure
         html = built_page(site, f"tutorial/{page}.md").read_text()
         assert f'src="../../figures/{figure}"' in html, page
+
+
+# -- formulas ---------------------------------------------------------------------
+
+# Pages with formulas; each must show typeset math.
+MATH_PAGES = {f"tutorial/{name}.md" for name in EXAMPLES} | {
+    "index.md", "design.md", "model-selection.md", "priors.md", "cli.md", "migrating-from-sklearn.md",
+    "numerics.md", "performance.md", "scaling.md",
+}
+MATHJAX = "https://unpkg.com/mathjax@3/es5/tex-mml-chtml.js"
+
+
+def extension_options(config, name):
+    """The options mkdocs.yml gives a Markdown extension, or None when it is not listed."""
+    for entry in config["markdown_extensions"]:
+        if entry == name:
+            return {}
+        if isinstance(entry, dict) and name in entry:
+            return entry[name] or {}
+    return None
+
+
+class ProseText(HTMLParser):
+    """The text of a page's content, leaving out code, scripts and typeset formulas."""
+
+    SKIPPED = {"code", "pre", "script", "style"}
+
+    def __init__(self):
+        super().__init__()
+        self.in_content, self.skipping, self.depth, self.text = 0, None, 0, []
+
+    def handle_starttag(self, tag, attrs):
+        classes = (dict(attrs).get("class") or "").split()
+        if tag == "article":
+            self.in_content += 1
+        if self.skipping is None and (tag in self.SKIPPED or "arithmatex" in classes):
+            self.skipping, self.depth = tag, 0
+        if tag == self.skipping:
+            self.depth += 1
+
+    def handle_endtag(self, tag):
+        if tag == self.skipping:
+            self.depth -= 1
+            if self.depth == 0:
+                self.skipping = None
+        if tag == "article":
+            self.in_content -= 1
+
+    def handle_data(self, data):
+        if self.in_content and self.skipping is None:
+            self.text.append(data)
+
+
+def test_mathjax_is_configured(site, config):
+    assert extension_options(config, "pymdownx.arithmatex") == {"generic": True}
+    assert config["extra_javascript"] == ["javascripts/mathjax.js", MATHJAX]
+    assert (ROOT / "docs" / "javascripts" / "mathjax.js").is_file()
+    assert (site / "javascripts" / "mathjax.js").is_file()
+
+
+@pytest.mark.parametrize("page", NAV_PAGES)
+def test_formulas_are_typeset(site, page):
+    html_text = built_page(site, page).read_text()
+    # The configuration, then MathJax itself.
+    scripts = re.findall(r'<script src="([^"]+)"', html_text)
+    local = [s for s in scripts if s.endswith("javascripts/mathjax.js")]
+    assert len(local) == 1 and MATHJAX in scripts and scripts.index(local[0]) < scripts.index(MATHJAX), scripts
+    assert (built_page(site, page).parent / local[0]).resolve() == (site / "javascripts" / "mathjax.js").resolve()
+    if page in MATH_PAGES:
+        assert 'class="arithmatex"' in html_text, f"{page} shows no typeset formula"
+    # A $ left in the prose is a formula arithmatex did not take (a space inside the
+    # delimiters, a table cell split at a |, ...): it would show as plain text.
+    prose = ProseText()
+    prose.feed(html_text)
+    assert prose.text, f"{page}: no <article> content found"
+    stray = [line for line in "".join(prose.text).splitlines() if "$" in line]
+    assert not stray, f"{page}: text with a $ that was not typeset:\n" + "\n".join(stray)
+
+
+# -- code blocks in the page sources ----------------------------------------------
+
+DOCS = ROOT / "docs"
+SOURCE_PAGES = sorted(str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md"))
+MAX_CODE_LINE = 88  # characters; longer lines scroll sideways on the site
+FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+# Letters and operators of formulas, and the relations that make a line an equation.
+MATH_SYMBOL = re.compile(r"[\u0391-\u03a9\u03b1-\u03c9∑∏∫∂∇⟨⟩≤≥≈∝√‖∈∞−]")
+RELATION = re.compile(r"[=≤≥≈∝←~]")
+
+
+def closes(match, fence: str) -> bool:
+    """Whether a line matching FENCE closes the fenced block opened by ``fence``."""
+    return bool(match) and match["fence"][0] == fence[0] and len(match["fence"]) >= len(fence) and not match["info"].strip()
+
+
+def fenced_blocks(text: str) -> list[tuple[str, list[tuple[int, str]]]]:
+    """Every fenced code block of a page: its language ("" if none) and its (line number, line)s."""
+    blocks, fence = [], None
+    for number, line in enumerate(text.splitlines(), 1):
+        match = FENCE.match(line)
+        if fence is None:
+            if match:
+                fence = match["fence"]
+                info = match["info"].strip().lstrip("{").lstrip(".")
+                blocks.append((info.split()[0].rstrip("}") if info else "", []))
+        elif closes(match, fence):
+            fence = None
+        else:
+            blocks[-1][1].append((number, line))
+    return blocks
+
+
+def indented_blocks(text: str) -> list[tuple[int, str]]:
+    """Every indented code block of a page: the line number of its first line and its text.
+
+    Python-Markdown decides what is an indented code block (list items nest by indentation
+    too); the fenced blocks are replaced by a line of text first.
+    """
+    lines, fence = [], None
+    for line in text.splitlines():
+        match = FENCE.match(line)
+        if fence is None and match:
+            fence = match["fence"]
+            lines.append(match["indent"] + "fenced-block")
+        elif fence is not None:
+            if closes(match, fence):
+                fence = None
+        else:
+            lines.append(line)
+    rendered = markdown.markdown(
+        "\n".join(lines), extensions=["tables", "admonition", "attr_list", "pymdownx.arithmatex"],
+        extension_configs={"pymdownx.arithmatex": {"generic": True}},
+    )
+    blocks = []
+    for code in re.findall(r"<pre><code>(.*?)</code></pre>", rendered, flags=re.S):
+        code = html.unescape(code)
+        first = code.splitlines()[0].strip()
+        number = next(
+            i for i, line in enumerate(text.splitlines(), 1) if line.startswith(("    ", "\t")) and line.strip() == first
+        )
+        blocks.append((number, code))
+    return blocks
+
+
+def looks_like_a_formula(lines: list[str]) -> bool:
+    """A line with a letter or operator of mathematics in an equation or inequality."""
+    return any(MATH_SYMBOL.search(line) and RELATION.search(line) for line in lines)
+
+
+@pytest.mark.parametrize("page", SOURCE_PAGES)
+def test_code_blocks_fit_the_page(page):
+    long = [
+        f"{page}:{number}: {len(line)} characters"
+        for _, lines in fenced_blocks((DOCS / page).read_text())
+        for number, line in lines
+        if len(line) > MAX_CODE_LINE
+    ]
+    assert not long, f"code lines longer than {MAX_CODE_LINE} characters:\n" + "\n".join(long)
+
+
+def formulas_in_code_blocks(page: str, text: str) -> list[str]:
+    """What in a page's source is a formula in a code block, or a code block that cannot say what it holds.
+
+    An indented code block has no language: a formula in one belongs in ``$$ ... $$``, code
+    in a fenced block with its language. A fenced block without a language (or ``text``)
+    is a formula when a line has a letter or operator of mathematics and a relation, unless
+    it is a shell session (a line starts with ``$ ``) or, on a tutorial page, the example's
+    output, which the tutorial tests check line by line against what the example prints.
+    """
+    problems = []
+    for number, code in indented_blocks(text):
+        what = "a formula in an indented code block" if looks_like_a_formula(code.splitlines()) else (
+            "an indented code block (it has no language: put code in a fenced block with its language)"
+        )
+        problems.append(f"{page}:{number}: {what}:\n{code.rstrip()}")
+    for language, lines in fenced_blocks(text):
+        contents = [line for _, line in lines]
+        if not lines or language not in ("", "text") or any(line.startswith("$ ") for line in contents):
+            continue
+        if language == "" and page.startswith("tutorial/"):
+            continue
+        if looks_like_a_formula(contents):
+            problems.append(f"{page}:{lines[0][0]}: a formula in a fenced code block:\n" + "\n".join(contents))
+    return problems
+
+
+def test_the_formula_check_finds_formulas():
+    text = "\n".join([
+        "Text, then a formula as code:",
+        "",
+        "    p(x) = Σₖ πₖ p(x | θₖ)",
+        "",
+        "- a list item with a continued paragraph",
+        "",
+        "    indented as a list item's paragraph",
+        "",
+        "```",
+        "ℓ(θ_new) ≥ ℓ(θ_old)",
+        "```",
+        "",
+        "```text",
+        "E[T(x)] = ∇A(η)",
+        "```",
+        "",
+        "```python",
+        "r = resp / resp.sum()  # rₙₖ = πₖ p(xₙ | θₖ) / p(xₙ)",
+        "```",
+        "",
+        "```",
+        "$ mixtures info model.mixture",
+        "weight π = 0.3",
+        "```",
+        "",
+        "```",
+        "pip install jax-mixtures  # 10⁷ × 8, K = 32",
+        "```",
+        "",
+        "$$",
+        "\\ell(\\theta) = \\sum_n \\log p(x_n \\mid \\theta)",
+        "$$",
+    ])
+    problems = formulas_in_code_blocks("page.md", text)
+    assert [p.split(":")[1] for p in problems] == ["3", "10", "14"], problems
+    assert "a formula in an indented code block" in problems[0]
+    assert len(formulas_in_code_blocks("tutorial/page.md", text)) == 2  # the bare fence is the example's output
+    assert [number for _, lines in fenced_blocks(text) for number, line in lines if len(line) > 20] == [18, 22, 27]
+
+
+@pytest.mark.parametrize("page", SOURCE_PAGES)
+def test_formulas_are_not_code_blocks(page):
+    problems = formulas_in_code_blocks(page, (DOCS / page).read_text())
+    assert not problems, "\n".join(problems)
 
 
 # -- the tutorial examples ---------------------------------------------------------
