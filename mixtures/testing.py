@@ -120,17 +120,17 @@ def check_family(
     # and the first fitted mixture is the reference for the others.
     restart_keys = jax.random.split(keys[0], max(1, n_restarts))
     fit_one = jax.jit(_fit_from_key, static_argnames=("family", "k", "chunk"))
-    looped = [fit_one(family, n_components, k, x, chunk) for k in restart_keys]
-    start = looped[0].mixture
+    looped = functools.cache(lambda: [fit_one(family, n_components, k, x, chunk) for k in restart_keys])
+    start = fit_one(family, n_components, restart_keys[0], x, chunk).mixture
 
     draws = functools.cache(lambda: _draws(start, keys[2], n_samples))
     battery = {
         "batched_density": lambda: _batched_density(start, x, rtol),
         "normalisation": lambda: _normalisation(start, draws(), keys[3], x.dtype),
         "m_step_maximises": lambda: _m_step_maximises(start, x, keys[1], rtol),
-        "monotone": lambda: _monotone(looped, f64),
+        "monotone": lambda: _monotone(looped(), f64),
         "sampling": lambda: _sampling(start, x, draws()),
-        "vmapped_restarts": lambda: _vmapped_restarts(family, n_components, x, restart_keys, looped, chunk, rtol, f64),
+        "vmapped_restarts": lambda: _vmapped_restarts(family, n_components, x, restart_keys, looped(), chunk, rtol, f64),
         "rejects_bad_data": lambda: _rejects(family, n_components, bad_data),
     }
     if family.m_step_needs_data:

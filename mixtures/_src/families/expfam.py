@@ -216,7 +216,6 @@ class ExponentialFamily(Family):
         ):
             if shape != ():
                 raise TypeError(f"{name}.{method} must return a scalar for one observation; it returns shape {shape}.")
-        first = jnp.asarray(x[0])
         natural_shape = jax.eval_shape(lambda v: self.to_natural(self.from_natural(v)), jax.ShapeDtypeStruct(t.shape, x.dtype)).shape
         if natural_shape != t.shape:
             raise TypeError(
@@ -236,7 +235,7 @@ class ExponentialFamily(Family):
                         "then refuses such rows by name."
                     )
         if type(self).params_from_mean is ExponentialFamily.params_from_mean:
-            eta = self.initial_natural(self.sufficient_stats(first))
+            eta = self.initial_natural(self.sufficient_stats(jnp.asarray(x[0])))
             value = float(self.log_partition(eta))
             if not np.isfinite(value):
                 raise ValueError(

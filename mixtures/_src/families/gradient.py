@@ -50,6 +50,21 @@ __all__ = ["GradientFamily"]
 Params = Any
 Unconstrained = Any
 
+def default_m_step_tol(dtype) -> float:
+    """The step length, relative to the parameters, at which a search M-step stops by default.
+
+    float64: 10⁻⁶. A step that short still changes Q by about 10⁴ times more
+    than rounding does, so every decision to take or refuse a step is the
+    same whatever order the sums over rows are added in (another chunk size,
+    another device count, vmapped restarts), and the maximum it stops at is
+    within about 10⁻¹² of the true one per row for a smooth density.
+    float32 (and narrower): √eps, the shortest step whose effect on Q
+    rounding can still resolve.
+    """
+    eps = float(jnp.finfo(dtype).eps)
+    return 1e-6 if eps < 1e-10 else math.sqrt(eps)
+
+
 _GROW = 1.5  # a step that raises Qₖ: the next one is this much longer
 _SHRINK = 0.5  # one that does not: it is not taken, and the next is this much shorter
 
@@ -89,10 +104,11 @@ class GradientFamily(Family):
         have shrunk below ``m_step_tol``.
       m_step_tol: the M-step ends when every component's step is shorter
         than ``m_step_tol × (1 + the largest |u|)`` of that component
-        (keyword only); None, the default, is the square root of the
-        machine epsilon of the data's dtype (1.5e-8 in float64, 3.5e-4 in
-        float32), the resolution to which rounding lets a sum of
-        log-densities locate its maximum.
+        (keyword only); None, the default, is 10⁻⁶ in float64 (short enough
+        to place a smooth maximum within about 10⁻¹² per row, long enough
+        that rounding never decides whether a step is taken) and √eps ≈
+        3.5e-4 in float32 (the shortest step whose effect on Q float32 can
+        resolve).
 
     Example:
       >>> import jax, numpy as np
@@ -270,24 +286,27 @@ class GradientFamily(Family):
 
             def q(u):
                 logp = self.log_prob_components(from_u(u), rows)  # (B, K)
-                qk = jnp.sum(jnp.where(resp > 0, resp * logp, 0.0), axis=0)
-                return jnp.sum(qk), qk
+                terms = jnp.where(resp > 0, resp * logp, 0.0)
+                qk = jnp.sum(terms, axis=0)
+                return jnp.sum(qk), (qk, jnp.sum(jnp.abs(terms), axis=0))
 
-            (_, qk), grad = jax.value_and_grad(q, has_aux=True)(u)
-            return qk, grad
+            (_, (qk, size)), grad = jax.value_and_grad(q, has_aux=True)(u)
+            return (qk, size), grad
 
         def q_and_grad(u):  # Qₖ (K,) and ∇Q, summed block by block
             return blocks.sum_over_chunks(functools.partial(block, u), x, weights, chunk_size, axes)
 
-        # Adam's moments, one state per component, so that a component's
-        # direction changes only when that component moves.
-        adam = optax.scale_by_adam()
+        # The gradient scaled per coordinate by its running root mean square
+        # (Adam without momentum: a direction that always points uphill from
+        # the current point), one state per component, updated only when that
+        # component moves.
+        adam = optax.scale_by_adam(b1=0.0)
         u0 = to_u(previous.params)
-        q0, g0 = q_and_grad(u0)
+        (q0, size0), g0 = q_and_grad(u0)
         d0, state0 = jax.vmap(adam.update)(g0, jax.vmap(adam.init)(u0))
         k = q0.shape[0]
         dtype = q0.dtype
-        rtol = self.m_step_tol if self.m_step_tol is not None else math.sqrt(float(jnp.finfo(dtype).eps))
+        rtol = self.m_step_tol if self.m_step_tol is not None else default_m_step_tol(dtype)
         leaves, treedef = jax.tree.flatten(u0)
         magnitude = jnp.max(jnp.stack([jnp.max(jnp.abs(leaf.reshape(k, -1)), axis=1) for leaf in leaves]), axis=0)
         resolution = rtol * (1.0 + magnitude)[:, None]  # (K, 1) the shortest step worth trying
@@ -298,12 +317,17 @@ class GradientFamily(Family):
         masks = jnp.asarray(masks, dtype)
         n_blocks = masks.shape[0]
 
+        # A gain must exceed what rounding can add to Qₖ, Σₙ |wₙ rₙₖ log p| times
+        # a few eps: then no decision depends on the order the sums are added
+        # in (chunk size, devices, vmapped restarts).
+        noise = 64.0 * jnp.finfo(dtype).eps
+
         def keep_going(carry):
-            n, *_, step, _ = carry
+            n, *_, step, _, _ = carry
             return (n < self.n_steps) & jnp.any(step >= resolution)
 
         def trial(carry):
-            n, u, q, d, state, step, block = carry
+            n, u, q, d, state, step, block, size = carry
             # The next block, in turn, that some component can still move.
             order = (block + 1 + jnp.arange(n_blocks)) % n_blocks
             block = order[jnp.argmax(jnp.any(step >= resolution, axis=0)[order])]
@@ -313,17 +337,18 @@ class GradientFamily(Family):
                 for i, (a, b) in enumerate(zip(jax.tree.leaves(u), jax.tree.leaves(d)))
             ]
             proposal = jax.tree.unflatten(treedef, moves)
-            q_new, g_new = q_and_grad(proposal)
-            better = (q_new > q) & (length >= resolution[:, 0])  # False for NaN; a settled block stays put
+            (q_new, size_new), g_new = q_and_grad(proposal)
+            # False for NaN; a settled block stays put.
+            better = (q_new - q > noise * size) & (length >= resolution[:, 0])
             d_new, state_new = jax.vmap(adam.update)(g_new, state)
             u = where_components(better, proposal, u)
             d = where_components(better, d_new, d)
             state = where_components(better, state_new, state)
             step = step.at[:, block].set(jnp.where(better, length * _GROW, length * _SHRINK))
-            return n + 1, u, jnp.where(better, q_new, q), d, state, step, block
+            return n + 1, u, jnp.where(better, q_new, q), d, state, step, block, jnp.where(better, size_new, size)
 
         step0 = jnp.full((k, n_blocks), self.learning_rate, dtype)
-        init = (0, u0, q0, d0, state0, step0, n_blocks - 1)
+        init = (0, u0, q0, d0, state0, step0, n_blocks - 1, size0)
         _, best_u, best_q, *_ = lax.while_loop(keep_going, trial, init)
         new = from_u(best_u)
         accept = (best_q > q0) & finite_components(new)
