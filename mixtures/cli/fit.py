@@ -139,7 +139,7 @@ def add_parser(sub, parents) -> None:
                    help="initialisation (default kmeans++)")
     p.add_argument("--max-iter", type=int, default=100, help="maximum EM iterations (default 100)")
     p.add_argument(
-        "--tol", type=float, default=1e-3, help="convergence threshold on the mean log-likelihood (default 1e-3)"
+        "--tol", type=float, default=1e-5, help="convergence threshold on the mean log-likelihood (default 1e-5)"
     )
     p.add_argument("--seed", type=int, default=0, help="random seed: the fit uses jax.random.key(SEED) (default 0)")
     p.add_argument("--float64", action="store_true", help="compute in float64 (default float32)")

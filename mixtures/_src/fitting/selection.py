@@ -69,7 +69,7 @@ def select(
     criterion: str = "bic",
     init: str = "kmeans++",
     max_iter: int = 100,
-    tol: float = 1e-3,
+    tol: float = 1e-5,
     sample_weight=None,
     chunk_size: int | None = None,
 ) -> Selection:

@@ -45,7 +45,7 @@ def fit_stream(
     init="kmeans++",
     n_init: int = 1,
     max_iter: int = 100,
-    tol: float = 1e-3,
+    tol: float = 1e-5,
     batch_size: int | None = None,
     sample_weight=None,
     init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE,
