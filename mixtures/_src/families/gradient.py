@@ -51,18 +51,13 @@ Params = Any
 Unconstrained = Any
 
 def default_m_step_tol(dtype) -> float:
-    """The step length, relative to the parameters, at which a search M-step stops by default.
+    """The step length, relative to the parameters, at which a search M-step stops by default: √eps.
 
-    float64: 10⁻⁶. A step that short still changes Q by about 10⁴ times more
-    than rounding does, so every decision to take or refuse a step is the
-    same whatever order the sums over rows are added in (another chunk size,
-    another device count, vmapped restarts), and the maximum it stops at is
-    within about 10⁻¹² of the true one per row for a smooth density.
-    float32 (and narrower): √eps, the shortest step whose effect on Q
-    rounding can still resolve.
+    1.5e-8 in float64, 3.5e-4 in float32: about the shortest step whose effect
+    on Q rounding can still resolve near a smooth maximum, where a step of
+    length s changes Q by about s² times its curvature.
     """
-    eps = float(jnp.finfo(dtype).eps)
-    return 1e-6 if eps < 1e-10 else math.sqrt(eps)
+    return math.sqrt(float(jnp.finfo(dtype).eps))
 
 
 _GROW = 1.5  # a step that raises Qₖ: the next one is this much longer
@@ -104,11 +99,9 @@ class GradientFamily(Family):
         have shrunk below ``m_step_tol``.
       m_step_tol: the M-step ends when every component's step is shorter
         than ``m_step_tol × (1 + the largest |u|)`` of that component
-        (keyword only); None, the default, is 10⁻⁶ in float64 (short enough
-        to place a smooth maximum within about 10⁻¹² per row, long enough
-        that rounding never decides whether a step is taken) and √eps ≈
-        3.5e-4 in float32 (the shortest step whose effect on Q float32 can
-        resolve).
+        (keyword only); None, the default, is √eps of the data's dtype
+        (1.5e-8 in float64, 3.5e-4 in float32), about the shortest step whose
+        effect on Q rounding can still resolve.
 
     Example:
       >>> import jax, numpy as np
