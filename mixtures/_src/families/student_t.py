@@ -50,9 +50,10 @@ class StudentT(GradientFamily):
       dof: degrees of freedom ν > 0, the same for every component and
         feature (not fitted). Small ν gives heavy tails; ν → ∞ approaches a
         Gaussian with diagonal covariance σ².
-      learning_rate: Adam's step size (keyword only); see
-        :class:`~mixtures.gradient.GradientFamily`.
-      n_steps: Adam steps per M-step (keyword only).
+      learning_rate: the M-step search's first step (keyword only); see
+        :class:`~mixtures.GradientFamily`.
+      n_steps: the most trial steps per M-step (keyword only).
+      m_step_tol: the search's step tolerance (keyword only; None: √eps).
 
     Example:
       >>> import jax, numpy as np, mixtures as mx
