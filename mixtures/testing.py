@@ -220,23 +220,31 @@ def _candidate_values(m: Mixture, x, key, n_candidates):
     return q_best, jnp.append(q_candidates, q_previous)
 
 
+def _gradient_m_step_values(m: Mixture, x, with_params=False):
+    """Qₖ before and after a generalised-EM M-step, responsibilities from ``m`` (and the new parameters)."""
+    before, after, new = _gradient_m_step(m, x)
+    return (before, after, new) if with_params else (before, after)
+
+
 @jax.jit
-def _gradient_m_step_values(m: Mixture, x):
-    """Qₖ before and after a generalised-EM M-step, responsibilities from ``m``."""
+def _gradient_m_step(m: Mixture, x):
     resp = jax.nn.softmax(m.family.log_prob_components(m.params, x) + jnp.log(m.weights)[None, :], axis=1)
     new = m.family.m_step_from_data(m, x, None, x.shape[0])
-    return _expected_log_lik(m.family, m.params, x, resp), _expected_log_lik(m.family, new, x, resp)
+    return _expected_log_lik(m.family, m.params, x, resp), _expected_log_lik(m.family, new, x, resp), new
 
 
-def _perturbed(m: Mixture, key) -> Mixture:
-    """``m`` with each component's unconstrained parameters moved by about 30 %."""
+def _perturbed(m: Mixture, key, leaf=None) -> Mixture:
+    """``m`` with each component's unconstrained parameters (or one leaf of them) moved by about 30 %."""
     family = m.family
     if not isinstance(family, GradientFamily):
         return m
     u = jax.vmap(family.to_unconstrained)(m.params)
     leaves, treedef = jax.tree.flatten(u)
     keys = jax.random.split(key, len(leaves))
-    moved = [a + 0.3 * (1.0 + jnp.abs(a)) * jax.random.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys)]
+    moved = [
+        a + 0.3 * (1.0 + jnp.abs(a)) * jax.random.normal(k, a.shape, a.dtype) if leaf in (None, i) else a
+        for i, (a, k) in enumerate(zip(leaves, keys))
+    ]
     return Mixture(m.weights, jax.vmap(family.from_unconstrained)(jax.tree.unflatten(treedef, moved)), family)
 
 
@@ -255,6 +263,21 @@ def _m_step_improves(m: Mixture, x, key, f64):
     measured = {"total_gain": float(np.sum(gain))}
     family = m.family
     if isinstance(family, GradientFamily):
+        # Each field alone: a field the gradient cannot see (cut by stop_gradient, or
+        # lost in the maps) stays where the perturbation put it.
+        to_u = jax.vmap(family.to_unconstrained)
+        n_leaves = len(jax.tree.leaves(to_u(m.params)))
+        for leaf in range(n_leaves):
+            one = _perturbed(m, jax.random.fold_in(key, leaf), leaf)
+            b, a, new = _gradient_m_step_values(one, x, with_params=True)
+            moved = np.abs(np.asarray(jax.tree.leaves(to_u(new))[leaf]) - np.asarray(jax.tree.leaves(to_u(one.params))[leaf]))
+            stuck = np.flatnonzero(~np.any(moved.reshape(len(moved), -1) > 0, axis=1))
+            assert len(stuck) == 0 and np.all(np.asarray(a) - np.asarray(b) > 0), (
+                f"with only field {leaf} of the unconstrained parameters perturbed, the M-step leaves it where it "
+                f"was for components {stuck.tolist()} (gains {(np.asarray(a) - np.asarray(b)).min():.3g}): "
+                "log_prob's gradient does not reach that field (a stop_gradient, or a from_unconstrained that "
+                "ignores it?)"
+            )
         eps = float(jnp.finfo(x.dtype).eps)
         longer = dataclasses.replace(family, n_steps=20 * family.n_steps, m_step_tol=eps**0.75)
         best = np.asarray(_gradient_m_step_values(Mixture(start.weights, start.params, longer), x)[1], np.float64)
@@ -685,7 +708,7 @@ def _normalisation(m: Mixture, draws_by_component, key, dtype):
                 if max(gaps) > KS_LIMIT:
                     problems.append(
                         f"{tag}: the draws' distribution differs from the density's "
-                        f"(Kolmogorov–Smirnov √n·D = {max(gaps):.3g} > {KS_LIMIT}): the sampler and log_prob disagree"
+                        f"(Kolmogorov–Smirnov √n·D = {max(gaps):.4f} > {KS_LIMIT}): the sampler and log_prob disagree"
                     )
     assert not problems, "; ".join(problems)
     return measured

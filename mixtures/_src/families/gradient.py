@@ -60,6 +60,9 @@ def default_m_step_tol(dtype) -> float:
     return math.sqrt(float(jnp.finfo(dtype).eps))
 
 
+_NEWTON_STEPS = 2  # Newton steps that finish each M-step
+_NEWTON_MAX_PARAMETERS = 64  # ... when a component has at most this many parameters
+
 _GROW = 1.5  # a step that raises Qₖ: the next one is this much longer
 _SHRINK = 0.5  # one that does not: it is not taken, and the next is this much shorter
 
@@ -172,7 +175,79 @@ class GradientFamily(Family):
           [1.0, 1.0]
         """
 
+    def check_params(self, params) -> None:
+        """Refuses a warm start whose parameters have no finite unconstrained coordinates.
+
+        Runs :meth:`~mixtures.Family.check_params` first (the family's
+        ``make_params``, if it takes the parameter fields by name), then
+        requires :meth:`to_unconstrained` to be finite for every component
+        (a negative scale whose coordinate is its logarithm, for instance, is
+        refused).
+
+        Example:
+          >>> import numpy as np
+          >>> from mixtures import StudentT, StudentTParams
+          >>> StudentT().check_params(StudentTParams(np.zeros((1, 2)), np.ones((1, 2))))  # valid
+        """
+        super().check_params(params)
+        u = jax.vmap(self.to_unconstrained)(jax.tree.map(jnp.asarray, params))
+        finite = np.asarray(finite_components(u))
+        if not finite.all():
+            k = int(np.argmin(finite))
+            raise ValueError(
+                f"`init.params` must lie in the parameter space of {self!r}: component {k}'s parameters "
+                "have no finite unconstrained coordinates (to_unconstrained gives NaN or ±inf there)."
+            )
+
     # -- derived ------------------------------------------------------------
+
+    @staticmethod
+    def _newton_polish(q_and_grad, u, q, treedef, sizes):
+        """Newton steps on each component's Qₖ from the search's end, each kept only if Qₖ does not fall.
+
+        The search leaves each component within about the square root of
+        rounding's share of Qₖ from the maximum, at a point that depends on
+        which trials rounding let through. A Newton step from there lands
+        within the square of that distance, wherever the search ended, so
+        the result no longer depends on the order of the sums (chunk size,
+        row order, devices). The Hessian of Qₖ (P × P, P parameters per
+        component) comes from P forward-mode passes over the data; a
+        component whose Hessian is not negative definite there (not at a
+        smooth maximum, e.g. on a kink) keeps the search's point.
+        """
+        leaves = jax.tree.leaves(u)
+        k = leaves[0].shape[0]
+        n = sum(sizes)
+        offsets = np.cumsum([0, *sizes])
+
+        def flat(tree):  # (K, P)
+            return jnp.concatenate([leaf.reshape(k, -1) for leaf in jax.tree.leaves(tree)], axis=1)
+
+        def unflat(v):
+            parts = [v[:, a:b].reshape(leaf.shape) for a, b, leaf in zip(offsets[:-1], offsets[1:], leaves)]
+            return jax.tree.unflatten(treedef, [p.astype(leaf.dtype) for p, leaf in zip(parts, leaves)])
+
+        def gradient(tree):
+            return q_and_grad(tree)[1]
+
+        def polish(_, carry):
+            u, q = carry
+            g = flat(gradient(u))
+
+            def column(i, hessian):
+                tangent = unflat(jnp.broadcast_to(jax.nn.one_hot(i, n, dtype=g.dtype), (k, n)))
+                return hessian.at[:, :, i].set(flat(jax.jvp(gradient, (u,), (tangent,))[1]))
+
+            hessian = lax.fori_loop(0, n, column, jnp.zeros((k, n, n), g.dtype))
+            hessian = 0.5 * (hessian + jnp.swapaxes(hessian, 1, 2))
+            factor = jnp.linalg.cholesky(-hessian)  # NaN unless −H is positive definite
+            step = jax.vmap(lambda c, b: jax.scipy.linalg.cho_solve((c, True), b))(factor, g)
+            proposal = unflat(flat(u) + step)
+            (q_new, _), _ = q_and_grad(proposal)
+            keep = (q_new >= q) & jnp.all(jnp.isfinite(step), axis=1)
+            return where_components(keep, proposal, u), jnp.where(keep, q_new, q)
+
+        return lax.fori_loop(0, _NEWTON_STEPS, polish, (u, q))
 
     def accumulate(self, params: Params, x: jax.Array, resp: jax.Array) -> tuple:
         """Collects nothing: the M-step reads the data itself (the engine sums the counts).
@@ -343,6 +418,9 @@ class GradientFamily(Family):
         step0 = jnp.full((k, n_blocks), self.learning_rate, dtype)
         init = (0, u0, q0, d0, state0, step0, n_blocks - 1, size0)
         _, best_u, best_q, *_ = lax.while_loop(keep_going, trial, init)
+        sizes = [int(np.prod(leaf.shape[1:])) for leaf in leaves]
+        if sum(sizes) <= _NEWTON_MAX_PARAMETERS:
+            best_u, best_q = self._newton_polish(q_and_grad, best_u, best_q, treedef, sizes)
         new = from_u(best_u)
         accept = (best_q > q0) & finite_components(new)
         return where_components(accept, new, previous.params)

@@ -231,7 +231,8 @@ def fit(
     if split is None or not devices.keeps_placement(x, split):
         # Last, as they evaluate the family's own methods: a mistake in them is named here.
         family.check_methods(np.asarray(x))
-        if isinstance(init, Mixture) and type(family).check_params is Family.check_params:
+        if isinstance(init, Mixture) and getattr(family, "make_params", None) is None:
+            # No checked constructor states the parameter space: ask the densities.
             _check_warm_start_densities(start, np.asarray(x))
 
     # Everything is valid: only now are arrays made for the compiled program.
