@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mixtures._src.core import domain
 from mixtures._src.families.gradient import GradientFamily
 from mixtures._src.core.registry import register_family
 
