@@ -92,7 +92,11 @@ def fit(
       n_init: number of restarts R, each from its own key.
       max_iter: maximum number of EM iterations.
       tol: stop when the mean log-likelihood per sample changes by less than
-        this between iterations.
+        this between iterations (the two values recorded in ``history``).
+        A change of at most 4 ε |ℓ| (ε the dtype's machine epsilon) is
+        rounding and also stops the fit, converged: a ``tol`` below the
+        dtype's resolution, ``tol=0`` included, stops there instead of
+        running to ``max_iter`` (see ``docs/numerics.md``).
       sample_weight: optional (N,) non-negative row weights; integer weights
         fit as the rows repeated that many times. Without a prior the fit
         depends only on their ratios (they are rescaled to mean one); with a
