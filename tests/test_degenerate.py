@@ -357,3 +357,30 @@ def test_other_families_fit_degenerate_data_finitely(family, dtype):
         except AssertionError as err:
             failures.append(f"{name}: {err}")
     assert not failures, "\n".join(failures)
+
+
+def _far(scale, n, dtype):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 2))
+    x[n // 2:] += 5.0
+    return (x * scale).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype, scale", [(np.float32, 1e17), (np.float64, 1e153)])
+def test_data_beyond_the_dtypes_range_of_squares_is_refused(dtype, scale):
+    """Once a silent −inf fit (precision factors exactly 0, every row in component 0)."""
+    from mixtures.sklearn import MixtureModel
+
+    x = _far(scale, 20_000, dtype)
+    with pytest.raises(ValueError, match=r"deviates from its mean .* Standardise the columns .* float64"):
+        mx.fit(x, mx.Gaussian("full"), 2, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="Standardise the columns"):
+        MixtureModel(mx.Gaussian("full"), n_components=2).fit(x)
+
+
+def test_data_just_within_the_float32_range_of_squares_fits_finitely():
+    x = _far(5e15, 2000, np.float32)  # largest deviation 4.5e16, limit √(max / (16·2000·2)) = 7.3e16
+    result = mx.fit(x, mx.Gaussian("full"), 2, key=jax.random.key(0), max_iter=20)
+    assert np.isfinite(float(result.log_likelihood))
+    assert np.all(np.isfinite(np.asarray(result.mixture.params.precisions_cholesky)))
+    assert np.all(np.asarray(result.mixture.weights) > 0.4)

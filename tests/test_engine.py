@@ -236,3 +236,26 @@ def test_callback_does_not_change_the_fit_and_must_be_callable():
     assert len(counted) == int(reported.n_iter)
     with pytest.raises(TypeError, match="callback"):
         mx.fit(x, mx.Gaussian("diag"), 2, key=jax.random.key(1), callback=3)
+
+
+def test_float32_stopping_test_is_on_the_recorded_values():
+    """K-means on digits in float32: the history settles, and the fit says so at any tol.
+
+    The stopping test once compared a value fused into a multiply-add (more precise than
+    float32) while ``history`` kept the rounded one: bit-identical history entries for 290
+    iterations and ``converged=False`` at tol ≤ 6e-7. tol = 0, below float32's resolution
+    of the log-likelihood, stops within a few units in its last place.
+    """
+    from sklearn.datasets import load_digits
+
+    from mixtures._src.engine.em import has_converged
+
+    x = load_digits().data.astype(np.float32)
+    for tol in (6e-7, 0.0):  # tol is traced: one compiled program
+        result = mx.fit(x, mx.Gaussian("identity"), 3, key=jax.random.key(1), assignment="hard",
+                        update_weights=False, max_iter=300, tol=tol)
+        n = int(result.n_iter)
+        history = np.asarray(result.history)
+        assert bool(result.converged) and n < 300 and np.all(np.isnan(history[n:]))
+        assert bool(has_converged(history[n - 1], history[n - 2], np.float32(tol)))
+        assert abs(history[n - 1] - history[n - 2]) <= 4 * np.finfo(np.float32).eps * abs(history[n - 1])

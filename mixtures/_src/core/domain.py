@@ -54,3 +54,46 @@ def positive_number(value, name: str, upper: float | None = None) -> float:
         bound = f" and below {upper}" if upper is not None else ""
         raise ValueError(f"`{name}` must be finite, positive{bound}; received {value}.")
     return value
+
+
+def require_square_summable(x: np.ndarray) -> None:
+    """Refuses data whose squared deviations, summed over its rows, overflow its dtype.
+
+    A family whose statistics and densities hold squares of the data (the
+    Gaussian's covariances, Student's t) sums N rows of up to D squared
+    deviations; the initialisation compares rows with one another, whose
+    deviations are up to twice the largest from the column means. The
+    largest deviation allowed is therefore √(max / (16 N D)), ``max`` the
+    dtype's largest finite number: 2·10¹⁶ in float32 and 10¹⁵¹ in float64
+    for N = 20 000 rows of D = 2. Beyond it the sums would be infinite and
+    the fitted precisions exactly zero.
+
+    Raises:
+      ValueError: naming the column, its largest deviation, the largest the
+        dtype holds for this N and D, and the remedies.
+
+    Example:
+      >>> import numpy as np
+      >>> require_square_summable(np.array([[1e19], [-1e19]], np.float32))
+      Traceback (most recent call last):
+      ...
+      ValueError: column 0 of `x` deviates from its mean by 1e+19, more than float32 can hold for 2 rows of 1 column: the sums of squared deviations overflow beyond 3.3e+18 (√(max / (16 N D))). Standardise the columns (subtract the mean, divide by the standard deviation) or use float64 (JAX's x64 mode).
+    """
+    x = np.asarray(x)
+    if x.ndim != 2 or x.size == 0 or not np.issubdtype(x.dtype, np.floating):
+        return
+    n, d = x.shape
+    wide = x.astype(np.float64)
+    deviation = np.max(np.abs(wide - wide.mean(axis=0)), axis=0)
+    finfo = np.finfo(x.dtype)
+    limit = float(np.sqrt(float(finfo.max) / (16.0 * n * d)))
+    worst = int(np.argmax(deviation))
+    if deviation[worst] > limit:
+        rows = "row" if n == 1 else "rows"
+        columns = "column" if d == 1 else "columns"
+        raise ValueError(
+            f"column {worst} of `x` deviates from its mean by {deviation[worst]:.2g}, more than "
+            f"{finfo.dtype} can hold for {n} {rows} of {d} {columns}: the sums of squared deviations "
+            f"overflow beyond {limit:.2g} (√(max / (16 N D))). Standardise the columns (subtract the mean, "
+            "divide by the standard deviation) or use float64 (JAX's x64 mode)."
+        )

@@ -38,8 +38,9 @@ class FitResult(NamedTuple):
         start of each iteration (before its M-step); NaN after the last
         iteration run.
       n_iter: number of EM iterations (M-steps) run.
-      converged: whether the change in mean log-likelihood between two
-        iterations fell below ``tol`` before ``max_iter``.
+      converged: whether the change in mean log-likelihood between the
+        last two entries of ``history`` fell below ``tol``, or within the
+        dtype's resolution of it (see :func:`has_converged`), by ``max_iter``.
       all_log_likelihoods: (R,) final mean log-likelihood of every restart
         (R = ``n_init``); ``mixture`` is the restart with the highest.
       all_n_iter: (R,) iterations run by every restart.
@@ -248,6 +249,32 @@ def step(mixture: Mixture, rows: Rows, options: EMOptions, prior=None, *, once: 
     return new, _objective(mixture, sums.log_likelihood, prior) / _total_weight(rows, options.axes), refused
 
 
+RESOLUTION = 4  # changes of at most this many ε·|ℓ| are rounding: see has_converged
+
+
+def has_converged(ll, previous, tol):
+    """The stopping test: |ℓ − ℓ_prev| < ``tol``, or at most ``RESOLUTION`` · ε · |ℓ|.
+
+    ε is the machine epsilon of ℓ's dtype. A mean log-likelihood is summed
+    from rounded per-row terms, so a change of a few units in its last place
+    is rounding, not progress: a ``tol`` below that resolution (``tol=0``
+    included) stops when the change reaches it, rather than running to
+    ``max_iter``. False while either value is −∞ (before two iterations).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from mixtures._src.engine.em import has_converged
+      >>> ll = jnp.float32(-542.1123657)
+      >>> bool(has_converged(ll, jnp.nextafter(ll, jnp.float32(0)), 0.0))  # one unit in the last place
+      True
+      >>> bool(has_converged(ll, ll - 1e-3, 1e-4))
+      False
+    """
+    change = jnp.abs(ll - previous)
+    resolution = RESOLUTION * jnp.finfo(ll.dtype).eps * jnp.abs(ll)
+    return (change < tol) | (change <= resolution)
+
+
 def fit_loop(mixture: Mixture, rows: Rows, tol, options: EMOptions, *, prior=None, restart=0, receiver=0) -> FitResult:
     """EM from ``mixture`` until the mean log-likelihood changes by less than ``tol``.
 
@@ -263,6 +290,8 @@ def fit_loop(mixture: Mixture, rows: Rows, tol, options: EMOptions, *, prior=Non
     ``jax.debug.callback``, to the callable that
     :func:`mixtures._src.core.progress.receiving` holds under ``receiver``
     (an int32 scalar, traced: one compiled program serves every callable).
+    The loop stops at ``max_iter`` or when :func:`has_converged` holds for
+    the last two values of ``history`` (read back from the loop's state).
     ``n_collapsed`` counts the switched-on components whose update
     :func:`maximize` refused in at least one of the iterations (the initial
     ``mixture`` is not judged). Traced as the per-device program of a
@@ -283,29 +312,34 @@ def fit_loop(mixture: Mixture, rows: Rows, tol, options: EMOptions, *, prior=Non
     dtype = rows.x.dtype
     max_iter = options.max_iter
 
+    # The stopping test reads ℓ and its predecessor from the loop's state, the very values
+    # written to ``history``: computed where ℓ is made, XLA:CPU may fuse the test with ℓ's
+    # last product (a fused multiply-add), comparing a value more precise than the one kept.
     def cond(state):
-        _, i, _, _, converged, _ = state
-        return (i < max_iter) & ~converged
+        _, i, ll, previous, _, _ = state
+        return (i < max_iter) & ~has_converged(ll, previous, tol)
 
     def body(state):
-        m, i, previous, history, _, collapsed = state
+        m, i, previous, _, history, collapsed = state
         new, ll, refused = step(m, rows, options, prior)
         collapsed = collapsed | refused
         if options.report:
             # With rows split over devices every device runs this loop: one reports.
             active = options.axes.first_device_only(cond(state))
             jax.debug.callback(progress.emit, receiver, active, restart, i + 1, ll)
-        return new, i + 1, ll, history.at[i].set(ll), jnp.abs(ll - previous) < tol, collapsed
+        return new, i + 1, ll, previous, history.at[i].set(ll), collapsed
 
+    start = jnp.asarray(-jnp.inf, dtype)
     init = (
         mixture,
         jnp.asarray(0, jnp.int32),
-        jnp.asarray(-jnp.inf, dtype),
+        start,
+        start,
         jnp.full((max_iter,), jnp.nan, dtype),
-        jnp.asarray(False),
         jnp.zeros(mixture.weights.shape, bool),
     )
-    m, n_iter, _, history, converged, collapsed = lax.while_loop(cond, body, init)
+    m, n_iter, ll, previous, history, collapsed = lax.while_loop(cond, body, init)
+    converged = has_converged(ll, previous, tol)
     total = _total_weight(rows, options.axes)
     final = _objective(m, accumulate(m, rows, options, once=True).log_likelihood, prior) / total
     n_collapsed = jnp.sum(collapsed, dtype=jnp.int32)

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mixtures._src.core import domain
 from mixtures._src.families.gradient import GradientFamily
 from mixtures._src.core.registry import register_family
 
@@ -110,13 +111,19 @@ class StudentT(GradientFamily):
         return StudentTParams(jnp.asarray(loc), jnp.asarray(scale))
 
     def check_data(self, x) -> None:
-        """Accepts any finite real data: the domain is all of ℝᴰ (the fitting functions refuse NaN and ±∞ first).
+        """Accepts finite real data whose squared deviations its dtype can sum (the fitting functions refuse NaN and ±∞ first).
+
+        The domain is all of ℝᴰ, but the statistics are sums of squares:
+        data deviating from their column means by more than √(max / (16 N D))
+        (``max`` the dtype's largest number) are refused with a ``ValueError``
+        suggesting to standardise them or use float64 (see
+        :func:`mixtures._src.core.domain.require_square_summable`).
 
         Example:
           >>> import numpy as np, mixtures as mx
           >>> mx.StudentT().check_data(np.array([[-1e6, 0.0], [2.5, 3.0]]))
         """
-        del x
+        domain.require_square_summable(x)
 
     def log_prob(self, params: StudentTParams, x: jax.Array) -> jax.Array:
         """Log-density of one observation x (D,) under one component; a scalar.

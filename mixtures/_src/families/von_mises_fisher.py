@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.scipy.special import gammaln
 
 from mixtures._src.core import checks
 from mixtures._src.families.bessel import bessel_ratio, log_ive
@@ -390,14 +389,26 @@ def _log_partition_jvp(primals, tangents):
     return _log_partition(natural), g * jnp.dot(natural, tangent)
 
 
+_SMALL_KAPPA_TERMS = 8  # (κ²/4)ᵏ / (k! (ν+1)ₖ) below κ = 1: the 9th term is under 10⁻¹⁷
+
+
 def _log_normaliser(kappa, d: int):
     """log C_D(κ) = ν log κ − (D/2) log 2π − log I_ν(κ), ν = D/2 − 1; its limit at κ = 0."""
     nu = 0.5 * d - 1.0
     positive = kappa > 0
     safe = jnp.where(positive, kappa, 1.0)
     value = nu * jnp.log(safe) - 0.5 * d * math.log(2.0 * math.pi) - log_ive(nu, safe) - safe
-    at_zero = gammaln(0.5 * d) - math.log(2.0) - 0.5 * d * math.log(math.pi)  # −log |S^(D−1)|
-    return jnp.where(positive, value, jnp.asarray(at_zero, value.dtype))
+    at_zero = math.lgamma(0.5 * d) - math.log(2.0) - 0.5 * d * math.log(math.pi)  # −log |S^(D−1)|
+    # Below κ = 1, ν log κ and log I_ν(κ) cancel (in float32 to 10⁻⁵); instead
+    # log C_D(κ) = log C_D(0) − log ₀F₁(; ν + 1; κ²/4), summed as a series.
+    small = kappa < 1.0
+    z = 0.25 * jnp.where(small, kappa, 0.0) ** 2
+    term, excess = jnp.ones_like(z), jnp.zeros_like(z)
+    for k in range(1, _SMALL_KAPPA_TERMS + 1):
+        term = term * z / (k * (nu + k))
+        excess = excess + term
+    near_zero = at_zero - jnp.log1p(excess)
+    return jnp.where(small, near_zero, value)
 
 
 def _check_unit_rows(x: np.ndarray, name: str, what: str) -> None:

@@ -92,13 +92,17 @@ def fit(
       n_init: number of restarts R, each from its own key.
       max_iter: maximum number of EM iterations.
       tol: stop when the mean log-likelihood per sample changes by less than
-        this between iterations (scikit-learn's rule; its default there is
-        10⁻³). The change per iteration is not the distance to the optimum:
-        where EM converges slowly (strongly overlapping components) the
-        remaining gap can be tens of times ``tol``. The default 10⁻⁵ stops
-        within 10⁻⁶ per row of the optimum on the examples in the docs, at
-        one to four iterations more than 10⁻³; ``docs/numerics.md``
-        ("Convergence") gives the measurements.
+        this between iterations (the two values recorded in ``history``;
+        scikit-learn's rule, whose default there is 10⁻³). A change of at
+        most 4 ε |ℓ| (ε the dtype's machine epsilon) is rounding and also
+        stops the fit, converged: a ``tol`` below the dtype's resolution,
+        ``tol=0`` included, stops there instead of running to ``max_iter``.
+        The change per iteration is not the distance to the optimum: where
+        EM converges slowly (strongly overlapping components) the remaining
+        gap can be tens of times ``tol``. The default 10⁻⁵ stops within
+        10⁻⁶ per row of the optimum on the examples in the docs, at one to
+        four iterations more than 10⁻³; ``docs/numerics.md`` ("Convergence")
+        gives the measurements.
       sample_weight: optional (N,) non-negative row weights; integer weights
         fit as the rows repeated that many times. Without a prior the fit
         depends only on their ratios (they are rescaled to mean one); with a

@@ -214,7 +214,7 @@ def fit_stream(
         ll, refused = np.asarray(ll), np.asarray(refused)
         mask = jax.device_put(active)
         mixtures = _select(mask, new, state.mixtures)
-        now = active & (np.abs(ll - state.previous) < np.asarray(tol))
+        now = active & np.asarray(engine.has_converged(ll, state.previous, np.asarray(tol)))  # fit's own test
         history = state.history.copy()
         history[active, i] = ll[active]
         state = _State(

@@ -12,6 +12,7 @@ import numpy as np
 from jax.scipy.linalg import solve_triangular
 
 from mixtures._src.core import checks
+from mixtures._src.core import domain
 from mixtures._src.core.family import Family
 from mixtures._src.families.gaussian import fast
 from mixtures._src.families.gaussian.params import (
@@ -204,13 +205,19 @@ class Gaussian(Family):
         return d * jnp.log(u)
 
     def check_data(self, x) -> None:
-        """Accepts any finite real data: the domain is all of ℝᴰ (the fitting functions refuse NaN and ±∞ first).
+        """Accepts finite real data whose squared deviations its dtype can sum (the fitting functions refuse NaN and ±∞ first).
+
+        The domain is all of ℝᴰ, but the statistics are sums of squares:
+        data deviating from their column means by more than √(max / (16 N D))
+        (``max`` the dtype's largest number) are refused with a ``ValueError``
+        suggesting to standardise them or use float64 (see
+        :func:`mixtures._src.core.domain.require_square_summable`).
 
         Example:
           >>> import numpy as np, mixtures as mx
           >>> mx.Gaussian().check_data(np.array([[-1e6, 0.0], [2.5, 3.0]]))
         """
-        del x
+        domain.require_square_summable(x)
 
     def log_prob(self, params: GaussianParams, x: jax.Array) -> jax.Array:
         d = x.shape[-1]
