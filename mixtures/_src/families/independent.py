@@ -85,17 +85,7 @@ class Independent(Family):
             if not columns:
                 raise ValueError(f"`components[{i}][1]` must name at least one column; received ().")
             groups.append((family, columns))
-        every = [c for _, cols in groups for c in cols]
-        repeated = sorted({c for c in every if every.count(c) > 1})
-        if repeated:
-            raise ValueError(f"`components` must use each column once; columns {repeated} appear more than once.")
-        d = len(every)
-        if sorted(every) != list(range(d)):
-            missing = sorted(set(range(max(every) + 1)) - set(every))
-            raise ValueError(
-                f"`components` must cover the columns 0 … D − 1 exactly; received columns "
-                f"{sorted(every)}, which leave out {missing}."
-            )
+        _check_cover([c for _, cols in groups for c in cols])
         object.__setattr__(self, "components", tuple(groups))
 
     @property
@@ -364,6 +354,40 @@ class Independent(Family):
             for (family, group), p in zip(self.components, params)
             for row in family.parameter_table(p, [columns[c] for c in group])
         ]
+
+
+def _check_cover(every: list) -> None:
+    """Raises ``ValueError`` unless ``every`` is a permutation of 0 … D − 1, D = len(every).
+
+    Linear in D and never allocating beyond it, whatever the indices' values
+    (a file may hold a column index of 10¹⁸).
+    """
+    d = len(every)
+    seen = set()
+    repeated, outside = [], []
+    for c in every:
+        if c in seen:
+            repeated.append(c)
+        elif not 0 <= c < d:
+            outside.append(c)
+        seen.add(c)
+    if repeated:
+        raise ValueError(
+            f"`components` must use each column once; columns {_some(sorted(set(repeated)))} appear more than once."
+        )
+    if outside:
+        missing = [c for c in range(d) if c not in seen]
+        raise ValueError(
+            f"`components` must cover the columns 0 … D − 1 exactly, D = {d} the number of columns named; "
+            f"received columns {_some(sorted(outside))} outside that range, which leave out {_some(missing)}."
+        )
+
+
+def _some(values: list, limit: int = 20) -> str:
+    """``values`` as a list, the first ``limit`` of them when there are more."""
+    if len(values) <= limit:
+        return str(values)
+    return f"{str(values[:limit])[:-1]}, … ({len(values)} in all)]"
 
 
 def _take(x, cols: tuple):
