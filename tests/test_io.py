@@ -761,6 +761,13 @@ def test_a_megabyte_header_is_refused_quickly(tmp_path):
     assert time.perf_counter() - start < 30.0 and len(error.reason) < 1100  # no hang; a readable message
 
 
+def test_independent_columns_must_match_the_stored_parameters(tmp_path):
+    """Groups that cover 0 … D − 1 exactly but describe more columns than the parameters hold."""
+    header, payload = _unpack(_file_bytes("independent-nested"))
+    header["family"]["fields"]["components"][1][1] = list(range(3, 150_000)) + [1]  # inner group keeps 2, 0
+    _rejects(tmp_path, _pack(header, payload), match="the groups of `components` cover 150000 columns")
+
+
 def test_header_integers_are_bounded_before_conversion(tmp_path):
     _rejects(tmp_path, _independent_file([10**19]), match="integer of 20 digits")
     _rejects(tmp_path, _edited(_setter(["weights", "offset"], -(10**25))), match="integer of 26 digits")

@@ -90,6 +90,8 @@ def test_mixture_construction_checks_weights_against_the_parameters():
     assert jax.vmap(lambda w: mx.Mixture(w, params, g))(np.full((3, 2), 0.5)).params.means.shape == (3, 2, 2)
     stacked = jax.tree.map(lambda a: np.stack([a] * 3), mx.Mixture(np.array([0.5, 0.5]), params, g))
     assert stacked.weights.shape == (3, 2)
+    with pytest.raises(ValueError, match=r"`weights` has shape \(3, 2\), a batch of mixtures"):
+        stacked.predict(GOOD)  # methods take one mixture
 
 
 POISSON = mx.Mixture(np.array([0.5, 0.5]), mx.Poisson().make_params(np.array([[1.0], [5.0]])), mx.Poisson())

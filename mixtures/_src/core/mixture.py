@@ -104,6 +104,12 @@ class Mixture:
 
     def _data(self, x):
         """Rows checked as :func:`mixtures.fit` checks them (the family's domain too, unless traced)."""
+        if np.ndim(self.weights) != 1:
+            raise ValueError(
+                f"`weights` has shape {tuple(np.shape(self.weights))}, a batch of mixtures; this method needs one "
+                "mixture, with `weights` of shape (K,): take one with jax.tree.map(lambda a: a[i], mixture), "
+                "or jax.vmap the method."
+            )
         if checks.is_traced(x):
             return checks.as_data(x, "x", n_features=self.n_features).astype(self.dtype)
         host = checks.as_host_data(x, "x", n_features=self.n_features)

@@ -248,6 +248,23 @@ class Independent(Family):
         """
         return sum(family.n_features(p) for (family, _), p in zip(self.components, params))
 
+    def params_layout(self, n_components: int, n_features: int) -> tuple:
+        """Each group's layout on its columns; ``ValueError`` unless D is the number of columns the groups cover.
+
+        Example:
+          >>> import mixtures as mx
+          >>> from mixtures import Independent
+          >>> fam = Independent(((mx.Gaussian("diag"), (0, 2)), (mx.Poisson(), (1,))))
+          >>> [leaf.shape for leaf in __import__("jax").tree.leaves(fam.params_layout(4, 3))]
+          [(4, 2), (4, 2), (4, 1)]
+        """
+        if n_features != self.n_columns:
+            raise ValueError(
+                f"the groups of `components` cover {self.n_columns} columns; the parameters describe "
+                f"{n_features}."
+            )
+        return tuple(family.params_layout(n_components, len(cols)) for family, cols in self.components)
+
     def n_free_parameters(self, n_components: int, n_features: int) -> int:
         """The sum of each group's free parameters for K components on its columns.
 
