@@ -37,7 +37,16 @@ SLOW_GENERATED = {
 }
 
 
+# Every family through scikit-learn's checks: those whose checks compile for minutes (StudentT's
+# gradient M-step, Independent's two groups) are slow.
+SLOW_FAMILY_CHECKS = ("StudentT", "Independent")
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if item.name in SLOW_GENERATED:
+            item.add_marker(pytest.mark.slow)
+        elif getattr(item, "originalname", "") == "test_sklearn_estimator_checks_for_every_family" and any(
+            name in item.name for name in SLOW_FAMILY_CHECKS
+        ):
             item.add_marker(pytest.mark.slow)

@@ -18,29 +18,34 @@ family (class name and its dataclass fields as JSON, nested families for
 :class:`~mixtures.independent.Independent`), and for the weights and every
 parameter leaf its dtype (``"<f4"`` or ``"<f8"``), shape and offset.
 
-:func:`load` trusts nothing in the file. It first compares the checksum with
-the bytes (read 1 MiB at a time), so a truncated or damaged file is reported
-as such. It then checks the header, whose sizes must add up to the file's
-real size before any array is allocated; builds the family only from the
-registry :data:`FAMILIES` (the built-in classes and those registered with
-:func:`mixtures.register_family`), through their constructors (which
-validate their fields) and from JSON values only; checks every array's
-shape against the layout the family gives
-(:meth:`~mixtures.Family.params_layout`) and its values. Nothing is ever
-unpickled or imported.
+:func:`load` trusts nothing in the file. It opens only a regular file (a
+FIFO or a device such as ``/dev/zero`` is refused without reading). It first
+compares the checksum with the bytes (read 1 MiB at a time), so a truncated
+or damaged file is reported as such. It then checks the header, whose sizes
+must add up to the file's real size before any array is allocated, and whose
+decoding is linear in its length and bounded by it (integers of at most 19
+digits; every family constructor checks its fields in linear time); builds
+the family only from the registry :data:`FAMILIES` (the built-in classes and
+those registered with :func:`mixtures.register_family`), through their
+constructors (which validate their fields) and from JSON values only; checks
+every array's shape against the layout the family gives
+(:meth:`~mixtures.Family.params_layout`) and its values: finite, weights
+non-negative and summing to 1, parameters inside the family's parameter space
+(:meth:`~mixtures.Family.check_params`). Nothing is ever unpickled or
+imported. :func:`save` refuses what :func:`load` would refuse, and writes
+through :mod:`mixtures._src.core.files`: atomically, and only over a regular
+file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import errno
 import hashlib
 import json
 import math
 import os
 import numbers
-import secrets
+import stat
 import struct
 from typing import NamedTuple
 
@@ -48,7 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixtures._src.core import checks, registry
+from mixtures._src.core import checks, files, registry
 from mixtures._src.core.family import Family
 from mixtures._src.core.mixture import Mixture
 
@@ -62,6 +67,8 @@ _DIGEST_BYTES = hashlib.sha256().digest_size
 _MAX_HEADER_BYTES = 16 * 2**20
 _MAX_DEPTH = 32
 _MAX_NDIM = 8
+_MAX_INTEGER_DIGITS = 19  # any header integer fits in 64 bits
+_MAX_REASON = 1000  # characters of a ModelFileError's reason
 _DTYPES = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8")}
 
 FAMILIES = registry.registered_families()
@@ -122,14 +129,17 @@ class _Node(NamedTuple):
 def save(path, mixture: Mixture) -> None:
     """Writes a mixture to one file, atomically; read it back with :func:`load`.
 
-    The file is written next to ``path`` under a temporary name and then
-    renamed over ``path`` (``os.replace``), so an existing file is replaced
-    whole or not at all: a failed save leaves it intact. Arrays are stored
-    bit for bit (float32 or float64, as in the mixture). Saving the same
-    mixture twice gives identical bytes.
+    The file is written next to ``path`` under a temporary name, flushed to
+    disk (``fsync``) and then renamed over ``path`` (``os.replace``), so an
+    existing file is replaced whole or not at all: a failed save leaves it
+    intact. Only a regular file is ever replaced: a directory, a symbolic
+    link (never followed), a FIFO, a socket or a device node at ``path`` is
+    refused. Errors name ``path``, never the temporary file. Arrays are
+    stored bit for bit (float32 or float64, as in the mixture). Saving the
+    same mixture twice gives identical bytes.
 
     Args:
-      path: a file path (str or ``os.PathLike``); not an existing directory.
+      path: a file path (str, bytes or ``os.PathLike``): absent or a regular file.
       mixture: a concrete (not traced) :class:`~mixtures.Mixture` of a
         registered family (:data:`FAMILIES`: the built-in ones and those
         registered with :func:`mixtures.register_family`, nested ones for
@@ -141,10 +151,12 @@ def save(path, mixture: Mixture) -> None:
         finite parameters: the mixtures :func:`load` accepts.
 
     Raises:
-      TypeError: if ``mixture`` is not a Mixture, holds traced or
-        non-floating arrays, or has a family that is not registered
-        (register a family of your own with ``mx.register_family``).
-      ValueError: if the weights or parameters are malformed or non-finite.
+      TypeError: if ``path`` is not a path, ``mixture`` is not a Mixture,
+        holds traced or non-floating arrays, or has a family that is not
+        registered (register a family of your own with ``mx.register_family``).
+      ValueError: if the weights or parameters are malformed, non-finite or
+        outside the family's parameter space (its ``check_params``), or
+        ``path`` is a symbolic link, FIFO, socket or device node.
       IsADirectoryError: if ``path`` is a directory.
       OSError: if the file cannot be written (``path`` is then unchanged).
 
@@ -159,9 +171,10 @@ def save(path, mixture: Mixture) -> None:
       >>> back.family == m.family, np.array_equal(back.weights, m.weights)
       (True, True)
     """
-    path = os.fspath(path)
+    path = files.as_path(path, "path")
     if not isinstance(mixture, Mixture):
         raise TypeError(f"`mixture` must be a mixtures.Mixture; received {type(mixture).__name__}.")
+    files.check_output_path(path, "path")  # before any work; again just before the rename
     from mixtures import __version__  # here, not at the top: mixtures/__init__.py imports this module
 
     family = _encode_family(mixture.family, "family", 0)
@@ -180,6 +193,7 @@ def save(path, mixture: Mixture) -> None:
                 f"it has {jax.tree.structure(mixture.params)}"
             )
         _check_values(weights, blobs)
+        _check_domain(mixture.family, jax.tree.unflatten(jax.tree.structure(layout), [a for _, a in blobs]))
     except _Invalid as e:
         raise ValueError(f"`mixture`: {e}.") from None
     blobs.insert(0, ("weights", weights))
@@ -201,7 +215,13 @@ def save(path, mixture: Mixture) -> None:
     digest = hashlib.sha256()
     for chunk in chunks:
         digest.update(chunk)
-    _write_atomically(path, chunks + [digest.digest()])
+    chunks.append(digest.digest())
+
+    def write(f):
+        for chunk in chunks:
+            _write_all(f.fileno(), chunk)
+
+    files.write_atomically(path, write, "path")
 
 
 def _host_array(leaf, where: str) -> np.ndarray:
@@ -276,28 +296,6 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _write_atomically(path: str, chunks: list) -> None:
-    if os.path.isdir(path):
-        raise IsADirectoryError(
-            errno.EISDIR, "`path` is a directory; mixtures.save writes a file and never replaces a directory", path
-        )
-    directory, name = os.path.split(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        try:
-            for chunk in chunks:
-                _write_all(fd, chunk)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-
-
 # -- loading ------------------------------------------------------------------
 
 
@@ -316,12 +314,18 @@ def load(path) -> Mixture:
 
     Raises:
       ModelFileError: (a ``ValueError``) naming the file and what is wrong,
-        if it is not a mixtures model file (an ``.npz``, a pickle), is
-        truncated, corrupted or has trailing bytes, has a malformed header,
+        if it is not a regular file (a FIFO, a device such as ``/dev/zero``,
+        a directory), not a mixtures model file (an ``.npz``, a pickle), is
+        truncated, corrupted or has trailing bytes, has a malformed header
+        (integers longer than 19 digits included),
         a newer major format version, a family not in :data:`FAMILIES`,
         arrays whose dtypes, shapes or sizes disagree with the header or the
-        family, or weights or parameters that are non-finite (weights also
-        negative or not summing to 1 within 1e-5).
+        family, weights that are non-finite, negative or not summing to 1
+        within 1e-5, or parameters that are non-finite or outside the
+        family's parameter space (its :meth:`~mixtures.Family.check_params`:
+        a rate ≤ 0, a probability outside (0, 1), probabilities not summing
+        to 1, a precision factor with a diagonal entry ≤ 0, a direction not
+        of unit norm, a negative concentration).
       OSError: if the file cannot be opened or read (``FileNotFoundError``,
         ``IsADirectoryError``, ``PermissionError``).
 
@@ -336,12 +340,20 @@ def load(path) -> Mixture:
       >>> back.family, back.params.rates.tolist()
       (Poisson(min_rate=1e-06), [[1.0], [10.0]])
     """
-    path = os.fspath(path)
-    with open(path, "rb") as f:
+    path = files.as_path(path, "path")
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with open(fd, "rb") as f:
+        info = os.fstat(f.fileno())
         try:
-            return _read(f, os.fstat(f.fileno()).st_size)
+            if not stat.S_ISREG(info.st_mode):
+                raise _Invalid(f"it is {files._kind(info.st_mode)}, not a regular file")
+            return _read(f, info.st_size)
         except _Invalid as e:
-            raise ModelFileError(os.fsdecode(path), str(e)) from None
+            reason = str(e)
+            if len(reason) > _MAX_REASON:
+                reason = reason[:_MAX_REASON] + " …"
+            raise ModelFileError(os.fsdecode(path), reason) from None
 
 
 def _read(f, size: int) -> Mixture:
@@ -379,8 +391,10 @@ def _read(f, size: int) -> Mixture:
     layout = _check_layout(family, weights_spec.shape[0], params_node, "params")
     values = [np.frombuffer(payload, a.dtype, math.prod(a.shape), a.offset).reshape(a.shape) for a in arrays]
     _check_values(values[0], list(zip(_leaf_names(params_node, "params"), values[1:])))
+    treedef = jax.tree.structure(layout)
+    _check_domain(family, jax.tree.unflatten(treedef, values[1:]))
     weights, *leaves = (jnp.asarray(v, checks.float_dtype_for(v.dtype)) for v in values)
-    return Mixture(weights, jax.tree.unflatten(jax.tree.structure(layout), leaves), family)
+    return Mixture(weights, jax.tree.unflatten(treedef, leaves), family)
 
 
 def _verify_checksum(f, size: int) -> None:
@@ -421,6 +435,16 @@ def _reject_constant(name):
     raise _Invalid(f"the header contains the non-standard JSON constant {name}")
 
 
+def _parse_int(text: str) -> int:
+    # Bounded before conversion: Python's int(str) is quadratic in the number of digits.
+    if len(text.lstrip("-")) > _MAX_INTEGER_DIGITS:
+        raise _Invalid(
+            f"the header's JSON holds an integer of {len(text.lstrip('-'))} digits; its integers have at most "
+            f"{_MAX_INTEGER_DIGITS} (they fit in 64 bits)"
+        )
+    return int(text)
+
+
 def _unique_keys(pairs):
     obj = {}
     for key, value in pairs:
@@ -432,7 +456,9 @@ def _unique_keys(pairs):
 
 def _parse_header(text: bytes) -> dict:
     try:
-        header = json.loads(text.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
+        header = json.loads(
+            text.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_reject_constant, parse_int=_parse_int
+        )
     except UnicodeDecodeError as e:
         raise _Invalid(f"the header is not UTF-8 text ({e})") from None
     except RecursionError:
@@ -665,6 +691,15 @@ def _check_values(weights: np.ndarray, leaves: list) -> None:
     for where, leaf in leaves:
         if not np.all(np.isfinite(leaf)):
             raise _Invalid(f"{where} must be finite; it holds {np.count_nonzero(~np.isfinite(leaf))} non-finite values")
+
+
+def _check_domain(family: Family, params) -> None:
+    """The family's own check of its parameter space (:meth:`~mixtures.Family.check_params`) on host arrays."""
+    try:
+        family.check_params(params)
+    except (ValueError, TypeError, ArithmeticError) as e:
+        message = str(e).replace("`init.params", "`params")
+        raise _Invalid(f"the parameters lie outside the parameter space of {family!r}: {message}") from None
 
 
 def _leaf_names(node: _Node, where: str) -> list:

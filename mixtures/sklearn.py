@@ -32,7 +32,7 @@ try:
     from sklearn.base import BaseEstimator, DensityMixin
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.utils import check_random_state
-    from sklearn.utils.validation import check_is_fitted, validate_data
+    from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 except ImportError as err:
     raise ImportError(
         f"mixtures.sklearn needs scikit-learn >= 1.6, which could not be imported ({err}); "
@@ -298,6 +298,9 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
                     f"`n_components` ({k}) must be at most the number of rows with positive "
                     f"`sample_weight` ({n_positive})."
                 )
+        if self.__sklearn_tags__().input_tags.positive_only:
+            # scikit-learn's wording for what its positive_only tag declares, then the family's own check
+            check_non_negative(X, f"{type(self).__name__}.fit (X) for {family!r}")
         family.check_data(X)
         family.check_methods(X)
         if warm:
@@ -632,6 +635,31 @@ class MixtureModel(_MixtureEstimator):
       ([2.0, 30.0], True)
     """
 
+    def __sklearn_tags__(self):
+        """scikit-learn's tags, with input tags read from the family's domain (its ``check_data``).
+
+        The family's :meth:`~mixtures.Family.check_data` is asked about a few
+        small arrays: a family that accepts any real data keeps the default
+        tags; one that refuses negative values but accepts positive ones
+        (Exponential, Gamma) sets ``positive_only``; one that accepts only
+        non-negative integers (Poisson) sets ``positive_only`` and
+        ``categorical`` as well, so that scikit-learn's estimator checks give
+        it non-negative integer data. Families with narrower domains
+        (Bernoulli's 0/1, Categorical's codes below Cⱼ, von Mises–Fisher's
+        unit vectors) have no scikit-learn tag; ``docs/reliability.md`` lists
+        the checks they cannot pass.
+        """
+        tags = super().__sklearn_tags__()
+        family = self.family if isinstance(self.family, Family) else None
+        if family is None:
+            return tags
+        accepts = _domain_probe(family)
+        if accepts["negative_refused_in_every_column"]:
+            tags.input_tags.positive_only = True
+            if accepts["counts"] and not accepts["positive"]:
+                tags.input_tags.categorical = True
+        return tags
+
     def __init__(
         self,
         family=None,
@@ -866,3 +894,31 @@ class _Printer:
                     f"{name} {status}. time lapse {now - self.started[r]:.5f}s\t "
                     f"lower bound {self.previous[r]:.5f}."
                 )
+
+
+_PROBES = {
+    "real": [[-1.5, 0.5], [2.25, -3.0]],
+    "non_negative": [[0.0, 0.5], [2.25, 3.0]],
+    "positive": [[0.5, 1.5], [2.25, 3.5]],
+    "counts": [[0.0, 3.0], [2.0, 5.0]],
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _domain_probe(family: Family) -> dict:
+    """Which of a few small two-column arrays ``family.check_data`` accepts (host checks only)."""
+    def accepted(rows) -> bool:
+        try:
+            family.check_data(np.asarray(rows, np.float64))
+        except (ValueError, TypeError):
+            return False
+        return True
+
+    accepts = {name: accepted(rows) for name, rows in _PROBES.items()}
+    # positive_only: some non-negative data are accepted, and a negative value in any one column is refused
+    # (an Independent of a Gaussian and a Poisson column takes negative values in its first column).
+    base = next((_PROBES[n] for n in ("positive", "non_negative", "counts") if accepts[n]), None)
+    accepts["negative_refused_in_every_column"] = base is not None and not any(
+        accepted([[-v if j == c else v for j, v in enumerate(row)] for row in base]) for c in range(2)
+    )
+    return accepts

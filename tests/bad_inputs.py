@@ -174,6 +174,8 @@ CASES = [
     # -- options: numbers and unknown strings --------------------------------------------------
     case("n_init_zero", ValueError, r"`n_init` must be a positive integer; received 0", n_init=0),
     case("max_iter_zero", ValueError, r"`max_iter` must be a positive integer; received 0", max_iter=0),
+    case("max_iter_int32", ValueError, r"`max_iter` must be at most 2\*\*31 − 1, the largest int32 .*received 2147483648", max_iter=2**31),
+    case("n_init_memory", ValueError, r"`n_init`( × \d+ candidates)? \(1000000000 restarts\) would need at least \d+ GiB", n_init=10**9),
     case("max_iter_float", TypeError, r"`max_iter` must be a positive integer; received 10.0", max_iter=10.0),
     case("tol_negative", ValueError, r"`tol` must be finite and non-negative; received -1.0", tol=-1.0),
     case("tol_nan", ValueError, r"`tol` must be finite and non-negative; received nan", tol=float("nan")),

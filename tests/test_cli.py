@@ -7,10 +7,14 @@ anything is compiled are also checked in-process through ``main``.
 """
 
 import argparse
+import errno
+import os
 import pathlib
 import re
+import stat
 import subprocess
 import sys
+import zipfile
 
 import jax
 import numpy as np
@@ -402,3 +406,136 @@ def test_a_registered_family_of_ones_own_is_offered_with_its_options():
     args = parser.parse_args(["--family", "shifted-poisson-for-cli", "--shift", "3", "--min-rate", "0.5"])
     family = families.make_family(args, cli_data.Data(np.ones((2, 1)), ("x1",), "x.npy", None, (1,)))
     assert family == ShiftedPoissonForCli(min_rate=0.5, shift=3)
+
+
+# -- outputs never replace what they must not; inputs must be regular files; limits are named ----------
+
+
+def _special(tmp, kind):
+    path = tmp / f"special-{kind}"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink":
+        (tmp / "precious.txt").write_text("keep")
+        os.symlink(tmp / "precious.txt", path)
+    elif kind == "device":
+        if os.geteuid() != 0:
+            pytest.skip("creating a device node needs root")
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 7))  # like /dev/full
+    return path
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "device"])
+@pytest.mark.parametrize("option", ["fit --out", "fit --plot", "predict --out"])
+def test_outputs_refuse_what_is_not_a_regular_file(fitted, tmp_path, capsys, kind, option):
+    tmp, _, _ = fitted
+    path = _special(tmp_path, kind)
+    command, flag = option.split()
+    before = os.lstat(path)
+    if command == "fit":
+        argv = ["fit", tmp / "blobs.csv", "--columns", "a,b", "-k", 2, "--max-iter", 2, "--no-progress", flag, path]
+    else:
+        argv = ["predict", tmp / "model.mixture", tmp / "blobs.csv", "--columns", "a,b", flag, path]
+    status, line = error_of(argv, capsys)  # a FIFO would block here if it were opened
+    assert status == 2 and flag in line and "not a regular file" in line and str(path) in line
+    after = os.lstat(path)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+    if kind == "symlink":
+        assert (tmp_path / "precious.txt").read_text() == "keep"
+
+
+def test_outputs_never_replace_an_input(fitted, tmp_path, capsys):
+    tmp, _, _ = fitted
+    data = tmp_path / "data.csv"
+    data.write_bytes((tmp / "blobs.csv").read_bytes())
+    model = tmp_path / "model.mixture"
+    model.write_bytes((tmp / "model.mixture").read_bytes())
+    fit = ["fit", data, "--columns", "a,b", "-k", 2, "--max-iter", 2, "--no-progress"]
+    predict = ["predict", model, data, "--columns", "a,b", "--out"]
+    for argv, flag in [
+        ([*fit, "--out", data], "--out"),
+        ([*fit, "--plot", data], "--plot"),
+        ([*fit, "--out", tmp_path / "m.mixture", "--plot", tmp_path / "m.mixture"], "--plot"),
+        ([*predict, model], "--out"),
+        ([*predict, tmp_path / "." / "data.csv"], "--out"),
+    ]:
+        status, line = error_of(argv, capsys)
+        assert status == 2 and flag in line and "input file" in line
+    assert data.read_bytes() == (tmp / "blobs.csv").read_bytes()
+    assert model.read_bytes() == (tmp / "model.mixture").read_bytes()
+
+
+def test_predict_out_is_written_atomically(fitted, tmp_path, monkeypatch, capsys):
+    tmp, _, _ = fitted
+    out = tmp_path / "labels.csv"
+    out.write_text("old\n")
+    argv = ["predict", tmp / "model.mixture", tmp / "blobs.csv", "--columns", "a,b", "--out", out]
+
+    def failing(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savetxt", failing)
+    status, line = error_of(argv, capsys)
+    assert status == 1 and str(out) in line and ".tmp" not in line
+    assert out.read_text() == "old\n" and os.listdir(tmp_path) == ["labels.csv"]
+    monkeypatch.undo()
+    assert main([str(a) for a in argv]) == 0
+    assert out.read_text().startswith("component\n") and os.listdir(tmp_path) == ["labels.csv"]
+
+
+def test_plot_format_is_checked_before_the_fit(files, tmp_path, capsys):
+    tmp, _ = files
+    status, line = error_of(["fit", tmp / "blobs.csv", "--columns", "a,b", "-k", 2, "--plot", tmp_path / "fit.csv"], capsys)
+    assert status == 2 and "--plot" in line and "'csv'" in line and "png" in line
+
+
+@pytest.mark.parametrize(
+    "option, value, words",
+    [
+        ("--seed", 2**64, "--seed must be between 0 and 9223372036854775807"),
+        ("--seed", -1, "--seed must be between 0"),
+        ("--max-iter", 2**31, "--max-iter must be between 1 and 2147483647"),
+        ("--restarts", 10**9, "--restarts (1000000000 restarts) would need at least"),
+    ],
+)
+def test_limits_are_named(files, capsys, option, value, words):
+    tmp, _ = files
+    status, line = error_of(["fit", tmp / "blobs.csv", "--columns", "a,b", "-k", 2, option, value], capsys)
+    assert status == 2 and words in line
+
+
+def _npy(tmp, name, cut=None):
+    path = tmp / name
+    np.save(path, np.ones((100, 2)))
+    if cut is not None:
+        path.write_bytes(path.read_bytes()[:cut])
+    return path
+
+
+def _npz(tmp, name, arrays, cut=None):
+    path = tmp / name
+    if arrays:
+        np.savez(path, **arrays)
+    else:
+        zipfile.ZipFile(path, "w").close()
+    if cut is not None:
+        path.write_bytes(path.read_bytes()[: cut(path.stat().st_size)])
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda t: _npy(t, "t.npy", cut=300), "is truncated: its header declares a float64 array of shape (100, 2)"),
+        (lambda t: _npy(t, "t.npy", cut=40), "is truncated: its 40 bytes end inside the .npy header"),
+        (lambda t: _npz(t, "e.npz", {}), "is an .npz archive that holds no arrays"),
+        (lambda t: _npz(t, "t.npz", {"x": np.ones((100, 2))}, cut=lambda n: n // 2), "the zip file is truncated or damaged"),
+        (lambda t: _special(t, "fifo"), "is a FIFO (named pipe), not a regular file"),
+        (lambda t: "/dev/zero", "is a character device, not a regular file"),
+    ],
+    ids=["npy-truncated-data", "npy-truncated-header", "npz-empty", "npz-truncated", "fifo", "dev-zero"],
+)
+def test_bad_input_files_are_named_accurately(tmp_path, capsys, make, words):
+    path = make(tmp_path)
+    status, line = error_of(["fit", path, "-k", 2], capsys)  # a FIFO or /dev/zero would block or fill memory
+    assert status == 2 and words in line and str(path) in line

@@ -9,10 +9,12 @@ import errno
 import functools
 import hashlib
 import json
+import math
 import os
 import pathlib
 import pickle
 import re
+import stat
 import struct
 import subprocess
 import sys
@@ -723,3 +725,243 @@ def test_save_load_page_registration_example_runs():
     (block,) = re.findall(r"```python\n(.*?)```", section.split("\n## ", 1)[0], flags=re.S)
     out = subprocess.run([sys.executable, "-c", block + "\nprint('ok')\n"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.split()[-1] == "ok", out.stderr
+
+
+# -- hostile headers: every field decoded in linear time, bounded by the file --------------------------
+
+
+def _independent_file(columns_of_second_group) -> bytes:
+    """An Independent file whose second group's columns are replaced (a valid checksum, a hostile header)."""
+    header, payload = _unpack(_file_bytes("independent"))
+    header["family"]["fields"]["components"][1][1] = columns_of_second_group
+    return _pack(header, payload)
+
+
+def test_a_column_index_of_10_18_is_refused_at_once_without_allocating(tmp_path):
+    data = _independent_file([10**18])
+    peak = _peak_bytes_while(lambda: _rejects(tmp_path, data, match="cover the columns"))
+    assert peak < 2**20
+
+
+def test_independent_column_checks_are_linear():
+    """200 000 columns build quickly (the quadratic check took minutes); messages list a bounded number."""
+    start = time.perf_counter()
+    fam = Independent(((mx.Gaussian("diag"), tuple(range(200_000))),))
+    assert fam.n_columns == 200_000 and time.perf_counter() - start < 10.0  # no hang, not a benchmark
+    with pytest.raises(ValueError, match=r"appear more than once") as info:
+        Independent(((mx.Gaussian("diag"), tuple(range(100_000)) * 2),))
+    assert len(str(info.value)) < 1000 and "100000 in all" in str(info.value)
+
+
+def test_a_megabyte_header_is_refused_quickly(tmp_path):
+    data = _independent_file(list(range(1, 150_000)))  # about 1.1 MB of column indices
+    assert len(data) > 10**6
+    start = time.perf_counter()
+    error = _rejects(tmp_path, data)
+    assert time.perf_counter() - start < 30.0 and len(error.reason) < 1100  # no hang; a readable message
+
+
+def test_independent_columns_must_match_the_stored_parameters(tmp_path):
+    """Groups that cover 0 … D − 1 exactly but describe more columns than the parameters hold."""
+    header, payload = _unpack(_file_bytes("independent-nested"))
+    header["family"]["fields"]["components"][1][1] = list(range(3, 150_000)) + [1]  # inner group keeps 2, 0
+    _rejects(tmp_path, _pack(header, payload), match="the groups of `components` cover 150000 columns")
+
+
+def test_header_integers_are_bounded_before_conversion(tmp_path):
+    _rejects(tmp_path, _independent_file([10**19]), match="integer of 20 digits")
+    _rejects(tmp_path, _edited(_setter(["weights", "offset"], -(10**25))), match="integer of 26 digits")
+
+
+def test_a_huge_number_of_categories_is_refused_by_shape_without_allocating(tmp_path):
+    header, payload = _unpack(_file_bytes("categorical"))
+    header["family"]["fields"].update(n_categories=[10**15, 2, 4], min_prob=1e-16)
+    data = _pack(header, payload)
+    peak = _peak_bytes_while(lambda: _rejects(tmp_path, data, match="probs"))
+    assert peak < 2**20
+
+
+_FUZZ_WORKER = r"""
+import json, os, resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
+import mixtures as mx
+for path in sys.argv[1:]:
+    start = time.perf_counter()
+    try:
+        mx.load(path)
+        outcome = "loaded"
+    except mx.ModelFileError:
+        outcome = "refused"
+    except BaseException as e:
+        outcome = f"{type(e).__name__}: {e}"[:300]
+    print(json.dumps([os.path.basename(path), outcome, time.perf_counter() - start]), flush=True)
+"""
+
+
+def _mutations(rng, header):
+    """Random edits of a decoded header: numbers replaced by extreme ones, values by other kinds, lists grown."""
+    extreme = [0, -1, 1, 2**31, 2**62, 10**18, -(10**18), 1e308, -0.0, 0.5, "", "x" * 1000, None, True, [], {}]
+
+    def visit(node, depth=0):
+        slots = []
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            slots.append((node, key))
+            slots.extend(visit(value, depth + 1))
+        return slots
+
+    slots = visit(header)
+    for _ in range(int(rng.integers(1, 4))):
+        node, key = slots[int(rng.integers(len(slots)))]
+        kind = rng.integers(4)
+        if kind == 0:
+            node[key] = extreme[int(rng.integers(len(extreme)))]
+        elif kind == 1 and isinstance(node[key], list):
+            node[key] = node[key] * int(rng.integers(2, 2000))
+        elif kind == 2 and isinstance(node[key], (int, float)) and not isinstance(node[key], bool):
+            node[key] = type(node[key])(node[key] * int(rng.choice([-1, 3, 10**6, 10**12])))
+        else:
+            node[key] = copy.deepcopy(node[int(rng.integers(len(node)))] if isinstance(node, list) else header)
+    return header
+
+
+def test_fuzzed_headers_are_refused_or_loaded_without_hanging(tmp_path):
+    """300 mutated headers (fixed seed, valid checksums) in a worker process with a memory limit.
+
+    Every file must load or raise ModelFileError; the per-file time is only
+    checked against a generous bound (no hang), and the whole run against a
+    timeout, so that a regression fails instead of exhausting the machine.
+    """
+    rng = np.random.default_rng(20)
+    names = ["independent", "independent-nested", "categorical", "gaussian-full", "von-mises-fisher", "student-t"]
+    paths = []
+    for i in range(300):
+        header, payload = _unpack(_file_bytes(names[i % len(names)]))
+        text = json.dumps(_mutations(rng, copy.deepcopy(header))).encode()
+        path = tmp_path / f"fuzz{i:03d}.mixture"
+        path.write_bytes(_pack_text(text, payload))
+        paths.append(str(path))
+    done = subprocess.run(
+        [sys.executable, "-c", _FUZZ_WORKER, *paths], capture_output=True, text=True, timeout=600,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(results) == len(paths), done.stderr[-2000:]
+    unexpected = [r for r in results if r[1] not in ("loaded", "refused")]
+    assert not unexpected, unexpected[:5]
+    slow = [r for r in results if r[2] > 20.0]
+    assert not slow, slow[:5]
+    assert sum(r[1] == "refused" for r in results) > 200
+
+
+# -- saving: only over a regular file, atomically, naming the user's path ---------------------------
+
+
+def _non_regular(tmp_path, kind):
+    path = tmp_path / kind
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink":
+        (tmp_path / "precious").write_text("keep")
+        os.symlink(tmp_path / "precious", path)
+    elif kind == "dangling-symlink":
+        os.symlink(tmp_path / "absent", path)
+    elif kind == "device":
+        if os.geteuid() != 0:
+            pytest.skip("creating a device node needs root")
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 7))  # like /dev/full
+    return path
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "dangling-symlink", "device"])
+def test_save_refuses_what_is_not_a_regular_file(tmp_path, kind):
+    path = _non_regular(tmp_path, kind)
+    before = os.lstat(path)
+    with pytest.raises(ValueError, match=r"`path`: .* is a .*not a regular file") as info:
+        save(path, _mixture("poisson", np.float64))
+    assert str(path) in str(info.value)
+    after = os.lstat(path)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+    if kind == "symlink":
+        assert (tmp_path / "precious").read_text() == "keep"
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_save_refuses_a_non_path(tmp_path):
+    for path in (None, 3, ""):
+        with pytest.raises((TypeError, ValueError), match="`path`"):
+            save(path, _mixture("poisson", np.float64))
+
+
+def test_save_errors_name_the_users_path_not_the_temporary_file(tmp_path, monkeypatch):
+    path = tmp_path / NAME
+    real_open = os.open
+
+    def refusing(name, *args, **kwargs):
+        if str(name).endswith(".tmp"):
+            raise PermissionError(errno.EACCES, "Permission denied", name)
+        return real_open(name, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing)
+    with pytest.raises(PermissionError) as info:
+        save(path, _mixture("poisson", np.float64))
+    assert info.value.filename == str(path) and ".tmp" not in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_load_refuses_what_is_not_a_regular_file_without_reading(tmp_path, kind):
+    path = "/dev/zero" if kind == "device" else _non_regular(tmp_path, kind)
+    with pytest.raises(ModelFileError, match="not a regular file"):
+        load(path)  # a FIFO without a writer would block; /dev/zero would never end
+
+
+# -- parameters: a valid checksum does not make them valid ------------------------------------------
+
+
+def _with_leaf(name: str, field: str, edit, dtype=np.float64) -> bytes:
+    """The saved bytes of FAMILY_CASES[name] with one parameter leaf edited (a valid checksum)."""
+    header, payload = _unpack(_file_bytes(name, dtype))
+    spec = next(f for f in header["params"]["fields"] if f["name"] == field)
+    leaf = np.frombuffer(payload, spec["dtype"], math.prod(spec["shape"]), spec["offset"]).reshape(spec["shape"])
+    new = np.asarray(edit(leaf.copy()), spec["dtype"]).tobytes()
+    return _pack(header, payload[: spec["offset"]] + new + payload[spec["offset"] + len(new) :])
+
+
+def _set(index, value):
+    def edit(a):
+        a[index] = value
+        return a
+
+    return edit
+
+
+INVALID_PARAMETERS = {
+    "poisson-rate-zero": ("poisson", "rates", _set((0, 0), 0.0), "rates"),
+    "poisson-rate-negative": ("poisson", "rates", _set((1, 2), -3.0), "rates"),
+    "exponential-rate-negative": ("exponential", "rates", _set((0, 0), -1.0), "rates"),
+    "gamma-shape-zero": ("gamma", "shapes", _set((2, 1), 0.0), "shapes"),
+    "bernoulli-p-above-1": ("bernoulli", "probs", _set((0, 0), 1.5), "probs"),
+    "bernoulli-p-zero": ("bernoulli", "probs", _set((0, 0), 0.0), "probs"),
+    "categorical-not-summing-to-1": ("categorical", "probs", _set((0, 0), 0.9), "sum to one"),
+    "cholesky-zero-diagonal": ("gaussian-full", "precisions_cholesky", _set((1, 2, 2), 0.0), "positive diagonal"),
+    "cholesky-negative-diagonal": ("gaussian-diag", "precisions_cholesky", _set((0, 1), -1.0), "positive diagonal"),
+    "cholesky-not-triangular": ("gaussian-full", "precisions_cholesky", _set((0, 3, 0), 5.0), "upper-triangular"),
+    "identity-not-ones": ("gaussian-identity", "precisions_cholesky", _set((0,), 2.0), "all ones"),
+    "vmf-direction-not-unit": ("von-mises-fisher", "mean_directions", lambda a: 2 * a, "norm"),
+    "vmf-concentration-negative": ("von-mises-fisher", "concentrations", _set((1,), -1.0), "concentrations"),
+    "student-t-scale-negative": ("student-t", "scales", _set((0, 0), -1.0), "scales"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVALID_PARAMETERS))
+def test_parameters_outside_the_family_space_are_refused(tmp_path, case):
+    name, field, edit, words = INVALID_PARAMETERS[case]
+    error = _rejects(tmp_path, _with_leaf(name, field, edit), match="outside the parameter space")
+    assert words in error.reason and "`params" in error.reason and "init.params" not in error.reason
+
+
+def test_save_refuses_parameters_load_would_refuse(tmp_path):
+    p = mx.Poisson()
+    with pytest.raises(ValueError, match="outside the parameter space.*rates"):
+        save(tmp_path / NAME, mx.Mixture(np.array([0.5, 0.5]), mx.PoissonParams(np.array([[1.0], [-2.0]])), p))
+    assert not os.listdir(tmp_path)

@@ -493,3 +493,80 @@ def test_import_without_sklearn_says_how_to_install(monkeypatch):
     monkeypatch.delitem(sys.modules, "mixtures.sklearn")
     with pytest.raises(ImportError, match=re.escape('pip install "jax-mixtures[sklearn]"')):
         importlib.import_module("mixtures.sklearn")
+
+
+# -- every built-in family through scikit-learn's checks, with its input tags ------------------------
+
+# scikit-learn draws the checks' data itself; MixtureModel declares what its family accepts through
+# input tags read from the family's check_data (positive_only, plus categorical for counts). Where no
+# tag describes the domain, the checks that fit on scikit-learn's own data cannot pass: each family
+# lists them here with the reason (docs/reliability.md has the same table).
+_REAL_DATA_FITS = (
+    "check_fit_score_takes_y", "check_estimators_overwrite_params", "check_dont_overwrite_parameters",
+    "check_estimators_fit_returns_self", "check_readonly_memmap_input", "check_n_features_in_after_fitting",
+    "check_estimators_dtypes", "check_sample_weights_not_an_array", "check_sample_weights_list",
+    "check_dtype_object", "check_pipeline_consistency", "check_estimators_nan_inf", "check_estimators_pickle",
+    "check_f_contiguous_array_estimator", "check_methods_sample_order_invariance",
+    "check_methods_subset_invariance", "check_fit2d_1feature", "check_dict_unchanged", "check_fit_idempotent",
+    "check_fit_check_is_fitted", "check_n_features_in", "check_fit2d_predict1d",
+)
+_NARROW_DOMAIN = _REAL_DATA_FITS + (
+    "check_positive_only_tag_during_fit", "check_sample_weights_shape", "check_sample_weights_not_overwritten",
+    "check_sample_weight_equivalence_on_dense_data",
+)
+_FIXED_COLUMNS = (
+    "check_fit_score_takes_y", "check_dont_overwrite_parameters", "check_n_features_in_after_fitting",
+    "check_positive_only_tag_during_fit", "check_estimators_dtypes", "check_sample_weights_list",
+    "check_sample_weight_equivalence_on_dense_data", "check_dtype_object", "check_pipeline_consistency",
+    "check_estimators_nan_inf", "check_estimators_pickle", "check_f_contiguous_array_estimator",
+    "check_methods_sample_order_invariance", "check_methods_subset_invariance", "check_fit2d_1feature",
+    "check_dict_unchanged", "check_fit2d_predict1d",
+)
+FAMILY_CHECKS = {
+    # name: (family, checks that cannot pass, why)
+    "poisson": (mx.Poisson(), ("check_sample_weight_equivalence_on_dense_data",),
+                "draws real-valued data whatever the tags; Poisson data are non-negative integer counts"),
+    "exponential": (mx.Exponential(), _REAL_DATA_FITS,
+                    "positive_only data are X - X.min(), which holds 0, outside x > 0"),
+    "gamma": (mx.Gamma(), _REAL_DATA_FITS, "positive_only data are X - X.min(), which holds 0, outside x > 0"),
+    "bernoulli": (mx.Bernoulli(), _NARROW_DOMAIN, "no scikit-learn tag means 0/1 data"),
+    "categorical": (mx.Categorical((3, 3)), _NARROW_DOMAIN,
+                    "no tag means codes below each feature's C; the family fixes the number of columns"),
+    "von-mises-fisher": (mx.VonMisesFisher(), _NARROW_DOMAIN, "no scikit-learn tag means rows of unit norm"),
+    "student-t": (mx.StudentT(), (), ""),
+    "independent": (
+        mx.Independent(((mx.Gaussian("diag"), (0,)), (mx.Gaussian("diag"), (1,)))), _FIXED_COLUMNS,
+        "the family fixes the number of columns, which the checks vary",
+    ),
+}
+
+def _expected_failures(estimator):
+    name = next(n for n, (family, _, _) in FAMILY_CHECKS.items() if family == estimator.family)
+    _, names, why = FAMILY_CHECKS[name]
+    return {check: why for check in names}
+
+
+FAMILY_ESTIMATORS = [
+    MixtureModel(family, max_iter=5, init_params="random_from_data") for family, _, _ in FAMILY_CHECKS.values()
+]
+
+
+@parametrize_with_checks(FAMILY_ESTIMATORS, expected_failed_checks=_expected_failures)
+def test_sklearn_estimator_checks_for_every_family(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
+
+
+@pytest.mark.parametrize(
+    "family, positive_only, categorical",
+    [(mx.Gaussian(), False, False), (mx.Poisson(), True, True), (mx.Exponential(), True, False),
+     (mx.Gamma(), True, False), (mx.Bernoulli(), False, False), (mx.StudentT(), False, False),
+     (mx.Independent(((mx.Gaussian("diag"), (0,)), (mx.Poisson(), (1,)))), False, False)],
+)
+def test_input_tags_follow_the_family_domain(family, positive_only, categorical):
+    tags = MixtureModel(family).__sklearn_tags__().input_tags
+    assert (tags.positive_only, tags.categorical) == (positive_only, categorical)
+    if positive_only:
+        with pytest.raises(ValueError, match="Negative values in data passed to MixtureModel.fit"):
+            MixtureModel(family, n_components=1).fit(-np.ones((4, 1)))

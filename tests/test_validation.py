@@ -76,3 +76,50 @@ def test_traced_sample_weight_of_the_wrong_shape_is_named():
     m = mx.Mixture(np.array([0.5, 0.5]), family.make_params(np.zeros((2, 2)), np.ones((2, 2))), family)
     with pytest.raises(ValueError, match=r"`sample_weight` must have shape \(20,\)"):
         jax.jit(lambda w: mx.em_step(m, GOOD, sample_weight=w))(np.ones((20, 1)))
+
+
+def test_mixture_construction_checks_weights_against_the_parameters():
+    g = mx.Gaussian("diag")
+    params = g.make_params(np.zeros((2, 2)), np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"`weights` has shape \(3,\), but `params.means` has shape \(2, 2\)"):
+        mx.Mixture(np.array([0.2, 0.3, 0.5]), params, g)
+    with pytest.raises(ValueError, match=r"`weights` must have shape \(K,\)"):
+        mx.Mixture(np.array(1.0), params, g)
+    with pytest.raises(ValueError, match=r"`weights` has shape \(2, 3\)"):
+        mx.Mixture(np.full((2, 3), 1 / 3), params, g)
+    assert jax.vmap(lambda w: mx.Mixture(w, params, g))(np.full((3, 2), 0.5)).params.means.shape == (3, 2, 2)
+    stacked = jax.tree.map(lambda a: np.stack([a] * 3), mx.Mixture(np.array([0.5, 0.5]), params, g))
+    assert stacked.weights.shape == (3, 2)
+    with pytest.raises(ValueError, match=r"`weights` has shape \(3, 2\), a batch of mixtures"):
+        stacked.predict(GOOD)  # methods take one mixture
+
+
+POISSON = mx.Mixture(np.array([0.5, 0.5]), mx.Poisson().make_params(np.array([[1.0], [5.0]])), mx.Poisson())
+
+
+@pytest.mark.parametrize("method", ["log_prob", "responsibilities", "predict", "score", "bic", "aic", "icl"])
+@pytest.mark.parametrize("value", [-3.0, 2.5])
+def test_mixture_methods_check_the_family_domain_before_compiling(method, value):
+    from tests.helpers import recording_compilations
+
+    x = np.array([[1.0], [value]])
+    with recording_compilations() as events, pytest.raises(ValueError, match="non-negative integer counts; row 1"):
+        getattr(POISSON, method)(x)
+    assert not events
+
+
+def test_traced_rows_skip_the_domain_check():
+    """Inside jit only shapes are known: the family's check on values is skipped (documented on Mixture)."""
+    out = jax.jit(lambda x: POISSON.log_prob(x))(np.array([[-1.0]]))
+    assert out.shape == (1,)
+
+
+def test_fit_online_refuses_schedules_outside_0_1():
+    from mixtures.online import fit_online
+
+    x = np.random.default_rng(0).normal(size=(200, 2))
+    common = dict(key=jax.random.key(0), batch_size=50, init_sample_size=50)
+    with pytest.raises(ValueError, match=r"`step_size` .* gives nan at step 0"):
+        fit_online(x, mx.Gaussian("diag"), 2, step_size=lambda t: jax.numpy.nan * t, **common)
+    with pytest.raises(ValueError, match=r"`step_size` .* gives 1.5 at step 2 \(of the 8 steps"):
+        fit_online(x, mx.Gaussian("diag"), 2, step_size=lambda t: jax.numpy.where(t < 2, 0.5, 1.5), n_epochs=2, **common)

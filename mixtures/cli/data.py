@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import csv
+import math
+import os
 import re
+import zipfile
+import zlib
 from typing import NamedTuple
 
 import numpy as np
@@ -71,9 +75,15 @@ def read_data(path: str, *, columns: str | None = None, key: str | None = None, 
       >>> data.x.tolist(), data.columns
       ([[60.0, 1.5], [80.0, 1.8]], ('weight', 'height'))
     """
+    from mixtures._src.core import files
+
+    try:
+        files.check_input_file(path, "DATA")  # a FIFO or /dev/zero would block or fill memory
+    except ValueError as e:
+        raise CommandError(str(e).replace("`DATA`: ", "")) from None
     with open(path, "rb") as f:
         start = f.read(6)
-    if start.startswith(b"\x93NUMPY") or start.startswith(b"PK\x03\x04"):
+    if start.startswith(b"\x93NUMPY") or start.startswith(b"PK"):
         return _read_array(path, start.startswith(b"PK"), columns, key)
     if key is not None:
         raise CommandError(f"--key applies to .npz archives; {path!r} is a text file.")
@@ -154,31 +164,41 @@ def _choose_columns(spec: str | None, names: tuple, path: str) -> list[int]:
     return chosen
 
 
-def _read_array(path: str, archive: bool, columns: str | None, key: str | None) -> Data:
+def _npy_problem(f, size: int) -> str | None:
+    """What is wrong with the .npy stream ``f`` of ``size`` bytes (header and data), or None if nothing."""
     try:
-        loaded = np.load(path, allow_pickle=False)
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f, max_header_size=10_000)
     except ValueError as e:
-        raise CommandError(f"{path!r} cannot be read as a NumPy file without unpickling: {e}.") from None
-    except (OSError, EOFError) as e:
-        raise CommandError(f"{path!r} is not a readable NumPy file: {e}.") from None
+        if "EOF" in str(e) or "truncated" in str(e).lower():
+            return f"it is truncated: its {size} bytes end inside the .npy header"
+        return f"its .npy header is malformed ({e})"
+    if dtype.hasobject:
+        return f"it holds Python objects (dtype {dtype}), which would need unpickling; it is never unpickled"
+    expected = f.tell() + math.prod(shape) * dtype.itemsize
+    if size < expected:
+        return (
+            f"it is truncated: its header declares a {dtype} array of shape {shape} ({expected} bytes with the "
+            f"header), but it has {size} bytes"
+        )
+    return None
+
+
+def _read_array(path: str, archive: bool, columns: str | None, key: str | None) -> Data:
     if archive:
-        with loaded:
-            names = list(loaded.files)
-            if key is None and len(names) != 1:
-                raise CommandError(
-                    f"{path!r} holds {len(names)} arrays ({', '.join(names) or 'none'}); choose one with --key."
-                )
-            name = names[0] if key is None else key
-            if name not in names:
-                raise CommandError(f"--key: {path!r} has no array {name!r}; it holds {', '.join(names)}.")
-            try:
-                array = loaded[name]
-            except ValueError as e:
-                raise CommandError(f"{path!r}: the array {name!r} cannot be read without unpickling: {e}.") from None
+        array = _read_npz_member(path, key)
     else:
         if key is not None:
             raise CommandError(f"--key applies to .npz archives; {path!r} is a .npy file.")
-        array = loaded
+        with open(path, "rb") as f:
+            problem = _npy_problem(f, os.fstat(f.fileno()).st_size)
+        if problem is not None:
+            raise CommandError(f"{path!r} is not a readable NumPy .npy file: {problem}.")
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise CommandError(f"{path!r} is not a readable NumPy .npy file: {e}.") from None
     if array.dtype == np.bool_ or array.dtype.kind not in "iuf":
         raise CommandError(f"{path!r} holds an array of dtype {array.dtype}; the data must be real numbers.")
     if array.ndim == 1:
@@ -195,6 +215,39 @@ def _read_array(path: str, archive: bool, columns: str | None, key: str | None) 
     )
     _check_finite(data)
     return data
+
+
+def _read_npz_member(path: str, key: str | None) -> np.ndarray:
+    """The array ``key`` (or the only one) of the .npz archive ``path``, every failure named."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise CommandError(
+            f"{path!r} is not a readable .npz archive: the zip file is truncated or damaged ({e})."
+        ) from None
+    with archive:
+        members = {name[:-4] if name.endswith(".npy") else name: name for name in archive.namelist()}
+        names = list(members)
+        if not names:
+            raise CommandError(f"{path!r} is an .npz archive that holds no arrays.")
+        if key is None and len(names) != 1:
+            raise CommandError(f"{path!r} holds {len(names)} arrays ({', '.join(names)}); choose one with --key.")
+        name = names[0] if key is None else key
+        if name not in members:
+            raise CommandError(f"--key: {path!r} has no array {name!r}; it holds {', '.join(names)}.")
+        where = f"{path!r}: the array {name!r}"
+        try:
+            info = archive.getinfo(members[name])
+            with archive.open(info) as member:
+                problem = _npy_problem(member, info.file_size)
+            if problem is not None:
+                raise CommandError(f"{where} is not a readable .npy member: {problem}.")
+            with archive.open(info) as member:
+                return np.lib.format.read_array(member, allow_pickle=False)
+        except CommandError:
+            raise
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as e:
+            raise CommandError(f"{where} cannot be read: the archive is truncated or damaged ({e}).") from None
 
 
 def _check_finite(data: Data) -> None:

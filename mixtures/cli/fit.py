@@ -9,8 +9,11 @@ import sys
 
 import numpy as np
 
+from mixtures._src.core import checks
+from mixtures._src.core.checks import MAX_ITER
 from mixtures.cli.common import (
-    bic, check_writable, components_in_range, figure, positive, require_matplotlib, wants_progress, x64,
+    bic, bounded, check_plot_format, check_writable, components_in_range, figure, positive, require_matplotlib,
+    wants_progress, write_output, x64,
 )
 from mixtures.cli.data import add_data_options, as_compute_dtype, check_family_data, read_data
 from mixtures.cli.errors import CommandError
@@ -38,16 +41,27 @@ def run(args) -> int:
     k_max = min(positive(args.k_max, "--k-max"), n)
     restarts = positive(args.restarts, "--restarts")
     positive(args.max_iter, "--max-iter")
+    bounded(args.max_iter, "--max-iter", 1, MAX_ITER, "the fit counts iterations in int32")
+    bounded(args.seed, "--seed", 0, 2**63 - 1, "the key jax.random.key(SEED) takes a 64-bit seed")
     if not (math.isfinite(args.tol) and args.tol >= 0):
         raise CommandError(f"--tol must be a non-negative number; received {args.tol}.")
     if args.out is not None:
-        check_writable(args.out, "--out")
+        check_writable(args.out, "--out", inputs=(args.data,))
     if args.plot is not None:
         require_matplotlib("--plot")
-        check_writable(args.plot, "--plot")
+        check_writable(args.plot, "--plot", inputs=(args.data, args.out))
+        plot_format = check_plot_format(args.plot, "--plot")
     family = make_family(args, data)
     check_family_data(family, data)
     x = as_compute_dtype(data, args.float64)
+    k_largest = k_max if auto else args.components
+    try:
+        checks.restarts_fit_in_memory(
+            restarts * (k_max if auto else 1), n_components=k_largest, n_features=d, max_iter=args.max_iter,
+            chunk_size=256, n_rows=n, itemsize=x.dtype.itemsize, name="--restarts",
+        )
+    except ValueError as e:
+        raise CommandError(str(e)) from None
 
     import jax
 
@@ -109,7 +123,7 @@ def run(args) -> int:
                 axes[0].set_ylabel(data.columns[1])
             if selection is not None:
                 plot.criterion(selection, ax=axes[1], criterion=args.criterion)
-            fig.savefig(args.plot, dpi=90)
+            write_output(args.plot, "--plot", lambda f: fig.savefig(f, format=plot_format, dpi=90))
             print(f"Figure written to {args.plot}")
     return 0
 

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from mixtures.cli.common import check_writable, load_model, x64
+from mixtures.cli.common import check_writable, load_model, write_output, x64
 from mixtures.cli.data import add_data_options, check_family_data, read_data
 from mixtures.cli.errors import CommandError
 
@@ -23,7 +23,7 @@ def run(args) -> int:
       The exit status, 0.
     """
     if args.out is not None:
-        check_writable(args.out, "--out")
+        check_writable(args.out, "--out", inputs=(args.model, args.data))
     with x64(True):  # the model's own dtype, float64 included
         mixture = load_model(args.model)
         data = read_data(args.data, columns=args.columns, key=args.key, delimiter=args.delimiter)
@@ -42,7 +42,9 @@ def run(args) -> int:
             values = np.asarray(mixture.predict(data.x))[:, None]
             header, fmt = "component", "%d"
     if args.out is not None:
-        np.savetxt(args.out, values, fmt=fmt, delimiter=",", header=header, comments="")
+        write_output(
+            args.out, "--out", lambda f: np.savetxt(f, values, fmt=fmt, delimiter=",", header=header, comments="")
+        )
         print(f"{len(values)} rows written to {args.out}")
     else:
         np.savetxt(sys.stdout, values, fmt=fmt, delimiter=",", header=header, comments="")

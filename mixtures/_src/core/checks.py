@@ -199,6 +199,60 @@ def positive_int(value, name: str, *, upper: int | None = None, upper_name: str 
     return value
 
 
+MAX_ITER = 2**31 - 1
+"""The largest ``max_iter``: the compiled loop counts iterations in int32."""
+
+RESTARTS_MEMORY_BYTES = 2**34
+"""The memory (16 GiB) the restarts run side by side may need before ``n_init`` is refused."""
+
+
+def max_iter(value, name: str = "max_iter") -> int:
+    """Checks ``max_iter``: a positive integer that fits the compiled loop's int32 counter.
+
+    Example:
+      >>> from mixtures._src.core.checks import max_iter
+      >>> max_iter(2**31)
+      Traceback (most recent call last):
+      ...
+      ValueError: `max_iter` must be at most 2**31 − 1, the largest int32 (the compiled loop counts iterations in int32) (2147483647); received 2147483648.
+    """
+    return positive_int(
+        value, name, upper=MAX_ITER,
+        upper_name="2**31 − 1, the largest int32 (the compiled loop counts iterations in int32)",
+    )
+
+
+def restarts_fit_in_memory(
+    n_restarts: int, *, n_components: int, n_features: int, max_iter: int, chunk_size: int, n_rows: int,
+    itemsize: int, name: str = "`n_init`",
+) -> None:
+    """Refuses more restarts than :data:`RESTARTS_MEMORY_BYTES` can hold side by side.
+
+    Each restart, run under ``jax.vmap`` in one program, holds at least its
+    parameters (K (D² + D + 1) numbers at most), its history (``max_iter``
+    numbers) and one block of responsibilities (min(chunk, N) × K): a
+    lower bound on what it needs, so an impossible ``n_init`` is refused at
+    once instead of failing (or swapping) after minutes.
+
+    Example:
+      >>> from mixtures._src.core.checks import restarts_fit_in_memory
+      >>> restarts_fit_in_memory(10**9, n_components=2, n_features=2, max_iter=100, chunk_size=256,
+      ...                        n_rows=20, itemsize=4)
+      Traceback (most recent call last):
+      ...
+      ValueError: `n_init` (1000000000 restarts) would need at least 574 GiB: restarts run side by side in one program, each holding its parameters, its history of max_iter = 100 values and a block of responsibilities (616 bytes), and the limit is 16 GiB; use at most 27889398.
+    """
+    d, k = n_features, n_components
+    per_restart = itemsize * (k * (d * d + d + 1) + max_iter + min(chunk_size, n_rows) * k)
+    if n_restarts * per_restart > RESTARTS_MEMORY_BYTES:
+        raise ValueError(
+            f"{name} ({n_restarts} restarts) would need at least {n_restarts * per_restart / 2**30:.0f} GiB: "
+            "restarts run side by side in one program, each holding its parameters, its history of "
+            f"max_iter = {max_iter} values and a block of responsibilities ({per_restart} bytes), and the "
+            f"limit is {RESTARTS_MEMORY_BYTES // 2**30} GiB; use at most {RESTARTS_MEMORY_BYTES // per_restart}."
+        )
+
+
 def non_negative_float(value, name: str) -> float:
     """Checks a finite, non-negative real number."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -31,6 +31,23 @@ class Mixture:
       params: the family's parameters, every leaf with a leading axis K.
       family: the component family (static configuration).
 
+    Construction checks the shapes: ``weights`` must have at least one axis,
+    and every parameter leaf must start with the weights' shape (K, or
+    (R, K) for R mixtures batched by ``jax.vmap``), else ``ValueError``;
+    leaves without a shape (placeholders JAX puts in a pytree) are not
+    checked. The values (weights summing to one, parameters inside the
+    family's space) are checked where a mixture enters from outside:
+    :func:`mixtures.load`, :func:`mixtures.save` and warm starts of
+    :func:`mixtures.fit`.
+
+    Every method that takes rows (:meth:`log_prob`, :meth:`responsibilities`,
+    :meth:`predict`, :meth:`score`, :meth:`bic`, :meth:`aic`, :meth:`icl`)
+    checks concrete input on the host as :func:`mixtures.fit` does: shape,
+    finite values, and the family's domain (``family.check_data``: Poisson
+    counts must be non-negative integers, ...), raising ``ValueError``
+    before anything is compiled. Traced input (inside ``jax.jit`` or
+    ``jax.vmap``) has only its shape checked: its values are not known.
+
     Example:
       >>> import numpy as np, mixtures as mx
       >>> g = mx.Gaussian("spherical")
@@ -53,6 +70,22 @@ class Mixture:
             ):
                 raise TypeError(f"`weights` must hold real numbers; received dtype {weights.dtype}.")
             object.__setattr__(self, "weights", jnp.asarray(weights, checks.float_dtype_for(weights.dtype)))
+        self._check_shapes()
+
+    def _check_shapes(self) -> None:
+        shape = getattr(self.weights, "shape", None)
+        leaves = jax.tree.leaves(self.params)
+        if not isinstance(shape, tuple) or not all(isinstance(getattr(a, "shape", None), tuple) for a in leaves):
+            return  # a placeholder pytree (jax.vmap's in_axes, tree prefixes): nothing to check
+        if len(shape) == 0:
+            raise ValueError("`weights` must have shape (K,), one weight per component; received a scalar.")
+        for path, leaf in jax.tree_util.tree_leaves_with_path(self.params):
+            if tuple(leaf.shape[: len(shape)]) != shape:
+                where = jax.tree_util.keystr(path)
+                raise ValueError(
+                    f"`weights` has shape {shape}, but `params{where}` has shape {tuple(leaf.shape)}: every "
+                    f"parameter leaf must have a leading axis of K = {shape[-1]} components, one per weight."
+                )
 
     @property
     def n_components(self) -> int:
@@ -70,7 +103,18 @@ class Mixture:
         return self.weights.dtype
 
     def _data(self, x):
-        return checks.as_data(x, "x", n_features=self.n_features).astype(self.dtype)
+        """Rows checked as :func:`mixtures.fit` checks them (the family's domain too, unless traced)."""
+        if np.ndim(self.weights) != 1:
+            raise ValueError(
+                f"`weights` has shape {tuple(np.shape(self.weights))}, a batch of mixtures; this method needs one "
+                "mixture, with `weights` of shape (K,): take one with jax.tree.map(lambda a: a[i], mixture), "
+                "or jax.vmap the method."
+            )
+        if checks.is_traced(x):
+            return checks.as_data(x, "x", n_features=self.n_features).astype(self.dtype)
+        host = checks.as_host_data(x, "x", n_features=self.n_features)
+        self.family.check_data(host)
+        return checks.to_device(host).astype(self.dtype)
 
     def log_prob(self, x, *, chunk_size: int | None = None) -> jax.Array:
         """Log-density log p(xₙ) of each row.

@@ -253,6 +253,24 @@ class Categorical(ExponentialFamily):
         logits = self._padded(jnp.log(probs), -jnp.inf)
         return jax.random.categorical(key, logits, axis=1).astype(probs.dtype)
 
+    def params_layout(self, n_components: int, n_features: int) -> CategoricalParams:
+        """``probs`` of shape (K, ΣC), computed from ``n_categories`` alone (nothing of size ΣC is built).
+
+        ``mixtures.load`` compares a file's arrays with this layout before
+        anything else uses ``n_categories``, so a header claiming 10¹⁸
+        categories is refused by shape instead of allocating.
+
+        Example:
+          >>> from mixtures import Categorical
+          >>> Categorical((2, 3)).params_layout(4, 2).probs.shape
+          (4, 5)
+        """
+        if n_features != len(self.n_categories):
+            raise ValueError(
+                f"{self!r} models {len(self.n_categories)} features; the parameters describe {n_features}."
+            )
+        return CategoricalParams(jax.ShapeDtypeStruct((n_components, sum(self.n_categories)), np.float32))
+
     def n_features(self, params) -> int:
         """Number of features J = len(``n_categories``).
 

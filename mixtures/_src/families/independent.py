@@ -85,17 +85,7 @@ class Independent(Family):
             if not columns:
                 raise ValueError(f"`components[{i}][1]` must name at least one column; received ().")
             groups.append((family, columns))
-        every = [c for _, cols in groups for c in cols]
-        repeated = sorted({c for c in every if every.count(c) > 1})
-        if repeated:
-            raise ValueError(f"`components` must use each column once; columns {repeated} appear more than once.")
-        d = len(every)
-        if sorted(every) != list(range(d)):
-            missing = sorted(set(range(max(every) + 1)) - set(every))
-            raise ValueError(
-                f"`components` must cover the columns 0 … D − 1 exactly; received columns "
-                f"{sorted(every)}, which leave out {missing}."
-            )
+        _check_cover([c for _, cols in groups for c in cols])
         object.__setattr__(self, "components", tuple(groups))
 
     @property
@@ -258,6 +248,23 @@ class Independent(Family):
         """
         return sum(family.n_features(p) for (family, _), p in zip(self.components, params))
 
+    def params_layout(self, n_components: int, n_features: int) -> tuple:
+        """Each group's layout on its columns; ``ValueError`` unless D is the number of columns the groups cover.
+
+        Example:
+          >>> import mixtures as mx
+          >>> from mixtures import Independent
+          >>> fam = Independent(((mx.Gaussian("diag"), (0, 2)), (mx.Poisson(), (1,))))
+          >>> [leaf.shape for leaf in __import__("jax").tree.leaves(fam.params_layout(4, 3))]
+          [(4, 2), (4, 2), (4, 1)]
+        """
+        if n_features != self.n_columns:
+            raise ValueError(
+                f"the groups of `components` cover {self.n_columns} columns; the parameters describe "
+                f"{n_features}."
+            )
+        return tuple(family.params_layout(n_components, len(cols)) for family, cols in self.components)
+
     def n_free_parameters(self, n_components: int, n_features: int) -> int:
         """The sum of each group's free parameters for K components on its columns.
 
@@ -364,6 +371,40 @@ class Independent(Family):
             for (family, group), p in zip(self.components, params)
             for row in family.parameter_table(p, [columns[c] for c in group])
         ]
+
+
+def _check_cover(every: list) -> None:
+    """Raises ``ValueError`` unless ``every`` is a permutation of 0 … D − 1, D = len(every).
+
+    Linear in D and never allocating beyond it, whatever the indices' values
+    (a file may hold a column index of 10¹⁸).
+    """
+    d = len(every)
+    seen = set()
+    repeated, outside = [], []
+    for c in every:
+        if c in seen:
+            repeated.append(c)
+        elif not 0 <= c < d:
+            outside.append(c)
+        seen.add(c)
+    if repeated:
+        raise ValueError(
+            f"`components` must use each column once; columns {_some(sorted(set(repeated)))} appear more than once."
+        )
+    if outside:
+        missing = [c for c in range(d) if c not in seen]
+        raise ValueError(
+            f"`components` must cover the columns 0 … D − 1 exactly, D = {d} the number of columns named; "
+            f"received columns {_some(sorted(outside))} outside that range, which leave out {_some(missing)}."
+        )
+
+
+def _some(values: list, limit: int = 20) -> str:
+    """``values`` as a list, the first ``limit`` of them when there are more."""
+    if len(values) <= limit:
+        return str(values)
+    return f"{str(values[:limit])[:-1]}, … ({len(values)} in all)]"
 
 
 def _take(x, cols: tuple):

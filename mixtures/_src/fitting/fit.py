@@ -195,12 +195,16 @@ def fit(
     n, d = x.shape
     k = checks.positive_int(n_components, "n_components", upper=n, upper_name="the number of samples N")
     n_init = checks.positive_int(n_init, "n_init")
-    max_iter = checks.positive_int(max_iter, "max_iter")
+    max_iter = checks.max_iter(max_iter)
     tol = checks.non_negative_float(tol, "tol")
     chunk = (
         blocks.default_chunk_size(k * n_init, d)  # restarts run side by side under vmap
         if chunk_size is None
         else checks.positive_int(chunk_size, "chunk_size")
+    )
+    checks.restarts_fit_in_memory(
+        n_init, n_components=k, n_features=d, max_iter=max_iter, chunk_size=chunk, n_rows=n,
+        itemsize=np.dtype(x.dtype).itemsize,
     )
     weights = checks.as_sample_weight(sample_weight, n)
     if weights is not None:

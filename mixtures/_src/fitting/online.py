@@ -345,6 +345,25 @@ def _check_step_size(step_size) -> Callable:
     return step_size
 
 
+def _check_schedule_values(schedule, n_steps: int) -> None:
+    """Refuses a schedule whose ρₜ, for a step t that :func:`fit_online` will take, is not in (0, 1].
+
+    The compiled update clips ρₜ to [0, 1] (NaN to 0), which is right for
+    :func:`online_em` under ``jax.jit``; :func:`fit_online` knows its steps
+    0 … n_steps − 1 in advance and evaluates the schedule on all of them
+    at once (one small compiled program), so that such a value is an error
+    naming the step instead of a silent clip.
+    """
+    values = np.asarray(jax.jit(jax.vmap(schedule))(jnp.arange(n_steps, dtype=jnp.int32)), np.float64)
+    bad = np.flatnonzero(~((values > 0) & (values <= 1)))
+    if len(bad):
+        t = int(bad[0])
+        raise ValueError(
+            f"`step_size` must give step sizes in (0, 1] at every step; the schedule gives {values[t]} at step "
+            f"{t} (of the {n_steps} steps this fit takes: n_epochs × batches)."
+        )
+
+
 def _refuse_gradient_family(family, name: str) -> None:
     if family.m_step_needs_data:
         raise ValueError(
@@ -584,7 +603,9 @@ def fit_online(
       n_components: number of components K, 1 ≤ K ≤ N.
       key: a JAX PRNG key for the initialisation (and the sample's seed);
         may be None with a warm start.
-      step_size: as in :func:`online_em`; default
+      step_size: as in :func:`online_em`, but a schedule is evaluated on every
+        step the fit takes before it starts, and a value outside (0, 1]
+        (NaN included) is refused with ``ValueError`` instead of clipped; default
         ``polynomial_decay(0.6, offset=S / B)`` with S the sample's rows and
         B the batch rows: the first step ρ₀ = (1 + S/B)^−0.6 is small when
         the sample is large against a batch, so the first updates keep
@@ -652,7 +673,9 @@ def fit_online(
         start = fitting._check_warm_start(init, family, k, d, dtype)
     if step_size is None:
         config = dataclasses.replace(config, schedule=_PolynomialDecay(0.6, positive_in_sample / rows))
-    # Everything is valid: only now are programs compiled.
+    elif not isinstance(config.schedule, _Constant):
+        _check_schedule_values(config.schedule, n_epochs * seen.n_batches)
+    # Everything is valid: only now are the fit's programs compiled.
     if not warm:
         start = fitting.fit(
             seen.sample, family, k, key=key, init=init, n_init=n_init, max_iter=init_max_iter,

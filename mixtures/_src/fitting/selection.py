@@ -139,7 +139,7 @@ def select(
         upper_name, n_samples = "the number of rows with positive `sample_weight`", float(weights.sum())
     ks = _as_n_components(n_components, upper, upper_name)
     n_init = checks.positive_int(n_init, "n_init")
-    max_iter = checks.positive_int(max_iter, "max_iter")
+    max_iter = checks.max_iter(max_iter)
     tol = checks.non_negative_float(tol, "tol")
     key = checks.prng_key(key)
     k_max = max(ks)
@@ -147,6 +147,10 @@ def select(
         chunk = blocks.default_chunk_size(k_max * len(ks) * n_init, d)
     else:
         chunk = checks.positive_int(chunk_size, "chunk_size")
+    checks.restarts_fit_in_memory(  # every candidate's restarts run side by side
+        n_init * len(ks), n_components=k_max, n_features=d, max_iter=max_iter, chunk_size=chunk,
+        n_rows=x.shape[0], itemsize=np.dtype(x.dtype).itemsize, name=f"`n_init` × {len(ks)} candidates",
+    )
     host_x = np.asarray(x)
     for f in families:
         f.check_data(host_x)

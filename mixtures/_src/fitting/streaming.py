@@ -136,7 +136,7 @@ def fit_stream(
         )
     k = checks.positive_int(n_components, "n_components")
     n_init = checks.positive_int(n_init, "n_init")
-    max_iter = checks.positive_int(max_iter, "max_iter")
+    max_iter = checks.max_iter(max_iter)
     tol = checks.non_negative_float(tol, "tol")
     sample_size = checks.positive_int(init_sample_size, "init_sample_size")
     if chunk_size is not None:
@@ -166,6 +166,10 @@ def fit_stream(
     if sample_weights is not None:
         sample_weights = checks.to_device(sample_weights * scale, dtype)
     chunk = chunk_size or blocks.default_chunk_size(k * n_init, d)
+    checks.restarts_fit_in_memory(
+        n_init, n_components=k, n_features=d, max_iter=max_iter, chunk_size=chunk, n_rows=n,
+        itemsize=np.dtype(dtype).itemsize,
+    )
     options = EMOptions(chunk_size=chunk, hard=assignment == "hard", update_weights=update_weights)
     if warm:
         mixtures = jax.tree.map(lambda a: a[None], start)
