@@ -4,7 +4,7 @@ Fits two-component Gaussian mixtures to the Old Faithful data from starts at
 random rows (``init="random_from_data"``) with a very small ``tol`` and
 collects every iteration of every restart through ``fit(callback=...)``. It checks that no
 iteration lowered the mean log-likelihood, estimates the rate at which the
-gap to the final value shrinks, shows where the default ``tol=1e-3`` stops,
+gap to the final value shrinks, shows where scikit-learn's default ``tol=1e-3`` stops,
 and fits three components from the same kind of starts to show that a
 non-decreasing log-likelihood still ends at a local maximum.
 
@@ -89,7 +89,8 @@ def main(out_dir=FIGURES):
     quick_reports = []
     quick = fit(x, 2, 1e-3, quick_reports)
     short = np.asarray(quick.all_log_likelihoods)
-    print(f"with the default tol = 1e-3 (same starts): iterations {np.asarray(quick.all_n_iter).tolist()}")
+    counts = np.asarray(quick.all_n_iter).tolist()
+    print(f"with scikit-learn's default tol = 1e-3 (same starts): iterations {counts}")
     print(f"  largest shortfall below the tol = {TOL:g} values: {np.max(finals - short):.1e}")
 
     reports_3 = []
@@ -108,7 +109,7 @@ def main(out_dir=FIGURES):
     middle.semilogy(np.arange(2, len(history) + 1), np.maximum(np.diff(history), 1e-16), ".", color="C1",
                     markersize=3, label="change since the previous iteration")
     middle.axhline(1e-3, color="0.4", linestyle=":", linewidth=1)
-    middle.annotate("default tol = 1e-3", (1, 1.5e-3), fontsize="small", color="0.3")
+    middle.annotate("scikit-learn's default tol = 1e-3", (1, 1.5e-3), fontsize="small", color="0.3")
     middle.set_title(f"K = 2, restart {shown}: gap × {rate:.2f} per iteration")
     middle.set_xlabel("EM iteration")
     middle.set_ylabel("mean log-likelihood difference")

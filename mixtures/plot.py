@@ -379,7 +379,8 @@ def density(mixture, *, ax=None, dims=(0, 1), x=None, levels=12, grid=200, depth
     points = np.empty((grid * grid, 2))
     points[:, order[0]] = mesh_x.ravel()
     points[:, order[1]] = mesh_y.ravel()
-    log_p = np.asarray(plane.log_prob(points), np.float64).reshape(grid, grid)
+    # The mesh may reach outside the family's domain, which Mixture.log_prob refuses.
+    log_p = _log_density(plane, points).reshape(grid, grid)
     finite = np.isfinite(log_p)
     if not finite.any():
         raise ValueError("`mixture`: its log-density is not finite anywhere on the mesh; check `x` or `dims`.")
@@ -643,6 +644,16 @@ def _bin_edges(column: np.ndarray, bins) -> np.ndarray:
 
 
 _component_log_probs = jax.jit(component_log_probs)
+
+
+def _log_density(mixture: Mixture, points: np.ndarray) -> np.ndarray:
+    """(G,) log p(x) at points (G, D), in float64 on the host, without the data check."""
+    rows = np.asarray(points, dtype=np.dtype(mixture.dtype))
+    weighted = np.asarray(_component_log_probs(mixture, rows), np.float64)
+    top = np.max(weighted, axis=1, keepdims=True)
+    safe = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return (safe + np.log(np.sum(np.exp(weighted - safe), axis=1, keepdims=True)))[:, 0]
 
 
 def _weighted_log_probs(mixture: Mixture, points: np.ndarray) -> np.ndarray:

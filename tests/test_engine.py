@@ -243,15 +243,16 @@ def test_float32_stopping_test_is_on_the_recorded_values():
 
     The stopping test once compared a value fused into a multiply-add (more precise than
     float32) while ``history`` kept the rounded one: bit-identical history entries for 290
-    iterations and ``converged=False`` at tol ≤ 6e-7. tol = 0, below float32's resolution
-    of the log-likelihood, stops within a few units in its last place.
+    iterations and ``converged=False`` at tol ≤ 6e-7. A tol below float32's resolution of
+    the log-likelihood stops within a few units in its last place; tol = 0 asks for every
+    iteration and gets them.
     """
     from sklearn.datasets import load_digits
 
     from mixtures._src.engine.em import has_converged
 
     x = load_digits().data.astype(np.float32)
-    for tol in (6e-7, 0.0):  # tol is traced: one compiled program
+    for tol in (6e-7, 1e-12):  # tol is traced: one compiled program
         result = mx.fit(x, mx.Gaussian("identity"), 3, key=jax.random.key(1), assignment="hard",
                         update_weights=False, max_iter=300, tol=tol)
         n = int(result.n_iter)
@@ -259,3 +260,8 @@ def test_float32_stopping_test_is_on_the_recorded_values():
         assert bool(result.converged) and n < 300 and np.all(np.isnan(history[n:]))
         assert bool(has_converged(history[n - 1], history[n - 2], np.float32(tol)))
         assert abs(history[n - 1] - history[n - 2]) <= 4 * np.finfo(np.float32).eps * abs(history[n - 1])
+    every = mx.fit(x, mx.Gaussian("identity"), 3, key=jax.random.key(1), assignment="hard",
+                   update_weights=False, max_iter=300, tol=0.0)
+    assert int(every.n_iter) == 300 and not bool(every.converged)
+    settled = np.asarray(every.history)[n - 1 :]  # within a few units in the last place
+    np.testing.assert_allclose(settled, history[n - 1], rtol=4 * np.finfo(np.float32).eps)

@@ -253,26 +253,29 @@ RESOLUTION = 4  # changes of at most this many ε·|ℓ| are rounding: see has_c
 
 
 def has_converged(ll, previous, tol):
-    """The stopping test: |ℓ − ℓ_prev| < ``tol``, or at most ``RESOLUTION`` · ε · |ℓ|.
+    """The stopping test: |ℓ − ℓ_prev| < ``tol``, or (for ``tol`` > 0) at most ``RESOLUTION`` · ε · |ℓ|.
 
     ε is the machine epsilon of ℓ's dtype. A mean log-likelihood is summed
     from rounded per-row terms, so a change of a few units in its last place
-    is rounding, not progress: a ``tol`` below that resolution (``tol=0``
-    included) stops when the change reaches it, rather than running to
-    ``max_iter``. False while either value is −∞ (before two iterations).
+    is rounding, not progress: a positive ``tol`` below that resolution stops
+    when the change reaches it, rather than running to ``max_iter``.
+    ``tol=0`` is the explicit request to run all ``max_iter`` iterations and
+    never holds. False while either value is −∞ (before two iterations).
 
     Example:
       >>> import jax.numpy as jnp
       >>> from mixtures._src.engine.em import has_converged
       >>> ll = jnp.float32(-542.1123657)
-      >>> bool(has_converged(ll, jnp.nextafter(ll, jnp.float32(0)), 0.0))  # one unit in the last place
+      >>> bool(has_converged(ll, jnp.nextafter(ll, jnp.float32(0)), 1e-9))  # one unit in the last place
       True
+      >>> bool(has_converged(ll, ll, 0.0))  # tol=0: run every iteration
+      False
       >>> bool(has_converged(ll, ll - 1e-3, 1e-4))
       False
     """
     change = jnp.abs(ll - previous)
     resolution = RESOLUTION * jnp.finfo(ll.dtype).eps * jnp.abs(ll)
-    return (change < tol) | (change <= resolution)
+    return (change < tol) | ((tol > 0) & (change <= resolution))
 
 
 def fit_loop(mixture: Mixture, rows: Rows, tol, options: EMOptions, *, prior=None, restart=0, receiver=0) -> FitResult:

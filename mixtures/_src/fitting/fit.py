@@ -95,8 +95,9 @@ def fit(
         this between iterations (the two values recorded in ``history``;
         scikit-learn's rule, whose default there is 10⁻³). A change of at
         most 4 ε |ℓ| (ε the dtype's machine epsilon) is rounding and also
-        stops the fit, converged: a ``tol`` below the dtype's resolution,
-        ``tol=0`` included, stops there instead of running to ``max_iter``.
+        stops the fit, converged: a positive ``tol`` below the dtype's
+        resolution stops there instead of running to ``max_iter``;
+        ``tol=0`` runs all ``max_iter`` iterations.
         The change per iteration is not the distance to the optimum: where
         EM converges slowly (strongly overlapping components) the remaining
         gap can be tens of times ``tol``. The default 10⁻⁵ stops within
