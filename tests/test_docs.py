@@ -10,6 +10,10 @@ the example printed.
 Formulas are typeset math (``$...$``, ``$$ ... $$``, by pymdownx.arithmatex and MathJax):
 every built page loads MathJax and shows no ``$`` that was not typeset, and no page's
 source puts a formula in a code block. Code blocks fit the page width (88 characters).
+
+Every ``python`` code block of README.md and of the pages runs: each page's blocks, in
+order, as one script in a fresh process, in a temporary directory holding the files they
+read. A block that cannot run says why in a ``<!-- not run: reason -->`` comment above it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import re
 import runpy
 import subprocess
 import sys
+import textwrap
 import warnings
 from html.parser import HTMLParser
 from pathlib import Path
@@ -524,3 +529,164 @@ def test_07_kmeans_is_sklearn_kmeans(run):
     np.testing.assert_allclose(r["inertia_from_log_likelihood"], km.inertia_, rtol=1e-8)
     sharpness = list(r["mean_max_responsibility"].values())  # σ decreasing
     assert all(a < b for a, b in zip(sharpness, sharpness[1:])) and sharpness[-1] > 1 - 1e-6
+
+
+# -- the pages' Python code ----------------------------------------------------------
+#
+# Every ```python block of README.md and of the pages runs: a page's blocks, in order, as one
+# script in a fresh process, in a temporary directory holding the files the blocks read.
+# A block that cannot run here says why in an HTML comment on the line above its fence,
+# ``<!-- not run: <reason> -->``. docs/custom-family.md is run by tests/test_cli.py.
+
+SKIP = re.compile(r"^<!--\s*not run:(?P<reason>.*?)-->$")
+RUN_ELSEWHERE = {"custom-family.md": "tests/test_cli.py::test_custom_family_page_runs"}
+
+
+def python_blocks(text: str) -> list[tuple[int, str, str | None]]:
+    """A page's ```python blocks: (line number of the fence, code, the reason it is not run or None).
+
+    The reason is that of a ``<!-- not run: ... -->`` comment on the nearest non-blank line
+    above the fence; "" for such a comment without one.
+    """
+    source = text.splitlines()
+    found = []
+    for language, lines in fenced_blocks(text):
+        if language != "python" or not lines:
+            continue
+        fence = lines[0][0] - 1  # 1-based number of the opening fence
+        above = next((line.strip() for line in reversed(source[: fence - 1]) if line.strip()), "")
+        skip = SKIP.match(above)
+        code = textwrap.dedent("\n".join(line for _, line in lines))  # a fence in a list is indented
+        found.append((fence, code, skip["reason"].strip() if skip else None))
+    return found
+
+
+def run_pages() -> list[str]:
+    """README.md and every page of docs/ with a ```python block, as paths relative to the root."""
+    pages = ["README.md"] + [f"docs/{page}" for page in SOURCE_PAGES if page not in RUN_ELSEWHERE]
+    return [page for page in pages if python_blocks((ROOT / page).read_text())]
+
+
+def write_data_npy(directory: Path):
+    """data.npy: 4000 float32 rows of eight well-separated clusters in two dimensions."""
+    rng = np.random.default_rng(0)
+    centres = 10.0 * np.stack(np.unravel_index(np.arange(8), (2, 4)), axis=1)
+    x = centres[rng.integers(8, size=4000)] + rng.normal(size=(4000, 2))
+    np.save(directory / "data.npy", x.astype(np.float32))
+
+
+def from_example(name: str) -> str:
+    """Code that runs examples/<name>.py's definitions into ``example``, a dict."""
+    return f"import runpy\nexample = runpy.run_path({str(ROOT / 'examples' / f'{name}.py')!r})\n"
+
+
+# What each page's blocks assume: JAX's x64 mode (as the page implies), the files written
+# into the working directory first, and the names they take from the page's prose or an
+# earlier page, with the code that defines them (the tutorials' data comes from their
+# examples). Only those names reach the blocks, so an import a block forgets fails.
+PAGE_SETUP = {
+    "README.md": (False, [write_data_npy], "", ()),
+    "docs/index.md": (True, [], "", ()),
+    "docs/migrating-from-sklearn.md": (False, [], "", ()),
+    "docs/model-selection.md": (True, [], (
+        "import jax\nimport mixtures as mx\n"
+        "x = mx.datasets.load_old_faithful()\n"
+    ), ("jax", "mx", "x")),
+    "docs/priors.md": (False, [], "", ()),
+    "docs/scaling.md": (False, [write_data_npy], (
+        "import numpy as np\nimport mixtures as mx\n"
+        "x = np.load('data.npy')\n"
+        "family = mx.Gaussian('full')\n"
+        "params = family.make_params(x[:8], np.stack([np.eye(2)] * 8))  # eight rows as centres\n"
+        "start = mx.Mixture(np.full(8, 1 / 8), params, family)\n"
+        "stream = np.split(x, 4)  # four batches of 1000 rows\n"
+    ), ("x", "start", "stream")),
+    "docs/cli.md": (False, [], "", ()),
+    "docs/performance.md": (False, [], "", ()),
+    "docs/save-load.md": (False, [], (
+        "import jax\nimport mixtures as mx\n"
+        "result = mx.fit(mx.datasets.load_old_faithful(), mx.Gaussian('full'), 2, key=jax.random.key(0))\n"
+    ), ("result",)),
+    "docs/tutorial/01-mixture-density.md": (True, [], "", ()),
+    "docs/tutorial/03-responsibilities.md": (True, [], from_example("tutorial_03_responsibilities") + (
+        "import jax\nimport numpy as np\nimport mixtures as mx\n"
+        "x = np.asarray(example['true_mixture']().sample(400, key=jax.random.key(3))[0])\n"
+    ), ("jax", "mx", "x")),
+    "docs/tutorial/04-em-steps.md": (True, [], (
+        "import numpy as np\nimport mixtures as mx\n"
+        "x = mx.datasets.load_old_faithful()\n"
+        "K = 2\n"
+        "means = np.array([[3.0, 65.0], [3.6, 72.0]])\n"
+        "covariances = np.stack([np.cov(x.T, bias=True)] * K)\n"
+    ), ("np", "mx", "x", "K", "means", "covariances")),
+    "docs/tutorial/05-convergence.md": (True, [], (
+        "import jax\nimport mixtures as mx\nfrom mixtures import plot\n"
+        "x = mx.datasets.load_old_faithful()\n"
+    ), ("jax", "mx", "plot", "x")),
+    "docs/tutorial/07-kmeans.md": (True, [], from_example("tutorial_07_kmeans") + (
+        "import jax\nimport numpy as np\nimport mixtures as mx\n"
+        "x = np.asarray(example['thin_clusters']().sample(400, key=jax.random.key(7))[0])\n"
+        "centres = x[np.random.default_rng(0).choice(400, size=2, replace=False)]\n"
+    ), ("np", "mx", "x", "centres")),
+}
+
+
+def page_script(page: str) -> tuple[str, list[str]]:
+    """The script that runs ``page``'s blocks, and those blocks."""
+    x64, _, setup, names = PAGE_SETUP[page]
+    blocks = [(fence, code) for fence, code, reason in python_blocks((ROOT / page).read_text()) if reason is None]
+    lines = ["import jax", f"jax.config.update('jax_enable_x64', {x64})", "del jax"]
+    if names:
+        lines += ["def _page_setup():", textwrap.indent(setup, "    "),
+                  "    scope = locals()", f"    return {{name: scope[name] for name in {names!r}}}",
+                  "globals().update(_page_setup())", "del _page_setup"]
+    lines += [f"# {page}:{fence}\n{code}" for fence, code in blocks]
+    return "\n".join(lines) + "\n", [code for _, code in blocks]
+
+
+def test_every_page_with_python_code_is_run():
+    assert set(run_pages()) == set(PAGE_SETUP)
+    for page in [*run_pages(), *(f"docs/{p}" for p in RUN_ELSEWHERE)]:
+        for fence, _, reason in python_blocks((ROOT / page).read_text()):
+            assert reason is None or reason, f"{page}:{fence}: a block not run must say why"
+
+
+def test_python_blocks_are_found_with_their_skips():
+    text = "\n".join([
+        "```python", "a = 1", "```", "",
+        "<!-- not run: needs several processes -->", "", "```python", "b = 2", "```",
+        "<!-- not run: -->", "```python", "c = 3", "```",
+        "```text", "d = 4", "```", "```python", "```", "- item", "",
+        "  ```python", "  if e:", "      f = 5", "  ```",
+    ])
+    assert python_blocks(text) == [(1, "a = 1", None), (7, "b = 2", "needs several processes"), (11, "c = 3", ""),
+                                  (21, "if e:\n    f = 5", None)]
+
+
+def printed_claims(code: str) -> list[str]:
+    """The comments of a page's ``print(...)  # ...`` lines, which say what each prints."""
+    return re.findall(r"^\s*print\(.*\)\s*#(.*)$", code, flags=re.M)
+
+
+# Pages whose blocks take more than 20 s of CPU time (compilation, mostly).
+SLOW_PAGES = {"README.md", "docs/migrating-from-sklearn.md", "docs/model-selection.md"}
+
+
+@pytest.mark.parametrize(
+    "page", [pytest.param(page, marks=pytest.mark.slow) if page in SLOW_PAGES else page for page in PAGE_SETUP]
+)
+def test_page_python_code_runs(page, tmp_path):
+    for write in PAGE_SETUP[page][1]:
+        write(tmp_path)
+    script, blocks = page_script(page)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+               MPLBACKEND="Agg")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path, env=env)
+    assert out.returncode == 0, f"{page}:\n{out.stderr}"
+    # Each print(...) prints a line its comment names ("False, JAX's default"); nothing else is printed.
+    printed = out.stdout.splitlines()
+    claims = printed_claims("\n".join(blocks))
+    assert len(printed) == len(claims), out.stdout
+    for line, claim in zip(printed, claims):
+        assert re.search(rf"(?<!\w){re.escape(line.strip())}(?!\w)", claim), f"prints {line!r}; the page says {claim!r}"
