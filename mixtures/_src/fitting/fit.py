@@ -73,8 +73,17 @@ def fit(
     PartitionSpec(mesh.axis_names)), local_rows)`` (every device holding the
     same number of rows) and call ``fit`` with the same arguments in every
     process, with ``mesh`` or without. Each process validates its own rows
-    (a process that rejects its rows raises; the others then wait for it in
-    the compiled program); ``sample_weight`` and ``labels`` are host arrays
+    and arguments, then the processes exchange the outcome before anything
+    is compiled: if one refuses, every process raises (that one its own
+    error, the others a ``ValueError`` naming it). A process that dies mid-fit makes
+    the others' collectives fail as its sockets close: their result raises
+    a ``JaxRuntimeError`` when awaited, within seconds; a lost machine is
+    declared dead after ``heartbeat_timeout_seconds`` of
+    ``jax.distributed.initialize`` (100 s by default), and the others
+    abort. Tested with two
+    processes on localhost and gloo CPU collectives
+    (``jax.config.update("jax_cpu_collectives_implementation", "gloo")``);
+    ``sample_weight`` and ``labels`` are host arrays
     of all N rows, the same in every process; ``prior="default"``, computed
     from all the rows, is refused. Every process receives the whole result.
 
