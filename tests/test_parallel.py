@@ -3,14 +3,21 @@
 The comparisons need several devices, whose number JAX fixes when it starts:
 they run in one fresh interpreter with four CPU devices
 (tests/parallel_worker.py), in one test so that pytest-xdist starts it once.
+The multi-process tests start two processes joined by ``jax.distributed`` on
+localhost (tests/process_worker.py, gloo CPU collectives): their fit against
+one process's, rows refused in one process, and a process killed mid-fit.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -119,3 +126,110 @@ def test_the_other_arguments_are_still_checked_first(no_compilation):
     with pytest.raises(ValueError, match=r"`n_components` must be at most the number of samples N \(20\)"):
         mx.fit(X, mx.Gaussian(), 21, key=key, mesh=jax.make_mesh((1,), ("data",)))
 
+
+
+# Several processes (jax.distributed on localhost, gloo CPU collectives), one CPU device each.
+PROCESS_WORKER = Path(__file__).with_name("process_worker.py")
+HANG_S = 180  # generous: a bound that only a hang exceeds (a run takes 5-25 s on a loaded machine)
+DEAD_S = 60  # generous bound on how long after a process dies the other raises
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(args, tmp_path, name):
+    """Starts the process worker with ``args``; its stdout and stderr go to files in ``tmp_path``."""
+    env = dict(os.environ)
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f]
+    env["XLA_FLAGS"] = " ".join(flags)  # one CPU device per process
+    root = str(PROCESS_WORKER.parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([root, env["PYTHONPATH"]]) if env.get("PYTHONPATH") else root
+    out, err = (open(tmp_path / f"{name}.{s}", "w") for s in ("out", "err"))
+    proc = subprocess.Popen(
+        [sys.executable, str(PROCESS_WORKER), *map(str, args)], stdout=out, stderr=err, env=env, cwd=root,
+    )
+    proc.files = (tmp_path / f"{name}.out", tmp_path / f"{name}.err")
+    return proc
+
+
+def _events(proc) -> list[dict]:
+    lines = proc.files[0].read_text().splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def _finish(procs, timeout=HANG_S) -> list[list[dict]]:
+    """Waits for every process (killing all on a hang) and returns each one's JSON lines."""
+    try:
+        for proc in procs:
+            proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for proc in procs:
+            proc.kill()
+        pytest.fail(f"hung: a process ran past {timeout} s; stderr: {procs[0].files[1].read_text()[-2000:]}")
+    return [_events(proc) for proc in procs]
+
+
+def _two_processes(case, tmp_path):
+    port = _free_port()
+    return [_start([i, port, case], tmp_path, f"process{i}") for i in range(2)]
+
+
+@pytest.mark.slow
+def test_two_processes_fit_what_one_process_fits_on_all_the_rows(tmp_path):
+    procs = _two_processes("fit", tmp_path) + [_start(["single"], tmp_path, "single")]
+    events = _finish(procs)
+    for proc in procs:
+        assert proc.returncode == 0, proc.files[1].read_text()[-4000:]
+    got = [e[-1] for e in events]
+    assert [g["event"] for g in got] == ["result"] * 3, got
+    one, two, single = got
+    # Every process holds the whole, replicated result.
+    assert one == {**two, "process": 0}
+    assert one["n_iter"] == single["n_iter"] and one["converged"] == single["converged"]
+    # Equal to the single-process fit up to the order of the sums (float64: documented about 1e-15 relative).
+    for field in ("weights", "means", "history", "log_likelihood"):
+        a, b = np.asarray(one[field], float), np.asarray(single[field], float)
+        assert np.array_equal(np.isnan(a), np.isnan(b)), field  # history: NaN past the last iteration
+        a, b = a[~np.isnan(b)], b[~np.isnan(b)]
+        assert np.max(np.abs(a - b)) <= 1e-12 * np.max(np.abs(b)), (field, a, b)
+
+
+@pytest.mark.slow
+def test_rows_refused_in_one_process_make_every_process_raise(tmp_path):
+    events = _finish(_two_processes("bad-rows", tmp_path))
+    first, second = (e[-1] for e in events)
+    assert first["event"] == second["event"] == "raised", events
+    # The process whose rows are bad raises its own error, with a note that every process raises.
+    assert second["type"] == "ValueError"
+    assert re.match(r"`x\[500:1000\]` must contain only finite values in float64; received nan at row 3", second["message"])
+    assert "In process 1 of 2: every process of this fit raises" in second["notes"][0]
+    # The other one raises too (it used to wait forever in the compiled program), naming process 1 and why.
+    assert first["type"] == "ValueError"
+    assert re.match(r"The fit was refused in process\(es\) 1 of 2 \(this is process 0", first["message"])
+    assert "process 1: ValueError: `x[500:1000]` must contain only finite values" in first["message"]
+
+
+@pytest.mark.slow
+def test_a_process_that_dies_makes_the_other_fail_instead_of_waiting(tmp_path):
+    procs = _two_processes("dies", tmp_path)
+    deadline = time.monotonic() + HANG_S
+    while not all(any(e["event"] == "fitting" for e in _events(p)) for p in procs):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), [_events(p) for p in procs]
+        time.sleep(0.2)
+    time.sleep(3.0)  # both inside fit: compiling, or in the EM loop's collectives
+    assert procs[0].poll() is None, _events(procs[0])
+    procs[1].send_signal(signal.SIGKILL)
+    killed = time.time()
+    events = _finish(procs)
+    # The survivor's collective fails as the dead process's sockets close: its fit raises (when its
+    # result is awaited) instead of waiting, well within the bound (measured: under 10 s here).
+    last = events[0][-1]
+    assert last["event"] == "raised" and last["type"] == "JaxRuntimeError", events[0]
+    assert last["time"] - killed < DEAD_S, last
+    assert "Gloo" in last["message"], last
+    # It then exits with an error (jax.distributed's shutdown barrier fails without the dead process).
+    assert procs[0].returncode != 0
+    assert procs[1].returncode == -signal.SIGKILL

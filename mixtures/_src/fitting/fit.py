@@ -10,7 +10,7 @@ import numpy as np
 
 from mixtures._src.core import checks
 from mixtures._src.core import blocks
-from mixtures._src.fitting import devices
+from mixtures._src.fitting import devices, processes
 from mixtures._src.core import progress
 from mixtures._src.engine import em as engine
 from mixtures._src.core.family import Family
@@ -73,8 +73,17 @@ def fit(
     PartitionSpec(mesh.axis_names)), local_rows)`` (every device holding the
     same number of rows) and call ``fit`` with the same arguments in every
     process, with ``mesh`` or without. Each process validates its own rows
-    (a process that rejects its rows raises; the others then wait for it in
-    the compiled program); ``sample_weight`` and ``labels`` are host arrays
+    and arguments, then the processes exchange the outcome before anything
+    is compiled: if one refuses, every process raises (that one its own
+    error, the others a ``ValueError`` naming it). A process that dies mid-fit makes
+    the others' collectives fail as its sockets close: their result raises
+    a ``JaxRuntimeError`` when awaited, within seconds; a lost machine is
+    declared dead after ``heartbeat_timeout_seconds`` of
+    ``jax.distributed.initialize`` (100 s by default), and the others
+    abort. Tested with two
+    processes on localhost and gloo CPU collectives
+    (``jax.config.update("jax_cpu_collectives_implementation", "gloo")``);
+    ``sample_weight`` and ``labels`` are host arrays
     of all N rows, the same in every process; ``prior="default"``, computed
     from all the rows, is refused. Every process receives the whole result.
 
@@ -181,68 +190,71 @@ def fit(
             f"`family` must be a mixtures.Family such as mx.Gaussian(); received {family!r}."
         )
     checks.hashable_family(family)
-    split = devices.row_split(x, mesh)  # None: one device
-    if split is None:
-        x = checks.as_data(x, "x")
-    if checks.is_traced(x):
-        raise TypeError("`x` must be a concrete array: mx.fit validates on the host and cannot be traced.")
-    if split is None:
-        family.check_data(np.asarray(x))
-    elif devices.keeps_placement(x, split):
-        x = devices.check_sharded_rows(x, family)  # shard by shard: never gathered
-    else:
-        x = checks.as_host_data(x, "x")
-        family.check_data(x)
-    n, d = x.shape
-    k = checks.positive_int(n_components, "n_components", upper=n, upper_name="the number of samples N")
-    n_init = checks.positive_int(n_init, "n_init")
-    max_iter = checks.max_iter(max_iter)
-    tol = checks.non_negative_float(tol, "tol")
-    chunk = (
-        blocks.default_chunk_size(k * n_init, d)  # restarts run side by side under vmap
-        if chunk_size is None
-        else checks.positive_int(chunk_size, "chunk_size")
-    )
-    checks.restarts_fit_in_memory(
-        n_init, n_components=k, n_features=d, max_iter=max_iter, chunk_size=chunk, n_rows=n,
-        itemsize=np.dtype(x.dtype).itemsize,
-    )
-    weights = checks.as_sample_weight(sample_weight, n)
-    if weights is not None:
-        n_positive = int(np.count_nonzero(np.asarray(weights) > 0))
-        if k > n_positive:
-            raise ValueError(
-                f"`n_components` ({k}) must be at most the number of rows with positive "
-                f"`sample_weight` ({n_positive})."
-            )
-    labels = checks.as_labels(labels, n, k)
-    if not isinstance(assignment, str) or assignment not in ASSIGNMENTS:
-        raise ValueError(f"`assignment` must be one of {ASSIGNMENTS}; received {assignment!r}.")
-    if not isinstance(update_weights, bool):
-        raise TypeError(f"`update_weights` must be True or False; received {update_weights!r}.")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"`callback` must be callable or None; received {callback!r}.")
-    if isinstance(init, Mixture):
-        if n_init != 1:
-            raise ValueError(f"`n_init` must be 1 with a warm start (`init` a Mixture); received {n_init}.")
-        start = _check_warm_start(init, family, k, d, x.dtype)
-    elif isinstance(init, str) and init in INIT_METHODS:
-        check_method(init, family)
-        key = checks.prng_key(key)
-    else:
-        raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")
-    if isinstance(x, jax.Array) and not x.is_fully_addressable and _uses_default_prior(prior):
-        raise ValueError(
-            '`prior="default"` is computed from all the rows of `x`, which no process holds here '
-            "(x spans several processes): pass an explicit prior."
+    # With x spread over processes, all of them raise if any one's checks do (none waits in the
+    # compiled program for a process that never comes).
+    with processes.agreed_checks(x):
+        split = devices.row_split(x, mesh)  # None: one device
+        if split is None:
+            x = checks.as_data(x, "x")
+        if checks.is_traced(x):
+            raise TypeError("`x` must be a concrete array: mx.fit validates on the host and cannot be traced.")
+        if split is None:
+            family.check_data(np.asarray(x))
+        elif devices.keeps_placement(x, split):
+            x = devices.check_sharded_rows(x, family)  # shard by shard: never gathered
+        else:
+            x = checks.as_host_data(x, "x")
+            family.check_data(x)
+        n, d = x.shape
+        k = checks.positive_int(n_components, "n_components", upper=n, upper_name="the number of samples N")
+        n_init = checks.positive_int(n_init, "n_init")
+        max_iter = checks.max_iter(max_iter)
+        tol = checks.non_negative_float(tol, "tol")
+        chunk = (
+            blocks.default_chunk_size(k * n_init, d)  # restarts run side by side under vmap
+            if chunk_size is None
+            else checks.positive_int(chunk_size, "chunk_size")
         )
-    prior = check_prior(prior, family, x, k, weights)
-    if split is None or not devices.keeps_placement(x, split):
-        # Last, as they evaluate the family's own methods: a mistake in them is named here.
-        family.check_methods(np.asarray(x))
-        if isinstance(init, Mixture) and getattr(family, "make_params", None) is None:
-            # No checked constructor states the parameter space: ask the densities.
-            _check_warm_start_densities(start, np.asarray(x))
+        checks.restarts_fit_in_memory(
+            n_init, n_components=k, n_features=d, max_iter=max_iter, chunk_size=chunk, n_rows=n,
+            itemsize=np.dtype(x.dtype).itemsize,
+        )
+        weights = checks.as_sample_weight(sample_weight, n)
+        if weights is not None:
+            n_positive = int(np.count_nonzero(np.asarray(weights) > 0))
+            if k > n_positive:
+                raise ValueError(
+                    f"`n_components` ({k}) must be at most the number of rows with positive "
+                    f"`sample_weight` ({n_positive})."
+                )
+        labels = checks.as_labels(labels, n, k)
+        if not isinstance(assignment, str) or assignment not in ASSIGNMENTS:
+            raise ValueError(f"`assignment` must be one of {ASSIGNMENTS}; received {assignment!r}.")
+        if not isinstance(update_weights, bool):
+            raise TypeError(f"`update_weights` must be True or False; received {update_weights!r}.")
+        if callback is not None and not callable(callback):
+            raise TypeError(f"`callback` must be callable or None; received {callback!r}.")
+        if isinstance(init, Mixture):
+            if n_init != 1:
+                raise ValueError(f"`n_init` must be 1 with a warm start (`init` a Mixture); received {n_init}.")
+            start = _check_warm_start(init, family, k, d, x.dtype)
+        elif isinstance(init, str) and init in INIT_METHODS:
+            check_method(init, family)
+            key = checks.prng_key(key)
+        else:
+            raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")
+        if isinstance(x, jax.Array) and not x.is_fully_addressable and _uses_default_prior(prior):
+            raise ValueError(
+                '`prior="default"` is computed from all the rows of `x`, which no process holds here '
+                "(x spans several processes): pass an explicit prior."
+            )
+        prior = check_prior(prior, family, x, k, weights)
+        if split is None or not devices.keeps_placement(x, split):
+            # Last, as they evaluate the family's own methods: a mistake in them is named here.
+            family.check_methods(np.asarray(x))
+            if isinstance(init, Mixture) and getattr(family, "make_params", None) is None:
+                # No checked constructor states the parameter space: ask the densities.
+                _check_warm_start_densities(start, np.asarray(x))
 
     # Everything is valid: only now are arrays made for the compiled program.
     tol = checks.to_device(tol, x.dtype)
