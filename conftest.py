@@ -50,3 +50,33 @@ def pytest_collection_modifyitems(items):
             name in item.name for name in SLOW_FAMILY_CHECKS
         ):
             item.add_marker(pytest.mark.slow)
+
+
+# Every compiled XLA:CPU program keeps a few memory mappings (about 3) while JAX holds it, and
+# a test worker compiles tens of thousands over the suite (many of them op by op, in eager
+# code). Near the kernel's limit on mappings per process (vm.max_map_count, 65 530 here) the
+# next compilation fails inside XLA and the worker dies (seen as a segfault or an abort in
+# compilation, about 93 % of the way through a full run). Dropping JAX's in-memory caches
+# when a worker's mappings pass half the limit frees them; programs come back from the
+# persistent cache on disk.
+_MAPS = pathlib.Path("/proc/self/maps")
+_MAX_MAPS = pathlib.Path("/proc/sys/vm/max_map_count")
+
+
+def _mapping_budget():
+    try:
+        return int(_MAX_MAPS.read_text()) // 2
+    except (OSError, ValueError):
+        return None
+
+
+_BUDGET = _mapping_budget()
+
+
+def pytest_runtest_teardown(item):
+    if _BUDGET is None:
+        return
+    with _MAPS.open() as maps:
+        count = sum(1 for _ in maps)
+    if count > _BUDGET:
+        jax.clear_caches()
