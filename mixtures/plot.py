@@ -45,10 +45,11 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         "mixtures.plot needs matplotlib; install it with: pip install 'jax-mixtures[plot]'"
     ) from error
 
+from mixtures._src.core import blocks
 from mixtures._src.core.progress import Progress
 from mixtures._src.engine.em import FitResult
 from mixtures._src.families.gaussian.family import Gaussian
-from mixtures._src.core.mixture import Mixture, component_log_probs
+from mixtures._src.core.mixture import Mixture, component_log_probs, rows_log_prob
 from mixtures._src.fitting.selection import CRITERIA, Selection
 
 __all__ = [
@@ -648,12 +649,9 @@ _component_log_probs = jax.jit(component_log_probs)
 
 def _log_density(mixture: Mixture, points: np.ndarray) -> np.ndarray:
     """(G,) log p(x) at points (G, D), in float64 on the host, without the data check."""
-    rows = np.asarray(points, dtype=np.dtype(mixture.dtype))
-    weighted = np.asarray(_component_log_probs(mixture, rows), np.float64)
-    top = np.max(weighted, axis=1, keepdims=True)
-    safe = np.where(np.isfinite(top), top, 0.0)
-    with np.errstate(divide="ignore"):
-        return (safe + np.log(np.sum(np.exp(weighted - safe), axis=1, keepdims=True)))[:, 0]
+    rows = jax.numpy.asarray(np.asarray(points, dtype=np.dtype(mixture.dtype)))
+    chunk = blocks.default_chunk_size(mixture.n_components, mixture.n_features)
+    return np.asarray(rows_log_prob(mixture, rows, chunk), np.float64)
 
 
 def _weighted_log_probs(mixture: Mixture, points: np.ndarray) -> np.ndarray:

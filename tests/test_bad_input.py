@@ -90,7 +90,7 @@ _MESH_ENTRY_POINTS = (("fitting", "_fit_restarts_on_mesh"), ("fitting", "_fit_fr
 FRONTS = [
     Front("fit", _names(*FIT_ARGS), _fit, _FIT_ENTRY_POINTS[:2] + _MESH_ENTRY_POINTS),
     Front("select", _select_accepts, _select, _FIT_ENTRY_POINTS[2:]),
-    Front("score", _names("x", "sample_weight"), _score, tuple(("mixture", f) for f in ("_score", "_criteria", "_log_prob"))),
+    Front("score", _names("x", "sample_weight"), _score, tuple(("mixture", f) for f in ("_score", "_criteria", "rows_log_prob"))),
 ]
 
 

@@ -135,7 +135,7 @@ class Mixture:
           -0.9189
         """
         x = self._data(x)
-        return _log_prob(self, x, self._chunk(chunk_size))
+        return rows_log_prob(self, x, self._chunk(chunk_size))
 
     def responsibilities(self, x, *, chunk_size: int | None = None) -> jax.Array:
         """Posterior probabilities rₙₖ = p(zₙ = k | xₙ) (the soft clustering).
@@ -453,7 +453,8 @@ def _score(mixture, x, weights, chunk_size):
 
 
 @functools.partial(jax.jit, static_argnames="chunk_size")
-def _log_prob(mixture, x, chunk_size):
+def rows_log_prob(mixture, x, chunk_size):
+    """(N,) log p(xₙ) of device rows already checked (or deliberately unchecked, as a figure's mesh), block by block."""
     return blocks.map_over_chunks(
         lambda rows: jax.nn.logsumexp(component_log_probs(mixture, rows), axis=1), x, chunk_size
     )
