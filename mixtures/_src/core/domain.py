@@ -97,3 +97,28 @@ def require_square_summable(x: np.ndarray) -> None:
             f"overflow beyond {limit:.2g} (√(max / (16 N D))). Standardise the columns (subtract the mean, "
             "divide by the standard deviation) or use float64 (JAX's x64 mode)."
         )
+
+
+class SquaredRealData:
+    """Mixin for a family on all of ℝᴰ whose statistics are sums of squares of the data.
+
+    :meth:`check_data` accepts any finite real data (the fitting functions
+    refuse NaN and ±∞ first); :meth:`check_methods`, which runs before a fit
+    and not on a fitted mixture's rows, refuses data whose squared deviations
+    the dtype cannot sum (:func:`require_square_summable`). Listed before the
+    family's base class: ``class Gaussian(SquaredRealData, Family)``.
+
+    Example:
+      >>> import numpy as np, mixtures as mx
+      >>> mx.Gaussian().check_data(np.array([[-1e300, 0.0], [2.5, 3.0]]))  # a fitted model reads it
+      >>> mx.StudentT().check_methods(np.array([[-1e6, 0.0], [2.5, 3.0]]))  # a fit may start
+    """
+
+    def check_data(self, x) -> None:
+        """Accepts any finite real data: the domain is all of ℝᴰ."""
+        del x
+
+    def check_methods(self, x) -> None:
+        """Before a fit: refuses data whose squared deviations the dtype cannot sum, then the base class's checks."""
+        require_square_summable(x)
+        super().check_methods(x)

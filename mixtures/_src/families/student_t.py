@@ -44,7 +44,7 @@ class StudentTParams(NamedTuple):
 
 @register_family
 @dataclasses.dataclass(frozen=True)
-class StudentT(GradientFamily):
+class StudentT(domain.SquaredRealData, GradientFamily):
     """Student-t components with fixed degrees of freedom and independent features.
 
     Attributes:
@@ -109,32 +109,6 @@ class StudentT(GradientFamily):
         if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
             raise ValueError(f"`scales` must be finite and positive; received minimum {scale.min()}.")
         return StudentTParams(jnp.asarray(loc), jnp.asarray(scale))
-
-    def check_data(self, x) -> None:
-        """Accepts any finite real data: the domain is all of ℝᴰ (the fitting functions refuse NaN and ±∞ first).
-
-        Example:
-          >>> import numpy as np, mixtures as mx
-          >>> mx.StudentT().check_data(np.array([[-1e300, 0.0], [2.5, 3.0]]))
-        """
-        del x
-
-    def check_methods(self, x) -> None:
-        """Before a fit: refuses data whose squared deviations the dtype cannot sum.
-
-        The statistics are sums of squares: data deviating from their column
-        means by more than √(max / (16 N D)) (``max`` the dtype's largest
-        number) are refused with a ``ValueError`` suggesting to standardise
-        them or use float64 (see
-        :func:`mixtures._src.core.domain.require_square_summable`). A fitted
-        mixture still evaluates such rows (``log_prob``, ``predict``).
-
-        Example:
-          >>> import numpy as np, mixtures as mx
-          >>> mx.StudentT().check_methods(np.array([[-1e6, 0.0], [2.5, 3.0]]))
-        """
-        domain.require_square_summable(x)
-        super().check_methods(x)
 
     def log_prob(self, params: StudentTParams, x: jax.Array) -> jax.Array:
         """Log-density of one observation x (D,) under one component; a scalar.

@@ -35,7 +35,7 @@ _HI = jax.lax.Precision.HIGHEST
 
 @register_family
 @dataclasses.dataclass(frozen=True)
-class Gaussian(Family):
+class Gaussian(domain.SquaredRealData, Family):
     """Multivariate normal components.
 
     The statistics are taken in each component's whitened frame (residuals
@@ -203,32 +203,6 @@ class Gaussian(Family):
         if self.covariance == "diag":
             return jnp.sum(jnp.log(u), axis=-1)
         return d * jnp.log(u)
-
-    def check_data(self, x) -> None:
-        """Accepts any finite real data: the domain is all of ℝᴰ (the fitting functions refuse NaN and ±∞ first).
-
-        Example:
-          >>> import numpy as np, mixtures as mx
-          >>> mx.Gaussian().check_data(np.array([[-1e300, 0.0], [2.5, 3.0]]))
-        """
-        del x
-
-    def check_methods(self, x) -> None:
-        """Before a fit: refuses data whose squared deviations the dtype cannot sum.
-
-        The statistics are sums of squares: data deviating from their column
-        means by more than √(max / (16 N D)) (``max`` the dtype's largest
-        number) are refused with a ``ValueError`` suggesting to standardise
-        them or use float64 (see
-        :func:`mixtures._src.core.domain.require_square_summable`). A fitted
-        mixture still evaluates such rows (``log_prob``, ``predict``).
-
-        Example:
-          >>> import numpy as np, mixtures as mx
-          >>> mx.Gaussian().check_methods(np.array([[-1e6, 0.0], [2.5, 3.0]]))
-        """
-        domain.require_square_summable(x)
-        super().check_methods(x)
 
     def log_prob(self, params: GaussianParams, x: jax.Array) -> jax.Array:
         d = x.shape[-1]
