@@ -292,12 +292,7 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
             raise ValueError(f"`n_components` ({k}) must be at most the number of samples in X ({n}).")
         weights = checks.as_sample_weight(sample_weight, n)
         if weights is not None:
-            n_positive = int(np.count_nonzero(np.asarray(weights) > 0))
-            if k > n_positive:
-                raise ValueError(
-                    f"`n_components` ({k}) must be at most the number of rows with positive "
-                    f"`sample_weight` ({n_positive})."
-                )
+            checks.components_within_rows(k, int(np.count_nonzero(np.asarray(weights) > 0)))
         if self.__sklearn_tags__().input_tags.positive_only:
             # scikit-learn's wording for what its positive_only tag declares, then the family's own check
             check_non_negative(X, f"{type(self).__name__}.fit (X) for {family!r}")

@@ -134,6 +134,22 @@ def to_device(values, dtype=None) -> jax.Array:
     return jax.device_put(np.asarray(values, dtype=dtype))
 
 
+def components_within_rows(n_components: int, n_positive: int) -> None:
+    """Refuses more components than rows of positive weight (each component needs a row of its own).
+
+    Example:
+      >>> components_within_rows(3, 2)
+      Traceback (most recent call last):
+      ...
+      ValueError: `n_components` (3) must be at most the number of rows with positive `sample_weight` (2).
+    """
+    if n_components > n_positive:
+        raise ValueError(
+            f"`n_components` ({n_components}) must be at most the number of rows with positive "
+            f"`sample_weight` ({n_positive})."
+        )
+
+
 def as_sample_weight(weight, n_samples: int, name: str = "sample_weight", dtype=None):
     """Checks per-sample weights: shape (N,), finite, non-negative, not all zero.
 

@@ -16,7 +16,7 @@ from mixtures._src.engine import em as engine
 from mixtures._src.core.family import Family
 from mixtures._src.fitting.init import INIT_METHODS, check_method, initialize
 from mixtures._src.core.mixture import Mixture
-from mixtures._src.engine.options import EMOptions, Rows
+from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
 from mixtures._src.core.priors import DirichletPrior, Prior, check_dirichlet_prior
 
 __all__ = ["INIT_METHODS", "check_prior", "em_step", "fit"]
@@ -33,7 +33,7 @@ def fit(
     init="kmeans++",
     n_init: int = 1,
     max_iter: int = 100,
-    tol: float = 1e-5,
+    tol: float = DEFAULT_TOL,
     sample_weight=None,
     labels=None,
     assignment: str = "soft",
@@ -221,12 +221,7 @@ def fit(
         )
         weights = checks.as_sample_weight(sample_weight, n)
         if weights is not None:
-            n_positive = int(np.count_nonzero(np.asarray(weights) > 0))
-            if k > n_positive:
-                raise ValueError(
-                    f"`n_components` ({k}) must be at most the number of rows with positive "
-                    f"`sample_weight` ({n_positive})."
-                )
+            checks.components_within_rows(k, int(np.count_nonzero(np.asarray(weights) > 0)))
         labels = checks.as_labels(labels, n, k)
         if not isinstance(assignment, str) or assignment not in ASSIGNMENTS:
             raise ValueError(f"`assignment` must be one of {ASSIGNMENTS}; received {assignment!r}.")

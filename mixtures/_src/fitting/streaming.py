@@ -29,7 +29,7 @@ from mixtures._src.core.progress import Progress
 from mixtures._src.core.family import Family
 from mixtures._src.fitting.init import INIT_METHODS, check_method, initialize
 from mixtures._src.core.mixture import Mixture
-from mixtures._src.engine.options import EMOptions, Rows
+from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
 
 __all__ = ["fit_stream", "scan_for_fit", "DEFAULT_INIT_SAMPLE_SIZE"]
 
@@ -45,7 +45,7 @@ def fit_stream(
     init="kmeans++",
     n_init: int = 1,
     max_iter: int = 100,
-    tol: float = 1e-5,
+    tol: float = DEFAULT_TOL,
     batch_size: int | None = None,
     sample_weight=None,
     init_sample_size: int = DEFAULT_INIT_SAMPLE_SIZE,
@@ -279,10 +279,7 @@ def scan_for_fit(batches, family, k: int, *, init, n_init: int, key, batch_size,
     seen = sources.scan(source, sample_size, seed)
     if k > seen.n_rows:
         raise ValueError(f"`n_components` ({k}) must be at most the number of samples N ({seen.n_rows}).")
-    if k > seen.n_positive:
-        raise ValueError(
-            f"`n_components` ({k}) must be at most the number of rows with positive `sample_weight` ({seen.n_positive})."
-        )
+    checks.components_within_rows(k, seen.n_positive)
     weights = seen.sample_weights
     in_sample = seen.sample.shape[0] if weights is None else int(np.count_nonzero(weights > 0))
     if not isinstance(init, Mixture) and k > in_sample:
