@@ -202,7 +202,7 @@ class GradientFamily(Family):
     # -- derived ------------------------------------------------------------
 
     @staticmethod
-    def _newton_polish(q_and_grad, u, q, treedef, sizes):
+    def _newton_polish(q_and_grad, u, q, g, treedef, sizes):
         """Newton steps on each component's Qₖ from the search's end, each kept only if Qₖ does not fall.
 
         The search leaves each component within about the square root of
@@ -213,7 +213,8 @@ class GradientFamily(Family):
         row order, devices). The Hessian of Qₖ (P × P, P parameters per
         component) comes from P forward-mode passes over the data; a
         component whose Hessian is not negative definite there (not at a
-        smooth maximum, e.g. on a kink) keeps the search's point.
+        smooth maximum, e.g. on a kink) keeps the search's point. ``g`` is ∇Q
+        at ``u``, which the search already has.
         """
         leaves = jax.tree.leaves(u)
         k = leaves[0].shape[0]
@@ -231,8 +232,7 @@ class GradientFamily(Family):
             return q_and_grad(tree)[1]
 
         def polish(_, carry):
-            u, q = carry
-            g = flat(gradient(u))
+            u, q, g = carry
 
             def column(i, hessian):
                 tangent = unflat(jnp.broadcast_to(jax.nn.one_hot(i, n, dtype=g.dtype), (k, n)))
@@ -243,11 +243,13 @@ class GradientFamily(Family):
             factor = jnp.linalg.cholesky(-hessian)  # NaN unless −H is positive definite
             step = jax.vmap(lambda c, b: jax.scipy.linalg.cho_solve((c, True), b))(factor, g)
             proposal = unflat(flat(u) + step)
-            (q_new, _), _ = q_and_grad(proposal)
+            (q_new, _), g_new = q_and_grad(proposal)
             keep = (q_new >= q) & jnp.all(jnp.isfinite(step), axis=1)
-            return where_components(keep, proposal, u), jnp.where(keep, q_new, q)
+            g = jnp.where(keep[:, None], flat(g_new), g)
+            return where_components(keep, proposal, u), jnp.where(keep, q_new, q), g
 
-        return lax.fori_loop(0, _NEWTON_STEPS, polish, (u, q))
+        u, q, _ = lax.fori_loop(0, _NEWTON_STEPS, polish, (u, q, flat(g)))
+        return u, q
 
     def accumulate(self, params: Params, x: jax.Array, resp: jax.Array) -> tuple:
         """Collects nothing: the M-step reads the data itself (the engine sums the counts).
@@ -395,7 +397,7 @@ class GradientFamily(Family):
             return (n < self.n_steps) & jnp.any(step >= resolution)
 
         def trial(carry):
-            n, u, q, d, state, step, block, size = carry
+            n, u, q, g, d, state, step, block, size = carry
             # The next block, in turn, that some component can still move.
             order = (block + 1 + jnp.arange(n_blocks)) % n_blocks
             block = order[jnp.argmax(jnp.any(step >= resolution, axis=0)[order])]
@@ -411,16 +413,18 @@ class GradientFamily(Family):
             d_new, state_new = jax.vmap(adam.update)(g_new, state)
             u = where_components(better, proposal, u)
             d = where_components(better, d_new, d)
+            g = where_components(better, g_new, g)
             state = where_components(better, state_new, state)
             step = step.at[:, block].set(jnp.where(better, length * _GROW, length * _SHRINK))
-            return n + 1, u, jnp.where(better, q_new, q), d, state, step, block, jnp.where(better, size_new, size)
+            q, size = jnp.where(better, q_new, q), jnp.where(better, size_new, size)
+            return n + 1, u, q, g, d, state, step, block, size
 
         step0 = jnp.full((k, n_blocks), self.learning_rate, dtype)
-        init = (0, u0, q0, d0, state0, step0, n_blocks - 1, size0)
-        _, best_u, best_q, *_ = lax.while_loop(keep_going, trial, init)
+        init = (0, u0, q0, g0, d0, state0, step0, n_blocks - 1, size0)
+        _, best_u, best_q, best_g, *_ = lax.while_loop(keep_going, trial, init)
         sizes = [int(np.prod(leaf.shape[1:])) for leaf in leaves]
         if sum(sizes) <= _NEWTON_MAX_PARAMETERS:
-            best_u, best_q = self._newton_polish(q_and_grad, best_u, best_q, treedef, sizes)
+            best_u, best_q = self._newton_polish(q_and_grad, best_u, best_q, best_g, treedef, sizes)
         new = from_u(best_u)
         accept = (best_q > q0) & finite_components(new)
         return where_components(accept, new, previous.params)
