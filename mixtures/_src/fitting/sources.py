@@ -64,6 +64,7 @@ class Source:
         self._family = family
         self.n_features = n_features
         self.block_rows = block_rows
+        self._methods_checked = False  # the family's own methods, on the first whole pass only
 
     def batches(self) -> Iterator[Batch]:
         """One pass: every batch validated (shape, dtype, finite values, the family's domain, weights).
@@ -75,13 +76,14 @@ class Source:
         items = self._read()
         try:
             for i, item in enumerate(items):
-                batch = _validate(item, self._label(i, item), d, self._family)
+                batch = _validate(item, self._label(i, item), d, self._family, not self._methods_checked)
                 d = batch.x.shape[1]
                 if dtype is None:
                     dtype = batch.x.dtype
                 elif batch.x.dtype != dtype:
                     batch = Batch(batch.x.astype(dtype), None if batch.weights is None else batch.weights.astype(dtype))
                 yield batch
+            self._methods_checked = True
         finally:
             close = getattr(items, "close", None)
             if close is not None:
@@ -299,7 +301,7 @@ def padded(batch: Batch, rows: int, name: str = "batches") -> tuple[np.ndarray, 
 # -- reading ------------------------------------------------------------------
 
 
-def _validate(item, name: str, n_features: int | None, family) -> Batch:
+def _validate(item, name: str, n_features: int | None, family, methods: bool = True) -> Batch:
     if isinstance(item, tuple):
         if len(item) != 2:
             raise ValueError(f"`{name}` must be an (B, D) array or an (x, sample_weight) pair; received a tuple of {len(item)}.")
@@ -312,7 +314,8 @@ def _validate(item, name: str, n_features: int | None, family) -> Batch:
             f"`{name}` must have {n_features} features (columns), as the earlier batches; received {x.shape[1]}."
         )
     family.check_data(x)
-    family.check_methods(x)
+    if methods:  # every pass re-reads the same rows: the family's methods are checked on the first
+        family.check_methods(x)
     if w is not None:
         w = _batch_weights(w, x.shape[0], f"{name} sample_weight", x.dtype)
     return Batch(x, w)
