@@ -11,6 +11,7 @@ import numpy as np
 
 from mixtures._src.core import checks
 from mixtures._src.core.checks import MAX_ITER
+from mixtures._src.engine.options import DEFAULT_TOL
 from mixtures.cli.common import (
     bic, bounded, check_plot_format, check_writable, components_in_range, figure, positive, require_matplotlib,
     wants_progress, write_output, x64,
@@ -153,7 +154,8 @@ def add_parser(sub, parents) -> None:
                    help="initialisation (default kmeans++)")
     p.add_argument("--max-iter", type=int, default=100, help="maximum EM iterations (default 100)")
     p.add_argument(
-        "--tol", type=float, default=1e-5, help="convergence threshold on the mean log-likelihood (default 1e-5)"
+        "--tol", type=float, default=DEFAULT_TOL,
+        help=f"convergence threshold on the mean log-likelihood (default {DEFAULT_TOL:g})"
     )
     p.add_argument("--seed", type=int, default=0, help="random seed: the fit uses jax.random.key(SEED) (default 0)")
     p.add_argument("--float64", action="store_true", help="compute in float64 (default float32)")

@@ -9,7 +9,10 @@ import jax
 
 from mixtures._src.core.blocks import Axes
 
-__all__ = ["EMOptions", "FAST_MODES", "Rows"]
+__all__ = ["DEFAULT_TOL", "EMOptions", "FAST_MODES", "Rows"]
+
+DEFAULT_TOL = 1e-5
+"""The fitting functions' default ``tol``: within 10⁻⁶ per row of the optimum on the docs' examples (docs/numerics.md)."""
 
 FAST_MODES = ("auto", "always", "never")
 
