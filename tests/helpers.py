@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
+import stat
 
 import jax
 import numpy as np
@@ -125,3 +127,21 @@ def recording_compilations():
         yield events
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def non_regular_path(tmp, kind):
+    """A path under ``tmp`` that is not a regular file: "fifo", "symlink" (to ``precious``, holding
+    "keep"), "dangling-symlink" or "device" (a character device like /dev/full; skips without root)."""
+    path = tmp / f"special-{kind}"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink":
+        (tmp / "precious").write_text("keep")
+        os.symlink(tmp / "precious", path)
+    elif kind == "dangling-symlink":
+        os.symlink(tmp / "absent", path)
+    elif kind == "device":
+        if os.geteuid() != 0:
+            pytest.skip("creating a device node needs root")
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 7))  # like /dev/full
+    return path

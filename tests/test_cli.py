@@ -11,7 +11,6 @@ import errno
 import os
 import pathlib
 import re
-import stat
 import subprocess
 import sys
 import zipfile
@@ -24,7 +23,7 @@ from scipy.stats import multivariate_normal
 import mixtures as mx
 from mixtures.cli import CommandError, main
 from mixtures.cli import data as cli_data
-from tests.helpers import mixture_log_prob
+from tests.helpers import mixture_log_prob, non_regular_path
 
 ROOT = pathlib.Path(__file__).parents[1]
 SCRIPT = pathlib.Path(sys.executable).parent / "mixtures"
@@ -411,25 +410,11 @@ def test_a_registered_family_of_ones_own_is_offered_with_its_options():
 # -- outputs never replace what they must not; inputs must be regular files; limits are named ----------
 
 
-def _special(tmp, kind):
-    path = tmp / f"special-{kind}"
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "symlink":
-        (tmp / "precious.txt").write_text("keep")
-        os.symlink(tmp / "precious.txt", path)
-    elif kind == "device":
-        if os.geteuid() != 0:
-            pytest.skip("creating a device node needs root")
-        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 7))  # like /dev/full
-    return path
-
-
 @pytest.mark.parametrize("kind", ["fifo", "symlink", "device"])
 @pytest.mark.parametrize("option", ["fit --out", "fit --plot", "predict --out"])
 def test_outputs_refuse_what_is_not_a_regular_file(fitted, tmp_path, capsys, kind, option):
     tmp, _, _ = fitted
-    path = _special(tmp_path, kind)
+    path = non_regular_path(tmp_path, kind)
     command, flag = option.split()
     before = os.lstat(path)
     if command == "fit":
@@ -441,7 +426,7 @@ def test_outputs_refuse_what_is_not_a_regular_file(fitted, tmp_path, capsys, kin
     after = os.lstat(path)
     assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
     if kind == "symlink":
-        assert (tmp_path / "precious.txt").read_text() == "keep"
+        assert (tmp_path / "precious").read_text() == "keep"
 
 
 def test_outputs_never_replace_an_input(fitted, tmp_path, capsys):
@@ -530,7 +515,7 @@ def _npz(tmp, name, arrays, cut=None):
         (lambda t: _npy(t, "t.npy", cut=40), "is truncated: its 40 bytes end inside the .npy header"),
         (lambda t: _npz(t, "e.npz", {}), "is an .npz archive that holds no arrays"),
         (lambda t: _npz(t, "t.npz", {"x": np.ones((100, 2))}, cut=lambda n: n // 2), "the zip file is truncated or damaged"),
-        (lambda t: _special(t, "fifo"), "is a FIFO (named pipe), not a regular file"),
+        (lambda t: non_regular_path(t, "fifo"), "is a FIFO (named pipe), not a regular file"),
         (lambda t: "/dev/zero", "is a character device, not a regular file"),
     ],
     ids=["npy-truncated-data", "npy-truncated-header", "npz-empty", "npz-truncated", "fifo", "dev-zero"],

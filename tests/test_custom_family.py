@@ -20,43 +20,12 @@ from scipy import optimize, stats
 
 import mixtures as mx
 from mixtures.testing import check_family
+from tests.families import RayleighForm
 from tests.helpers import recording_compilations
 
 
-class RayleighParams(NamedTuple):
-    scales: jax.Array
-
-
 @dataclasses.dataclass(frozen=True)
-class Rayleigh(mx.ExponentialFamily):
-    def sufficient_stats(self, x):
-        return x**2
-
-    def log_base_measure(self, x):
-        return jnp.sum(jnp.log(x))
-
-    def log_partition(self, natural):
-        return -jnp.sum(jnp.log(-2.0 * natural))
-
-    def to_natural(self, params):
-        return -0.5 / params.scales**2
-
-    def from_natural(self, natural):
-        return RayleighParams(jnp.sqrt(-0.5 / natural))
-
-    def initial_natural(self, mean):
-        return -jnp.ones_like(mean)
-
-    def sample(self, params, key):
-        u = jax.random.uniform(key, params.scales.shape, params.scales.dtype, minval=1e-12)
-        return params.scales * jnp.sqrt(-2.0 * jnp.log(u))
-
-    def n_features(self, params):
-        return params.scales.shape[-1]
-
-    def n_free_parameters(self, n_components, n_features):
-        return n_components * n_features
-
+class Rayleigh(RayleighForm):
     def check_data(self, x):
         if np.any(x <= 0):
             raise ValueError("column 0 of `x` must be positive")

@@ -14,7 +14,6 @@ import os
 import pathlib
 import pickle
 import re
-import stat
 import struct
 import subprocess
 import sys
@@ -33,6 +32,9 @@ from hypothesis import strategies as st
 
 import mixtures as mx
 from mixtures import io as mio
+from tests.families import RayleighForm as _RayleighBase
+from tests.families import ScaleParams
+from tests.helpers import non_regular_path
 from mixtures._src.families.independent import Independent
 from mixtures.io import ModelFileError, load, save
 
@@ -607,42 +609,6 @@ def test_error_type_and_missing_file(tmp_path):
 # -- families of one's own: registered, they save and load like the built-in ones -------------------
 
 
-class ScaleParams(NamedTuple):
-    scales: jax.Array  # (K, D)
-
-
-class _RayleighBase(mx.ExponentialFamily):
-    """Rayleigh components, as in docs/custom-family.md, with one configuration field."""
-
-    def sufficient_stats(self, x):
-        return x**2
-
-    def log_base_measure(self, x):
-        return jnp.sum(jnp.log(x))
-
-    def log_partition(self, natural):
-        return -jnp.sum(jnp.log(-2.0 * natural))
-
-    def to_natural(self, params):
-        return -0.5 / params.scales**2
-
-    def from_natural(self, natural):
-        return ScaleParams(jnp.sqrt(-0.5 / natural))
-
-    def initial_natural(self, mean):
-        return -jnp.ones_like(mean)
-
-    def sample(self, params, key):
-        u = jax.random.uniform(key, params.scales.shape, params.scales.dtype, minval=1e-12)
-        return params.scales * jnp.sqrt(-2.0 * jnp.log(u))
-
-    def n_features(self, params):
-        return params.scales.shape[-1]
-
-    def n_free_parameters(self, n_components, n_features):
-        return n_components * n_features
-
-
 @mx.register_family
 @dataclasses.dataclass(frozen=True)
 class RegisteredRayleigh(_RayleighBase):
@@ -857,25 +823,9 @@ def test_fuzzed_headers_are_refused_or_loaded_without_hanging(tmp_path):
 # -- saving: only over a regular file, atomically, naming the user's path ---------------------------
 
 
-def _non_regular(tmp_path, kind):
-    path = tmp_path / kind
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "symlink":
-        (tmp_path / "precious").write_text("keep")
-        os.symlink(tmp_path / "precious", path)
-    elif kind == "dangling-symlink":
-        os.symlink(tmp_path / "absent", path)
-    elif kind == "device":
-        if os.geteuid() != 0:
-            pytest.skip("creating a device node needs root")
-        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 7))  # like /dev/full
-    return path
-
-
 @pytest.mark.parametrize("kind", ["fifo", "symlink", "dangling-symlink", "device"])
 def test_save_refuses_what_is_not_a_regular_file(tmp_path, kind):
-    path = _non_regular(tmp_path, kind)
+    path = non_regular_path(tmp_path, kind)
     before = os.lstat(path)
     with pytest.raises(ValueError, match=r"`path`: .* is a .*not a regular file") as info:
         save(path, _mixture("poisson", np.float64))
@@ -910,7 +860,7 @@ def test_save_errors_name_the_users_path_not_the_temporary_file(tmp_path, monkey
 
 @pytest.mark.parametrize("kind", ["fifo", "device"])
 def test_load_refuses_what_is_not_a_regular_file_without_reading(tmp_path, kind):
-    path = "/dev/zero" if kind == "device" else _non_regular(tmp_path, kind)
+    path = "/dev/zero" if kind == "device" else non_regular_path(tmp_path, kind)
     with pytest.raises(ModelFileError, match="not a regular file"):
         load(path)  # a FIFO without a writer would block; /dev/zero would never end
 
