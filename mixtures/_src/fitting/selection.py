@@ -25,7 +25,7 @@ from mixtures._src.engine.em import FitResult
 from mixtures._src.core.family import Family
 from mixtures._src.fitting.fit import best_restart, fit_one
 from mixtures._src.fitting.init import INIT_METHODS, check_method
-from mixtures._src.engine.options import EMOptions, Rows
+from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
 from mixtures._src.core.mixture import Mixture, information_criteria, log_likelihood_and_entropy
 
 __all__ = ["CRITERIA", "Selection", "select"]
@@ -69,7 +69,7 @@ def select(
     criterion: str = "bic",
     init: str = "kmeans++",
     max_iter: int = 100,
-    tol: float = 1e-5,
+    tol: float = DEFAULT_TOL,
     sample_weight=None,
     chunk_size: int | None = None,
 ) -> Selection:
