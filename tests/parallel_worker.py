@@ -68,15 +68,15 @@ def compare(name, x, family, k, mesh, single_x=None, callback=False, **kwargs):
 
 
 def recording_mesh_programs():
-    """Replaces fit's compiled mesh program by a wrapper that records its arguments; returns the record."""
+    """Replaces fit's compiled mesh segment program by a wrapper that records its arguments; returns the record."""
     calls = []
-    original = fitting._fit_restarts_on_mesh
+    original = fitting._advance_on_mesh
 
     def recording(*args, **kwargs):
         calls.append((args, kwargs))
         return original(*args, **kwargs)
 
-    fitting._fit_restarts_on_mesh = recording
+    fitting._advance_on_mesh = recording
     return calls, original
 
 

@@ -84,12 +84,19 @@ def _score(args):
     return _SCORED.score(args["x"], sample_weight=args.get("sample_weight"))
 
 
-_FIT_ENTRY_POINTS = (("fitting", "_fit_restarts"), ("fitting", "_fit_from"), ("selection", "_fit_candidates"))
-_MESH_ENTRY_POINTS = (("fitting", "_fit_restarts_on_mesh"), ("fitting", "_fit_from_on_mesh"))
+_FIT_ENTRY_POINTS = (
+    ("fitting", "_start_restarts"), ("fitting", "_start_from"), ("fitting", "_advance"), ("fitting", "_finish"),
+)
+_SELECT_ENTRY_POINTS = (
+    ("selection", "_start_candidates"), ("selection", "_advance_candidates"), ("selection", "_finish_candidates"),
+)
+_MESH_ENTRY_POINTS = (
+    ("fitting", "_start_restarts_on_mesh"), ("fitting", "_advance_on_mesh"), ("fitting", "_finish_on_mesh"),
+)
 
 FRONTS = [
-    Front("fit", _names(*FIT_ARGS), _fit, _FIT_ENTRY_POINTS[:2] + _MESH_ENTRY_POINTS),
-    Front("select", _select_accepts, _select, _FIT_ENTRY_POINTS[2:]),
+    Front("fit", _names(*FIT_ARGS), _fit, _FIT_ENTRY_POINTS + _MESH_ENTRY_POINTS),
+    Front("select", _select_accepts, _select, _SELECT_ENTRY_POINTS),
     Front("score", _names("x", "sample_weight"), _score, tuple(("mixture", f) for f in ("_score", "_criteria", "rows_log_prob"))),
 ]
 

@@ -259,7 +259,7 @@ def test_out_of_domain_data_is_rejected_before_compiling(name, x, column, row, d
     def not_reached(*args, **kwargs):
         raise AssertionError("the compiled fit ran before the data were checked")
 
-    monkeypatch.setattr(fitting, "_fit_restarts", not_reached)
+    monkeypatch.setattr(fitting, "_start_restarts", not_reached)
     with pytest.raises(ValueError, match=rf"^column {column} of `x` must hold .*{detail}"):
         mx.fit(np.array(x), CASES[name]["family"], 1, key=jax.random.key(0))
 

@@ -106,8 +106,8 @@ def test_fit_is_the_same_by_either_path(covariance, options):
     base = EMOptions(chunk_size=default_chunk_size(3 * n_init, 3), max_iter=30)
 
     def run(mode):
-        return fitting._fit_restarts(
-            keys, Rows(x), jnp.asarray(1e-8), prior, np.int32(0), family=family, k=3, method="kmeans++",
+        return fitting.fit_restarts(
+            keys, Rows(x), jnp.asarray(1e-8), prior, family=family, k=3, method="kmeans++",
             options=base.replace(fast=mode),
         )
 

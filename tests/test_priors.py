@@ -257,8 +257,8 @@ def test_bad_priors_are_rejected_before_compiling(monkeypatch, family, prior, er
     def compiled(*args, **kwargs):
         raise AssertionError("a compiled fit was reached")
 
-    monkeypatch.setattr(fitting, "_fit_restarts", compiled)
-    monkeypatch.setattr(fitting, "_fit_from", compiled)
+    monkeypatch.setattr(fitting, "_start_restarts", compiled)
+    monkeypatch.setattr(fitting, "_start_from", compiled)
     x = np.abs(np.round(X[:20]))  # valid data for every family above
     with pytest.raises(error, match=match):
         mx.fit(x, family, 2, key=jax.random.key(0), prior=prior)

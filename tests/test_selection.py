@@ -112,12 +112,12 @@ def test_select_over_families_returns_the_right_family_in_one_compiled_call_each
     x = np.array([[0.0, 0.0], [12.0, 0.0], [0.0, 12.0]])[z] + rng.standard_normal((241, 2)) @ factor.T
     calls = []
 
-    def counting_fit_one(*args, **kwargs):
+    def counting_start(*args, **kwargs):
         calls.append(args[0])
-        return fitting.fit_one(*args, **kwargs)
+        return fitting.start_restart(*args, **kwargs)
 
-    monkeypatch.setattr(selection, "fit_one", counting_fit_one)
-    selection._fit_candidates.clear_cache()
+    monkeypatch.setattr(selection, "start_restart", counting_start)
+    selection._start_candidates.clear_cache()
     families = [mx.Gaussian("spherical"), mx.Gaussian("full")]
     s = select(x, families, [4, 2, 3], key=jax.random.key(1), criterion="icl")
     assert calls == families  # traced once per family: every K and restart in one program
@@ -165,7 +165,7 @@ SELECT_CASES = [
 @pytest.mark.parametrize("case", SELECT_CASES, ids=[c[0] for c in SELECT_CASES])
 def test_select_rejects_bad_arguments(case, monkeypatch):
     _, overrides, error, words = case
-    monkeypatch.setattr(selection, "_fit_candidates", None)  # nothing may be compiled or run
+    monkeypatch.setattr(selection, "_start_candidates", None)  # nothing may be compiled or run
     kwargs = dict(x=X, family=G, n_components=range(1, 4), key=jax.random.key(0)) | overrides
     with pytest.raises(error) as info:
         select(**kwargs)

@@ -190,7 +190,7 @@ def test_zero_norm_row_rejected_by_name_before_compilation(monkeypatch):
     def compiled(*args):
         raise AssertionError("the EM program was reached")
 
-    monkeypatch.setattr(fitting, "_fit_restarts", compiled)
+    monkeypatch.setattr(fitting, "_start_restarts", compiled)
     with pytest.raises(ValueError, match=r"row 7 of `x` has norm 0\.0"):
         mx.fit(x, VMF, 2, key=jax.random.key(0))
     x[7] = [0.0, 0.0, 1.1]

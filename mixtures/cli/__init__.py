@@ -81,8 +81,10 @@ def main(argv=None) -> int:
         status, message = _describe(e)
         print(f"mixtures: error: {message}", file=sys.stderr)
         return status
-    except KeyboardInterrupt:
-        print("mixtures: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        # What was done (the notes a fit adds: iterations run, the checkpoint); nothing is written.
+        done = " ".join(getattr(interrupt, "__notes__", []))
+        print(f"mixtures: interrupted{'; ' + done if done else ''}", file=sys.stderr)
         return 130
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from mixtures._src.core import checks
 from mixtures._src.core.checks import MAX_ITER
 from mixtures._src.engine.options import DEFAULT_TOL
+from mixtures._src.fitting.segments import SEGMENT
 from mixtures.cli.common import (
     bic, bounded, check_plot_format, check_writable, components_in_range, figure, positive, require_matplotlib,
     wants_progress, write_output, x64,
@@ -46,11 +47,16 @@ def run(args) -> int:
     bounded(args.seed, "--seed", 0, 2**63 - 1, "the key jax.random.key(SEED) takes a 64-bit seed")
     if not (math.isfinite(args.tol) and args.tol >= 0):
         raise CommandError(f"--tol must be a non-negative number; received {args.tol}.")
+    positive(args.checkpoint_every, "--checkpoint-every")
+    if args.checkpoint is not None:
+        if auto:
+            raise CommandError("--checkpoint needs a given number of components (-k K); -k auto is not resumable.")
+        check_writable(args.checkpoint, "--checkpoint", inputs=(args.data,))
     if args.out is not None:
-        check_writable(args.out, "--out", inputs=(args.data,))
+        check_writable(args.out, "--out", inputs=(args.data,) + ((args.checkpoint,) if args.checkpoint else ()))
     if args.plot is not None:
         require_matplotlib("--plot")
-        check_writable(args.plot, "--plot", inputs=(args.data, args.out))
+        check_writable(args.plot, "--plot", inputs=(args.data, args.out, args.checkpoint))
         plot_format = check_plot_format(args.plot, "--plot")
     family = make_family(args, data)
     check_family_data(family, data)
@@ -58,7 +64,8 @@ def run(args) -> int:
     k_largest = k_max if auto else args.components
     try:
         checks.restarts_fit_in_memory(
-            restarts * (k_max if auto else 1), n_components=k_largest, n_features=d, max_iter=args.max_iter,
+            restarts * (k_max if auto else 1), n_components=k_largest, n_features=d,
+            history=min(args.max_iter, SEGMENT),
             chunk_size=256, n_rows=n, itemsize=x.dtype.itemsize, name="--restarts",
         )
     except ValueError as e:
@@ -86,7 +93,8 @@ def run(args) -> int:
             try:
                 result = mx.fit(
                     x, family, args.components, key=key, n_init=restarts, init=args.init,
-                    max_iter=args.max_iter, tol=args.tol, callback=reporter,
+                    max_iter=args.max_iter, tol=args.tol, callback=reporter, checkpoint=args.checkpoint,
+                    checkpoint_every=args.checkpoint_every,
                 )
             finally:
                 if reporter is not None:
@@ -167,6 +175,13 @@ def add_parser(sub, parents) -> None:
         "--plot", metavar="PNG",
         help="draw the first two columns, clusters and components here (one column: a histogram and the density)",
     )
+    p.add_argument(
+        "--checkpoint", metavar="FILE",
+        help="with a given K: save the fit's state here every --checkpoint-every iterations; the same command "
+        "run again resumes from it (Ctrl-C, a killed process) and ends as an uninterrupted run would",
+    )
+    p.add_argument("--checkpoint-every", type=int, default=10, metavar="N",
+                   help="iterations between checkpoints (default 10)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
     add_family_options(p)

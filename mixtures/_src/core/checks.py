@@ -239,32 +239,33 @@ def max_iter(value, name: str = "max_iter") -> int:
 
 
 def restarts_fit_in_memory(
-    n_restarts: int, *, n_components: int, n_features: int, max_iter: int, chunk_size: int, n_rows: int,
+    n_restarts: int, *, n_components: int, n_features: int, history: int, chunk_size: int, n_rows: int,
     itemsize: int, name: str = "`n_init`",
 ) -> None:
     """Refuses more restarts than :data:`RESTARTS_MEMORY_BYTES` can hold side by side.
 
     Each restart, run under ``jax.vmap`` in one program, holds at least its
-    parameters (K (D² + D + 1) numbers at most), its history (``max_iter``
-    numbers) and one block of responsibilities (min(chunk, N) × K): a
+    parameters (K (D² + D + 1) numbers at most), the part of its history a
+    compiled call keeps (``history`` numbers: the most iterations of one
+    segment) and one block of responsibilities (min(chunk, N) × K): a
     lower bound on what it needs, so an impossible ``n_init`` is refused at
     once instead of failing (or swapping) after minutes.
 
     Example:
       >>> from mixtures._src.core.checks import restarts_fit_in_memory
-      >>> restarts_fit_in_memory(10**9, n_components=2, n_features=2, max_iter=100, chunk_size=256,
+      >>> restarts_fit_in_memory(10**9, n_components=2, n_features=2, history=100, chunk_size=256,
       ...                        n_rows=20, itemsize=4)
       Traceback (most recent call last):
       ...
-      ValueError: `n_init` (1000000000 restarts) would need at least 574 GiB: restarts run side by side in one program, each holding its parameters, its history of max_iter = 100 values and a block of responsibilities (616 bytes), and the limit is 16 GiB; use at most 27889398.
+      ValueError: `n_init` (1000000000 restarts) would need at least 574 GiB: restarts run side by side in one program, each holding its parameters, a history buffer of 100 values and a block of responsibilities (616 bytes), and the limit is 16 GiB; use at most 27889398.
     """
     d, k = n_features, n_components
-    per_restart = itemsize * (k * (d * d + d + 1) + max_iter + min(chunk_size, n_rows) * k)
+    per_restart = itemsize * (k * (d * d + d + 1) + history + min(chunk_size, n_rows) * k)
     if n_restarts * per_restart > RESTARTS_MEMORY_BYTES:
         raise ValueError(
             f"{name} ({n_restarts} restarts) would need at least {n_restarts * per_restart / 2**30:.0f} GiB: "
-            "restarts run side by side in one program, each holding its parameters, its history of "
-            f"max_iter = {max_iter} values and a block of responsibilities ({per_restart} bytes), and the "
+            "restarts run side by side in one program, each holding its parameters, a history buffer of "
+            f"{history} values and a block of responsibilities ({per_restart} bytes), and the "
             f"limit is {RESTARTS_MEMORY_BYTES // 2**30} GiB; use at most {RESTARTS_MEMORY_BYTES // per_restart}."
         )
 

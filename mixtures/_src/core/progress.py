@@ -18,10 +18,20 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-__all__ = ["Progress", "emit", "receiving"]
+__all__ = ["Progress", "emit", "raise_pending", "receiving"]
 
 _lock = threading.Lock()
-_receivers: dict[int, object] = {}
+_receivers: dict[int, _Receiver] = {}
+
+
+class _Receiver:
+    """A call's callable and the first exception it raised (which stops further reports)."""
+
+    __slots__ = ("callback", "error")
+
+    def __init__(self, callback):
+        self.callback = callback
+        self.error: BaseException | None = None
 
 
 class Progress(NamedTuple):
@@ -43,16 +53,42 @@ def emit(receiver, active, restart, iteration, log_likelihood) -> None:
     """Host side of the compiled loop's report: one :class:`Progress` per active restart to receiver ``receiver``.
 
     Under ``vmap`` a while loop runs its body for every restart until the
-    last one stops; ``active`` marks the restarts that really iterated.
+    last one stops; ``active`` marks the restarts that really iterated. An
+    exception raised by the callable is kept, not raised here (this runs on
+    a thread of the compiled program, which would only see an opaque
+    runtime error): :func:`raise_pending` raises it in the caller's thread,
+    and no further report reaches that callable.
     """
     with _lock:
-        callback = _receivers.get(int(np.asarray(receiver).reshape(-1)[0]))
-    if callback is None:
+        target = _receivers.get(int(np.asarray(receiver).reshape(-1)[0]))
+    if target is None or target.error is not None:
         return
     columns = [np.asarray(a).reshape(-1) for a in (active, restart, iteration, log_likelihood)]
     for on, r, i, v in zip(*np.broadcast_arrays(*columns)):
         if on:
-            callback(Progress(int(r), int(i), float(v)))
+            try:
+                target.callback(Progress(int(r), int(i), float(v)))
+            except BaseException as error:  # noqa: BLE001 - handed to the caller by raise_pending
+                target.error = error
+                return
+
+
+def raise_pending(receiver) -> None:
+    """Raises, in the calling thread, the exception the callable under ``receiver`` raised, if it did.
+
+    The exception keeps its own type and traceback, so ``fit`` raises what
+    the callback raised.
+    """
+    with _lock:
+        target = _receivers.get(int(np.asarray(receiver).reshape(-1)[0]))
+    if target is not None and target.error is not None:
+        error, target.error = target.error, None
+        target.callback = _stopped
+        raise error
+
+
+def _stopped(_):
+    """The callable of a call whose callback raised: later reports go nowhere."""
 
 
 @contextlib.contextmanager
@@ -60,7 +96,9 @@ def receiving(callback):
     """Holds ``callback`` under a fresh receiver number for the block; yields the number as an int32 array.
 
     0 (no receiver) when ``callback`` is None. Every report is delivered
-    before the block exits (``jax.effects_barrier``).
+    before the block exits (``jax.effects_barrier``); an exception the
+    callable raised is raised then (see :func:`raise_pending`), unless the
+    block raised one of its own.
 
     Example:
       >>> from mixtures._src.core.progress import Progress, emit, receiving
@@ -76,10 +114,11 @@ def receiving(callback):
     with _lock:
         # The smallest free number: every report of an ended call was delivered before its number was freed.
         number = next(n for n in itertools.count(1) if n not in _receivers)
-        _receivers[number] = callback
+        _receivers[number] = _Receiver(callback)
     try:
         yield np.int32(number)
         jax.effects_barrier()
+        raise_pending(number)
     finally:
         with _lock:
             del _receivers[number]

@@ -22,7 +22,10 @@ from mixtures._src.core.mixture import Mixture, finite_components, where_compone
 from mixtures._src.core.posterior import Posterior, Sums
 from mixtures._src.engine.options import EMOptions, Rows
 
-__all__ = ["EMOptions", "FitResult", "Rows", "Sums", "accumulate", "fit_loop", "init_from_points", "log_prior", "maximize", "step"]
+__all__ = [
+    "EMOptions", "FitResult", "LoopState", "Rows", "Sums", "accumulate", "advance", "finish_loop", "fit_loop",
+    "init_from_points", "log_prior", "maximize", "running", "start_loop", "step",
+]
 
 
 class FitResult(NamedTuple):
@@ -34,9 +37,12 @@ class FitResult(NamedTuple):
         (weighted by ``sample_weight`` when given). With a prior, the mean log
         posterior per sample: (Σₙ wₙ log p(xₙ) + log p(θ)) / Σₙ wₙ, log p(θ)
         without its normalising constant (see :func:`log_prior`).
-      history: (max_iter,) mean log-likelihood (or log posterior) at the
-        start of each iteration (before its M-step); NaN after the last
-        iteration run.
+      history: mean log-likelihood (or log posterior) at the start of each
+        iteration (before its M-step). From :func:`mixtures.fit` and
+        :func:`mixtures.select`, shape (n_iter,): the iterations run, so
+        its memory does not depend on ``max_iter``. From
+        :func:`~mixtures.engine.fit_loop`, which runs under ``jit``,
+        (max_iter,), NaN after the last iteration run.
       n_iter: number of EM iterations (M-steps) run.
       converged: whether the change in mean log-likelihood between the
         last two entries of ``history`` fell below ``tol``, or within the
@@ -312,48 +318,94 @@ def fit_loop(mixture: Mixture, rows: Rows, tol, options: EMOptions, *, prior=Non
       >>> bool(r.converged), r.history.shape
       (True, (50,))
     """
-    dtype = rows.x.dtype
-    max_iter = options.max_iter
+    history = jnp.full((options.max_iter,), jnp.nan, rows.x.dtype)
+    state, history = advance(
+        start_loop(mixture), rows, tol, options, history, prior=prior, until=options.max_iter, restart=restart,
+        receiver=receiver,
+    )
+    return finish_loop(state, rows, tol, options, history, prior=prior)
+
+
+class LoopState(NamedTuple):
+    """The state of the EM loop between iterations (a pytree): what a fit needs to go on from where it stopped.
+
+    Attributes:
+      mixture: the current mixture (after ``n_iter`` M-steps).
+      n_iter: int32 scalar, the M-steps run.
+      log_likelihood: the mean objective before the last M-step (−∞ before the first).
+      previous: the one before it (−∞ before the second).
+      collapsed: (K,) bool, the switched-on components whose update was refused at least once.
+    """
+
+    mixture: Mixture
+    n_iter: jax.Array
+    log_likelihood: jax.Array
+    previous: jax.Array
+    collapsed: jax.Array
+
+
+def start_loop(mixture: Mixture) -> LoopState:
+    """The :class:`LoopState` of an EM loop about to start from ``mixture``."""
+    start = jnp.asarray(-jnp.inf, mixture.dtype)
+    return LoopState(mixture, jnp.asarray(0, jnp.int32), start, start, jnp.zeros(mixture.weights.shape, bool))
+
+
+def running(state: LoopState, tol, max_iter) -> jax.Array:
+    """Whether the loop goes on: fewer than ``max_iter`` iterations run and :func:`has_converged` does not hold."""
+    return (state.n_iter < max_iter) & ~has_converged(state.log_likelihood, state.previous, tol)
+
+
+def advance(
+    state: LoopState, rows: Rows, tol, options: EMOptions, history, *, prior=None, until, first=0, restart=0,
+    receiver=0,
+):
+    """EM iterations from ``state`` while :func:`running` holds and fewer than ``until`` have run in all.
+
+    Iteration i (counted from the start of the fit) writes its mean
+    objective at ``history[i - first]``, so a fit run in segments keeps only
+    each segment's values; :func:`fit_loop` is one segment of
+    ``options.max_iter`` iterations. ``until`` and ``first`` may be traced:
+    one compiled program serves every segment. ``prior``, ``restart`` and
+    ``receiver`` as for :func:`fit_loop`. Returns the new state and
+    ``history``.
+    """
 
     # The stopping test reads ℓ and its predecessor from the loop's state, the very values
     # written to ``history``: computed where ℓ is made, XLA:CPU may fuse the test with ℓ's
     # last product (a fused multiply-add), comparing a value more precise than the one kept.
-    def cond(state):
-        _, i, ll, previous, _, _ = state
-        return (i < max_iter) & ~has_converged(ll, previous, tol)
+    def cond(carry):
+        state, _ = carry
+        return running(state, tol, until)
 
-    def body(state):
-        m, i, previous, _, history, collapsed = state
-        new, ll, refused = step(m, rows, options, prior)
-        collapsed = collapsed | refused
+    def body(carry):
+        state, history = carry
+        i = state.n_iter
+        new, ll, refused = step(state.mixture, rows, options, prior)
         if options.report:
             # With rows split over devices every device runs this loop: one reports.
-            active = options.axes.first_device_only(cond(state))
+            active = options.axes.first_device_only(cond(carry))
             jax.debug.callback(progress.emit, receiver, active, restart, i + 1, ll)
-        return new, i + 1, ll, previous, history.at[i].set(ll), collapsed
+        state = LoopState(new, i + 1, ll, state.log_likelihood, state.collapsed | refused)
+        return state, history.at[i - first].set(ll)
 
-    start = jnp.asarray(-jnp.inf, dtype)
-    init = (
-        mixture,
-        jnp.asarray(0, jnp.int32),
-        start,
-        start,
-        jnp.full((max_iter,), jnp.nan, dtype),
-        jnp.zeros(mixture.weights.shape, bool),
-    )
-    m, n_iter, ll, previous, history, collapsed = lax.while_loop(cond, body, init)
-    converged = has_converged(ll, previous, tol)
+    return lax.while_loop(cond, body, (state, history))
+
+
+def finish_loop(state: LoopState, rows: Rows, tol, options: EMOptions, history, *, prior=None) -> FitResult:
+    """The :class:`FitResult` of a loop that stopped at ``state``: the final objective, convergence, collapses."""
+    m = state.mixture
+    converged = has_converged(state.log_likelihood, state.previous, tol)
     total = _total_weight(rows, options.axes)
     final = _objective(m, accumulate(m, rows, options, once=True).log_likelihood, prior) / total
-    n_collapsed = jnp.sum(collapsed, dtype=jnp.int32)
+    n_collapsed = jnp.sum(state.collapsed, dtype=jnp.int32)
     return FitResult(
         mixture=m,
         log_likelihood=final,
         history=history,
-        n_iter=n_iter,
+        n_iter=state.n_iter,
         converged=converged,
         all_log_likelihoods=final[None],
-        all_n_iter=n_iter[None],
+        all_n_iter=state.n_iter[None],
         all_converged=converged[None],
         n_collapsed=n_collapsed,
         all_n_collapsed=n_collapsed[None],

@@ -27,7 +27,7 @@ fit from a key computes what a single-device fit from that key does, up to
 the order in which floating-point sums are added.
 
 This module holds the host side (the mesh and sharding checks, the placement
-of the rows) and the per-device loop, :func:`fit_loops`.
+of the rows) and the per-device loop, :func:`advance_loops` and :func:`finish_loops`.
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ from mixtures._src.core import checks
 from mixtures._src.core import blocks
 from mixtures._src.engine import em as engine
 from mixtures._src.engine.options import EMOptions, Rows
+from mixtures._src.fitting import segments
 
-__all__ = ["RowPlan", "check_sharded_rows", "fit_loops", "keeps_placement", "place", "row_split", "valid_rows"]
+__all__ = ["RowPlan", "check_sharded_rows", "advance_loops", "finish_loops", "keeps_placement", "place", "row_split", "valid_rows"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,37 +242,53 @@ def valid_rows(plan: RowPlan, a):
     return jax.lax.with_sharding_constraint(a[: plan.n_rows], whole)
 
 
-def fit_loops(plan: RowPlan, starts, rows: Rows, tol, prior, receiver, options: EMOptions) -> engine.FitResult:
-    """:func:`mixtures.engine.fit_loop` from each of R starting mixtures, rows split over ``plan``'s devices.
+def _split(plan: RowPlan, options: EMOptions) -> EMOptions:
+    return options.replace(axes=dataclasses.replace(options.axes, rows=plan.axes))
+
+
+def advance_loops(plan: RowPlan, states, rows: Rows, tol, prior, receiver, first, until, options: EMOptions):
+    """One segment of EM iterations (:func:`~mixtures._src.fitting.segments.advance_all`) for R restarts, rows split over ``plan``'s devices.
 
     Args:
       plan: the :class:`RowPlan`.
-      starts: R starting mixtures, every leaf with a leading axis R.
+      states: R loop states (:class:`~mixtures.engine.LoopState`), every
+        leaf with a leading axis R.
       rows: (N_padded, D) data placed by :func:`place`, with (N_padded,)
         weights, zero on the padding (or None only when N is a multiple of
         P), and labels, −1 on the padding, or None.
-      tol, prior, receiver, options: as :func:`~mixtures.engine.fit_loop`
-        takes them; ``options.chunk_size`` rows per block of each device's
-        rows.
+      tol, prior, receiver, first, until: as
+        :func:`~mixtures.engine.advance` takes them.
+      options: ``options.chunk_size`` rows per block of each device's rows.
 
     Returns:
-      A :class:`~mixtures.engine.FitResult` whose every leaf has a leading
-      axis R (restart r reports progress as restart r), replicated on every
-      device.
+      :func:`~mixtures._src.fitting.segments.advance_all`'s four values,
+      replicated on every device (restart r reports progress as restart r).
     """
-    n_restarts = jax.tree.leaves(starts)[0].shape[0]
-    split = options.replace(axes=dataclasses.replace(options.axes, rows=plan.axes))
+    split = _split(plan, options)
 
-    def per_device(starts, rows, tol, prior, receiver):
-        def one(axes, start, restart):
-            return engine.fit_loop(
-                start, rows, tol, split.replace(axes=axes), prior=prior, restart=restart, receiver=receiver
-            )
-
-        return blocks.vmap_restarts(one, split.axes)(starts, jnp.arange(n_restarts))
+    def per_device(states, rows, tol, prior, receiver, first, until):
+        return segments.advance_all(
+            states, rows, tol, split, prior=prior, first=first, until=until, receiver=receiver
+        )
 
     by_rows, whole = PartitionSpec(plan.axes), PartitionSpec()
     run = jax.shard_map(
-        per_device, mesh=plan.mesh, in_specs=(whole, by_rows, whole, whole, whole), out_specs=whole
+        per_device, mesh=plan.mesh, in_specs=(whole, by_rows, whole, whole, whole, whole, whole), out_specs=whole
     )
-    return run(starts, rows, tol, prior, receiver)
+    return run(states, rows, tol, prior, receiver, first, until)
+
+
+def finish_loops(plan: RowPlan, states, rows: Rows, tol, prior, options: EMOptions) -> engine.FitResult:
+    """:func:`~mixtures.engine.finish_loop` for R restarts, rows split over ``plan``'s devices (leading axis R, no history)."""
+    split = _split(plan, options)
+
+    def per_device(states, rows, tol, prior):
+        def one(axes, state):
+            history = jnp.zeros((0,), rows.x.dtype)
+            return engine.finish_loop(state, rows, tol, split.replace(axes=axes), history, prior=prior)
+
+        return blocks.vmap_restarts(one, split.axes)(states)
+
+    by_rows, whole = PartitionSpec(plan.axes), PartitionSpec()
+    run = jax.shard_map(per_device, mesh=plan.mesh, in_specs=(whole, by_rows, whole, whole), out_specs=whole)
+    return run(states, rows, tol, prior)

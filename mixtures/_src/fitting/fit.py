@@ -10,7 +10,7 @@ import numpy as np
 
 from mixtures._src.core import checks
 from mixtures._src.core import blocks
-from mixtures._src.fitting import devices, processes
+from mixtures._src.fitting import checkpoints, devices, processes, segments
 from mixtures._src.core import progress
 from mixtures._src.engine import em as engine
 from mixtures._src.core.family import Family
@@ -19,7 +19,7 @@ from mixtures._src.core.mixture import Mixture
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
 from mixtures._src.core.priors import DirichletPrior, Prior, check_dirichlet_prior
 
-__all__ = ["INIT_METHODS", "check_prior", "em_step", "fit"]
+__all__ = ["INIT_METHODS", "check_prior", "em_step", "fit", "fit_restarts"]
 
 ASSIGNMENTS = ("soft", "hard")
 
@@ -42,6 +42,8 @@ def fit(
     prior=None,
     callback=None,
     mesh=None,
+    checkpoint=None,
+    checkpoint_every: int = 10,
 ) -> engine.FitResult:
     """Fits a K-component mixture of ``family`` to ``x`` by EM.
 
@@ -147,13 +149,33 @@ def fit(
         Every call has been made when ``fit`` returns. The compiled program
         does not depend on which callable is given, only on whether one is.
         In a multi-process run only the process holding the first device of
-        the mesh calls it.
+        the mesh calls it. An exception it raises stops the fit and is
+        raised by ``fit`` as it was raised (type and traceback), within a
+        segment of iterations (see "Interrupting" below).
       mesh: optional ``jax.sharding.Mesh`` for a data-parallel fit: the
         rows are split over all its devices (over all its axes, in order)
         and ``x`` may be any array-like. Without ``mesh``, an ``x`` that is a
         ``jax.Array`` split along its rows by a ``NamedSharding`` is fitted
         on that sharding's mesh, over the axes it names; an ``x`` split along
         its features is refused. See "Across devices" above.
+      checkpoint: optional file path: the state of every restart is saved
+        there every ``checkpoint_every`` iterations and when the fit ends,
+        atomically (a NumPy ``.npz`` archive). If the file exists and holds
+        the checkpoint of the same fit (same data, weights, labels, family,
+        K, key or warm start, options, ``tol``, ``max_iter`` and prior), the
+        fit resumes from it and ends where an uninterrupted fit ends, to the
+        last bit; a finished fit's checkpoint returns its result at once.
+        A file that is not such a checkpoint is refused (``ValueError``) and
+        left as it is. One process only.
+      checkpoint_every: iterations between checkpoints (default 10).
+
+    Interrupting:
+      The EM iterations run as a sequence of compiled calls, each sized to
+      take about a quarter of a second; between them Python regains
+      control, so Ctrl-C (``KeyboardInterrupt``) stops the fit within about
+      that time after compilation, with a note on the exception saying how
+      many iterations ran (and which the checkpoint holds). How the
+      iterations are grouped never changes the result.
 
     Returns:
       A :class:`~mixtures.FitResult`; its ``all_*`` fields hold every
@@ -216,7 +238,7 @@ def fit(
             else checks.positive_int(chunk_size, "chunk_size")
         )
         checks.restarts_fit_in_memory(
-            n_init, n_components=k, n_features=d, max_iter=max_iter, chunk_size=chunk, n_rows=n,
+            n_init, n_components=k, n_features=d, history=min(max_iter, segments.SEGMENT), chunk_size=chunk, n_rows=n,
             itemsize=np.dtype(x.dtype).itemsize,
         )
         weights = checks.as_sample_weight(sample_weight, n)
@@ -229,6 +251,7 @@ def fit(
             raise TypeError(f"`update_weights` must be True or False; received {update_weights!r}.")
         if callback is not None and not callable(callback):
             raise TypeError(f"`callback` must be callable or None; received {callback!r}.")
+        checkpoint, checkpoint_every = checkpoints.check_checkpoint(checkpoint, checkpoint_every)
         if isinstance(init, Mixture):
             if n_init != 1:
                 raise ValueError(f"`n_init` must be 1 with a warm start (`init` a Mixture); received {n_init}.")
@@ -260,26 +283,86 @@ def fit(
     if split is not None:
         plan = devices.RowPlan(*split, n)
         rows = _place_rows(plan, x, weights, labels, prior)
-        with progress.receiving(callback) as receiver:
-            if isinstance(init, Mixture):
-                return _fit_from_on_mesh(start, rows, tol, prior, receiver, options=options, plan=plan)
+        if isinstance(init, Mixture):
+            starts = jax.tree.map(lambda a: a[None], start)
+            begin = functools.partial(_start_from, starts)
+        else:
             keys = jax.random.split(key, n_init)
-            return _fit_restarts_on_mesh(
-                keys, rows, tol, prior, receiver, family=family, k=k, method=init, options=options, plan=plan,
+            begin = functools.partial(
+                _start_restarts_on_mesh, keys, rows, family=family, k=k, method=init, options=options, plan=plan,
                 weighted=weights is not None,
             )
-    if weights is not None:
-        # Without a prior only the weights' ratios matter: rescale them to mean one.
-        # With a prior their total is the data's strength against it: keep them.
-        weights = (
-            checks.unit_mean_weights(weights, x.dtype) if prior is None else checks.to_device(weights, x.dtype)
+
+        def advance(states, first, until):
+            return _advance_on_mesh(states, rows, tol, prior, receiver, first, until, options=options, plan=plan)
+
+        def finish(states):
+            return _finish_on_mesh(states, rows, tol, prior, options=options, plan=plan)
+    else:
+        if weights is not None:
+            # Without a prior only the weights' ratios matter: rescale them to mean one.
+            # With a prior their total is the data's strength against it: keep them.
+            weights = (
+                checks.unit_mean_weights(weights, x.dtype) if prior is None else checks.to_device(weights, x.dtype)
+            )
+        rows = Rows(x, weights, labels)
+        batched = not isinstance(init, Mixture)
+        if batched:
+            keys = jax.random.split(key, n_init)
+            begin = functools.partial(_start_restarts, keys, rows, family=family, k=k, method=init, options=options)
+        else:
+            begin = functools.partial(_start_from, start)
+
+        def advance(states, first, until):
+            return _advance(states, rows, tol, prior, receiver, first, until, options=options, batched=batched)
+
+        def finish(states):
+            return _finish(states, rows, tol, prior, options=options, batched=batched)
+
+    saving = None
+    if checkpoint is not None:
+        # Everything the result depends on; not the callback, which only watches.
+        identity = checkpoints.fingerprint(
+            "fit", repr(family), k, n_init, init if isinstance(init, str) else start,
+            None if isinstance(init, Mixture) else key, repr(options.replace(report=False)), tol, max_iter, x,
+            weights, labels, prior, None if split is None else repr((plan.n_devices, plan.n_rows)),
         )
-    rows = Rows(x, weights, labels)
+        saving = checkpoints.Checkpoint(checkpoint, checkpoint_every, identity, lambda: jax.eval_shape(begin))
     with progress.receiving(callback) as receiver:
-        if isinstance(init, Mixture):
-            return _fit_from(start, rows, tol, prior, receiver, options=options)
-        keys = jax.random.split(key, n_init)
-        return _fit_restarts(keys, rows, tol, prior, receiver, family=family, k=k, method=init, options=options)
+        return run(begin, advance, finish, max_iter=max_iter, receiver=receiver, checkpoint=saving)
+
+
+def run(begin, advance, finish, *, max_iter, receiver=np.int32(0), checkpoint=None) -> engine.FitResult:
+    """The EM loop in segments (:func:`~mixtures._src.fitting.segments.run`), then ``finish``: the best restart with its history.
+
+    ``advance`` takes the receiver from its closure; ``finish(states)``
+    returns the best restart's result and its index.
+    """
+    states, history = segments.run(
+        begin, advance, max_iter=max_iter, receiver=receiver, checkpoint=checkpoint, what="mx.fit"
+    )
+    result, best = finish(states)
+    return with_history(result, history, best)
+
+
+def fit_restarts(keys, rows: Rows, tol, prior=None, *, family, k, method, options) -> engine.FitResult:
+    """The best of ``keys``' restarts on one device, run as :func:`mx.fit` runs them (without progress or checkpoint)."""
+    return run(
+        functools.partial(_start_restarts, keys, rows, family=family, k=k, method=method, options=options),
+        lambda states, first, until: _advance(
+            states, rows, tol, prior, np.int32(0), first, until, options=options, batched=True
+        ),
+        lambda states: _finish(states, rows, tol, prior, options=options, batched=True),
+        max_iter=options.max_iter,
+    )
+
+
+def with_history(result: engine.FitResult, history, best) -> engine.FitResult:
+    """``result`` with its history: the iterations it ran, from the host history of every restart."""
+    history = np.asarray(history)
+    if history.ndim > 1:
+        history = history[int(best)]
+    return result._replace(history=checks.to_device(history[: int(result.n_iter)], history.dtype))
 
 
 def check_prior(prior, family: Family, x, n_components: int, sample_weight=None) -> Prior | None:
@@ -435,9 +518,32 @@ def _em_step(mixture, rows, *, options):
     return engine.step(mixture, rows, options)[:2]
 
 
-@functools.partial(jax.jit, static_argnames="options")
-def _fit_from(mixture, rows, tol, prior, receiver, *, options):
-    return engine.fit_loop(mixture, rows, tol, options, prior=prior, receiver=receiver)
+@jax.jit
+def _start_from(mixture):
+    return engine.start_loop(mixture)
+
+
+@functools.partial(jax.jit, static_argnames=("options", "batched"))
+def _advance(states, rows, tol, prior, receiver, first, until, *, options, batched):
+    return segments.advance_all(
+        states, rows, tol, options, prior=prior, first=first, until=until, receiver=receiver, batched=batched
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("options", "batched"))
+def _finish(states, rows, tol, prior, *, options, batched):
+    """The final log-likelihood and diagnostics, and the best restart and its index (0 for one state)."""
+    if not batched:
+        return engine.finish_loop(states, rows, tol, options, _no_history(rows), prior=prior), jnp.int32(0)
+
+    def one(axes, state):
+        return engine.finish_loop(state, rows, tol, options.replace(axes=axes), _no_history(rows), prior=prior)
+
+    return best_restart_and_index(blocks.vmap_restarts(one, options.axes)(states))
+
+
+def _no_history(rows):
+    return jnp.zeros((0,), rows.x.dtype)
 
 
 def fit_one(family, k, method, key, rows: Rows, tol, options: EMOptions, *, n_active=None, prior=None, restart=0, receiver=0):
@@ -460,6 +566,11 @@ def start_restart(family, k, method, key, rows: Rows, options: EMOptions, n_acti
 
 def best_restart(results: engine.FitResult) -> engine.FitResult:
     """The restart with the highest final log-likelihood, with every restart's diagnostics."""
+    return best_restart_and_index(results)[0]
+
+
+def best_restart_and_index(results: engine.FitResult):
+    """:func:`best_restart` and the index of the restart it chose."""
     lls = results.log_likelihood
     best = jnp.argmax(jnp.where(jnp.isnan(lls), -jnp.inf, lls))
     chosen = jax.tree.map(lambda a: a[best], results)
@@ -468,27 +579,23 @@ def best_restart(results: engine.FitResult) -> engine.FitResult:
         all_n_iter=results.n_iter,
         all_converged=results.converged,
         all_n_collapsed=results.n_collapsed,
-    )
+    ), best
 
 
 @functools.partial(jax.jit, static_argnames=("family", "k", "method", "options"))
-def _fit_restarts(keys, rows, tol, prior, receiver, *, family, k, method, options):
-    def one(axes, key, restart):
-        return fit_one(
-            family, k, method, key, rows, tol, options.replace(axes=axes), prior=prior, restart=restart,
-            receiver=receiver,
-        )
+def _start_restarts(keys, rows, *, family, k, method, options):
+    def one(axes, key):
+        return engine.start_loop(start_restart(family, k, method, key, rows, options.replace(axes=axes)))
 
-    return best_restart(blocks.vmap_restarts(one, options.axes)(keys, jnp.arange(keys.shape[0])))
+    return blocks.vmap_restarts(one, options.axes)(keys)
 
 
 @functools.partial(jax.jit, static_argnames=("family", "k", "method", "options", "plan", "weighted"))
-def _fit_restarts_on_mesh(keys, rows, tol, prior, receiver, *, family, k, method, options, plan, weighted):
-    """:func:`_fit_restarts` with the rows split over ``plan``'s devices (see :mod:`mixtures._src.fitting.devices`).
+def _start_restarts_on_mesh(keys, rows, *, family, k, method, options, plan, weighted):
+    """The restarts' starting states, initialised from the N valid rows of the rows split over ``plan``'s devices.
 
-    The restarts are initialised from the N valid rows (with the user's
-    weights only when ``weighted``: the padding's weights are not theirs),
-    then run EM side by side on every device's rows.
+    With the user's weights only when ``weighted``: the padding's weights
+    are not theirs.
     """
     valid = Rows(
         devices.valid_rows(plan, rows.x),
@@ -497,14 +604,16 @@ def _fit_restarts_on_mesh(keys, rows, tol, prior, receiver, *, family, k, method
     )
 
     def one(axes, key):
-        return start_restart(family, k, method, key, valid, options.replace(axes=axes))
+        return engine.start_loop(start_restart(family, k, method, key, valid, options.replace(axes=axes)))
 
-    starts = blocks.vmap_restarts(one, options.axes)(keys)
-    return best_restart(devices.fit_loops(plan, starts, rows, tol, prior, receiver, options))
+    return blocks.vmap_restarts(one, options.axes)(keys)
 
 
 @functools.partial(jax.jit, static_argnames=("options", "plan"))
-def _fit_from_on_mesh(mixture, rows, tol, prior, receiver, *, options, plan):
-    """:func:`_fit_from` with the rows split over ``plan``'s devices."""
-    starts = jax.tree.map(lambda a: a[None], mixture)
-    return best_restart(devices.fit_loops(plan, starts, rows, tol, prior, receiver, options))
+def _advance_on_mesh(states, rows, tol, prior, receiver, first, until, *, options, plan):
+    return devices.advance_loops(plan, states, rows, tol, prior, receiver, first, until, options)
+
+
+@functools.partial(jax.jit, static_argnames=("options", "plan"))
+def _finish_on_mesh(states, rows, tol, prior, *, options, plan):
+    return best_restart_and_index(devices.finish_loops(plan, states, rows, tol, prior, options))

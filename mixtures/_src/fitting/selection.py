@@ -21,9 +21,11 @@ import numpy as np
 
 from mixtures._src.core import checks
 from mixtures._src.core import blocks
+from mixtures._src.engine import em as engine
 from mixtures._src.engine.em import FitResult
 from mixtures._src.core.family import Family
-from mixtures._src.fitting.fit import best_restart, fit_one
+from mixtures._src.fitting import segments
+from mixtures._src.fitting.fit import best_restart_and_index, start_restart
 from mixtures._src.fitting.init import INIT_METHODS, check_method
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
 from mixtures._src.core.mixture import Mixture, information_criteria, log_likelihood_and_entropy
@@ -148,7 +150,7 @@ def select(
     else:
         chunk = checks.positive_int(chunk_size, "chunk_size")
     checks.restarts_fit_in_memory(  # every candidate's restarts run side by side
-        n_init * len(ks), n_components=k_max, n_features=d, max_iter=max_iter, chunk_size=chunk,
+        n_init * len(ks), n_components=k_max, n_features=d, history=min(max_iter, segments.SEGMENT), chunk_size=chunk,
         n_rows=x.shape[0], itemsize=np.dtype(x.dtype).itemsize, name=f"`n_init` × {len(ks)} candidates",
     )
     host_x = np.asarray(x)
@@ -167,15 +169,22 @@ def select(
 
     n_active = checks.to_device(ks, np.int32)
     table, results = [], []
+    options = EMOptions(chunk_size=chunk, max_iter=max_iter)
     for f in families:
-        fitted, log_l, entropy = jax.device_get(
-            _fit_candidates(
-                keys, n_active, x, fit_weights, weights, tol, family=f, k_max=k_max, method=init,
-                options=EMOptions(chunk_size=chunk, max_iter=max_iter),
-            )
+        begin = functools.partial(
+            _start_candidates, keys, n_active, x, fit_weights, family=f, k_max=k_max, method=init, options=options
+        )
+
+        def advance(states, first, until):
+            return _advance_candidates(states, x, fit_weights, tol, first, until, options=options)
+
+        states, history = segments.run(begin, advance, max_iter=max_iter, what="mx.select")
+        fitted, best, log_l, entropy = jax.device_get(
+            _finish_candidates(states, x, fit_weights, weights, tol, options=options)
         )
         for i, k in enumerate(ks):
             result = _candidate(fitted, i, k)
+            result = result._replace(history=checks.to_device(history[i, best[i], : int(result.n_iter)], x.dtype))
             n_parameters = result.mixture.n_parameters
             bic, aic, icl = (
                 float(c) for c in information_criteria(log_l[i], entropy[i], np.float64(n_samples), n_parameters)
@@ -237,23 +246,52 @@ def _as_n_components(value, upper: int, upper_name: str) -> list[int]:
 
 
 @functools.partial(jax.jit, static_argnames=("family", "k_max", "method", "options"))
-def _fit_candidates(keys, n_active, x, fit_weights, weights, tol, *, family, k_max, method, options):
-    """(C, R) padded fits → each candidate's best restart, its Σ w log p and entropy; all (C, …).
+def _start_candidates(keys, n_active, x, fit_weights, *, family, k_max, method, options):
+    """(C, R) loop states of the padded fits: candidate c's restarts start with K = ``n_active[c]`` components on.
 
-    The fits use the weights rescaled to mean one; the criteria use them as given.
+    The fits use the weights rescaled to mean one.
     """
-
     rows = Rows(x, fit_weights)
 
     def restart(axes, key, k):
-        return fit_one(family, k_max, method, key, rows, tol, options.replace(axes=axes), n_active=k)
+        return engine.start_loop(start_restart(family, k_max, method, key, rows, options.replace(axes=axes), n_active=k))
 
     def candidate(axes, keys_k, k):
-        return best_restart(blocks.vmap_restarts(restart, axes, in_axes=(0, None))(keys_k, k))
+        return blocks.vmap_restarts(restart, axes, in_axes=(0, None))(keys_k, k)
 
-    fitted = blocks.vmap_restarts(candidate, options.axes)(keys, n_active)
+    return blocks.vmap_restarts(candidate, options.axes)(keys, n_active)
+
+
+@functools.partial(jax.jit, static_argnames="options")
+def _advance_candidates(states, x, fit_weights, tol, first, until, *, options):
+    """One segment of EM iterations for the (C, R) states, run as one batch of C·R restarts."""
+    c, r = states.n_iter.shape
+    flat = jax.tree.map(lambda a: a.reshape((c * r,) + a.shape[2:]), states)
+    flat, history, going, reached = segments.advance_all(
+        flat, Rows(x, fit_weights), tol, options, first=first, until=until
+    )
+    states = jax.tree.map(lambda a: a.reshape((c, r) + a.shape[1:]), flat)
+    return states, history.reshape(c, r, -1), going, reached
+
+
+@functools.partial(jax.jit, static_argnames="options")
+def _finish_candidates(states, x, fit_weights, weights, tol, *, options):
+    """Each candidate's best restart and its index, its Σ w log p and entropy; all (C, …).
+
+    The fits use the weights rescaled to mean one; the criteria use them as given.
+    """
+    rows = Rows(x, fit_weights)
+    empty = jnp.zeros((0,), x.dtype)
+
+    def restart(axes, state):
+        return engine.finish_loop(state, rows, tol, options.replace(axes=axes), empty)
+
+    def candidate(axes, states_k):
+        return best_restart_and_index(blocks.vmap_restarts(restart, axes)(states_k))
+
+    fitted, best = blocks.vmap_restarts(candidate, options.axes)(states)
     sums = jax.vmap(lambda m: log_likelihood_and_entropy(m, x, weights, options.chunk_size))(fitted.mixture)
-    return fitted, *sums
+    return fitted, best, *sums
 
 
 def _candidate(fitted: FitResult, i: int, k: int) -> FitResult:

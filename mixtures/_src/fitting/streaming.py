@@ -167,7 +167,7 @@ def fit_stream(
         sample_weights = checks.to_device(sample_weights * scale, dtype)
     chunk = chunk_size or blocks.default_chunk_size(k * n_init, d)
     checks.restarts_fit_in_memory(
-        n_init, n_components=k, n_features=d, max_iter=max_iter, chunk_size=chunk, n_rows=n,
+        n_init, n_components=k, n_features=d, history=0, chunk_size=chunk, n_rows=n,
         itemsize=np.dtype(dtype).itemsize,
     )
     options = EMOptions(chunk_size=chunk, hard=assignment == "hard", update_weights=update_weights)
