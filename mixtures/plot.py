@@ -719,7 +719,7 @@ def _histories(result) -> list[np.ndarray]:
         values = np.asarray(result.history, np.float64)
         if values.ndim != 1:
             raise ValueError(
-                f"`result`: a FitResult's history must have shape (max_iter,); received shape {values.shape}."
+                f"`result`: a FitResult's history must be one-dimensional; received shape {values.shape}."
             )
         return [values]
     if isinstance(result, (list, tuple)) and result and all(isinstance(p, Progress) for p in result):

@@ -8,7 +8,8 @@ largest norm-wise relative difference over the leaves of the two
 ``FitResult`` s (max |a − b| / max |b| per leaf, NaNs in the same places),
 both iteration counts and convergence flags, the devices the mesh result
 lives on, and what a ``callback`` received. The first case also reports the
-cross-device collectives in the compiled program it ran.
+cross-device collectives in the compiled program it ran; a last case stops a
+checkpointed mesh fit from its callback and resumes it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 
 import jax
 import numpy as np
@@ -43,7 +45,12 @@ def relative_difference(got, want) -> float:
 
 
 def progress_difference(got, want) -> float:
-    """Largest relative difference of the reported log-likelihoods (inf if the (restart, iteration) differ)."""
+    """Largest relative difference of the reported log-likelihoods (inf if the (restart, iteration) differ).
+
+    The restarts of one iteration may report in any order (the callback of a vmapped loop runs
+    once per restart, in an order XLA chooses), so the reports are compared by (iteration, restart).
+    """
+    got, want = (sorted(reports, key=lambda p: (p.iteration, p.restart)) for reports in (got, want))
     if [p[:2] for p in got] != [p[:2] for p in want] or not want:
         return float("inf")
     return max(abs(a[2] - b[2]) / abs(b[2]) for a, b in zip(got, want))
@@ -65,6 +72,28 @@ def compare(name, x, family, k, mesh, single_x=None, callback=False, **kwargs):
         "progress_difference": progress_difference(got, want) if callback else None,
         "n_progress": [len(got), len(want)],
     }
+
+
+def resumed_on_mesh(x, mesh, path) -> dict:
+    """A mesh fit stopped by its callback at iteration 7, then resumed from its checkpoint, against one run."""
+
+    class Stop(Exception):
+        pass
+
+    def stop(p):
+        if p.iteration == 7:
+            raise Stop
+
+    args = dict(key=jax.random.key(3), mesh=mesh, n_init=2, max_iter=15, tol=0.0)
+    try:
+        mx.fit(x, mx.Gaussian("full"), 3, callback=stop, checkpoint=path, checkpoint_every=5, **args)
+    except Stop:
+        pass
+    with np.load(path) as saved:
+        saved_at = int(saved["first"])
+    resumed = mx.fit(x, mx.Gaussian("full"), 3, checkpoint=path, checkpoint_every=5, **args)
+    whole = mx.fit(x, mx.Gaussian("full"), 3, **args)
+    return {"saved_at": saved_at, "difference": relative_difference(resumed, whole)}
 
 
 def recording_mesh_programs():
@@ -120,7 +149,10 @@ def main():
         ),
         compare("student-t-warm-start", x, student, 3, mesh, max_iter=4, init=warm),
     ]
-    print(json.dumps({"xla_flags": os.environ.get("XLA_FLAGS", ""), "collectives": found, "cases": cases}))
+    with tempfile.TemporaryDirectory() as tmp:
+        resumed = resumed_on_mesh(x, mesh, os.path.join(tmp, "fit.ckpt"))
+    report = {"xla_flags": os.environ.get("XLA_FLAGS", ""), "collectives": found, "cases": cases, "resumed": resumed}
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -68,6 +68,8 @@ def test_mesh_fits_equal_single_device_fits_and_sum_across_devices():
     restarts = cases["gaussian-weights-restarts"]
     assert restarts["n_progress"][0] == restarts["n_progress"][1] > 3
     assert restarts["progress_difference"] <= 1e-6
+    # A mesh fit stopped at iteration 7 resumes from its checkpoint (iteration 5) to the same bits.
+    assert report["resumed"] == {"saved_at": 5, "difference": 0.0}
 
 
 @pytest.fixture

@@ -284,8 +284,7 @@ def fit(
         plan = devices.RowPlan(*split, n)
         rows = _place_rows(plan, x, weights, labels, prior)
         if isinstance(init, Mixture):
-            starts = jax.tree.map(lambda a: a[None], start)
-            begin = functools.partial(_start_from, starts)
+            begin = functools.partial(_start_from, start, batched=True)
         else:
             keys = jax.random.split(key, n_init)
             begin = functools.partial(
@@ -518,9 +517,11 @@ def _em_step(mixture, rows, *, options):
     return engine.step(mixture, rows, options)[:2]
 
 
-@jax.jit
-def _start_from(mixture):
-    return engine.start_loop(mixture)
+@functools.partial(jax.jit, static_argnames="batched")
+def _start_from(mixture, batched=False):
+    """The loop state of a warm start; with ``batched``, as a batch of one restart."""
+    state = engine.start_loop(mixture)
+    return jax.tree.map(lambda a: a[None], state) if batched else state
 
 
 @functools.partial(jax.jit, static_argnames=("options", "batched"))
