@@ -99,6 +99,22 @@ class Checkpoint:
     def name(self) -> str:
         return repr(os.fsdecode(self.path))
 
+    def holds(self, unit: str) -> str:
+        """A sentence for an interruption's note: which ``unit`` (iteration, update) the file holds.
+
+        Example:
+          >>> from mixtures._src.fitting.checkpoints import Checkpoint
+          >>> c = Checkpoint("fit.ckpt", 10, "", lambda: None)
+          >>> c.holds("iteration")
+          "The checkpoint 'fit.ckpt' holds no iteration yet (one is saved every 10)."
+          >>> c.saved_at = 20
+          >>> c.holds("iteration")
+          "The checkpoint 'fit.ckpt' holds iteration 20."
+        """
+        if self.saved_at is None:
+            return f"The checkpoint {self.name} holds no {unit} yet (one is saved every {self.every})."
+        return f"The checkpoint {self.name} holds {unit} {self.saved_at}."
+
     def next_after(self, first: int) -> int:
         """The next iteration at which a checkpoint is due."""
         return (first // self.every + 1) * self.every

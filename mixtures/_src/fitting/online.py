@@ -59,7 +59,7 @@ import numpy as np
 
 from mixtures._src.core import checks
 from mixtures._src.core import blocks
-from mixtures._src.fitting import sources
+from mixtures._src.fitting import checkpoints, sources
 from mixtures._src.engine import em as engine
 from mixtures._src.fitting import fit as fitting
 from mixtures._src.fitting import streaming
@@ -345,16 +345,18 @@ def _check_step_size(step_size) -> Callable:
     return step_size
 
 
-def _check_schedule_values(schedule, n_steps: int) -> None:
+def _check_schedule_values(schedule, n_steps: int) -> np.ndarray:
     """Refuses a schedule whose ρₜ, for a step t that :func:`fit_online` will take, is not in (0, 1].
 
     The compiled update clips ρₜ to [0, 1] (NaN to 0), which is right for
     :func:`online_em` under ``jax.jit``; :func:`fit_online` knows its steps
     0 … n_steps − 1 in advance and evaluates the schedule on all of them
     at once (one small compiled program), so that such a value is an error
-    naming the step instead of a silent clip.
+    naming the step instead of a silent clip. Returns the values, as the
+    schedule gives them.
     """
-    values = np.asarray(jax.jit(jax.vmap(schedule))(jnp.arange(n_steps, dtype=jnp.int32)), np.float64)
+    given = _schedule_values(schedule, n_steps)
+    values = given.astype(np.float64)
     bad = np.flatnonzero(~((values > 0) & (values <= 1)))
     if len(bad):
         t = int(bad[0])
@@ -362,6 +364,7 @@ def _check_schedule_values(schedule, n_steps: int) -> None:
             f"`step_size` must give step sizes in (0, 1] at every step; the schedule gives {values[t]} at step "
             f"{t} (of the {n_steps} steps this fit takes: n_epochs × batches)."
         )
+    return given
 
 
 def _refuse_gradient_family(family, name: str) -> None:
@@ -570,6 +573,8 @@ def fit_online(
     update_weights: bool = True,
     chunk_size: int | None = None,
     prior=None,
+    checkpoint=None,
+    checkpoint_every: int = 10,
 ) -> OnlineResult:
     """Fits a K-component mixture by online EM, one pass (or ``n_epochs``) over batches of the data.
 
@@ -627,6 +632,29 @@ def fit_online(
       update_weights: if False the mixing weights keep their initial values.
       chunk_size: rows per block inside a batch (memory O(chunk_size × K × D)).
       prior: must be None (see above).
+      checkpoint: optional file path: the online state and the history are
+        saved there every ``checkpoint_every`` batches and after the last,
+        atomically (a NumPy ``.npz`` archive). If the file exists and holds
+        the checkpoint of the same fit (same batches, in the same order and
+        boundaries, with the same weights; same family, K, key or warm
+        start, ``n_init``, ``n_epochs``, step sizes at every step,
+        ``averaging_start``, ``update_weights``, chunk size,
+        ``init_sample_size`` and ``init_max_iter``), the fit resumes from
+        it without the initial fit on the sample: the batches already
+        consumed are read (and validated) but not used again, across
+        epochs, and the fit ends where an uninterrupted fit ends, to the
+        last bit; a finished fit's checkpoint returns its result after the
+        validating pass alone. The batches are identified by a SHA-256
+        digest taken during that validating pass (no extra pass; only when
+        ``checkpoint`` is given). A file that is not such a checkpoint is
+        refused (``ValueError``) and left as it is. One process only.
+      checkpoint_every: batches (updates) between checkpoints (default 10).
+
+    Interrupting:
+      The host regains control between batches, so Ctrl-C
+      (``KeyboardInterrupt``) stops the fit within a batch, with a note on
+      the exception saying how many batches were used and which the
+      checkpoint holds.
 
     Returns:
       An :class:`OnlineResult`.
@@ -659,39 +687,110 @@ def fit_online(
             "a number of rows, which a stream does not fix); use mx.fit_stream for MAP-EM."
         )
     config = _configure(step_size, averaging_start, update_weights, chunk_size)
+    checkpoint, checkpoint_every = checkpoints.check_checkpoint(checkpoint, checkpoint_every)
     warm = isinstance(init, Mixture)
     if warm:
         _refuse_gradient_family(init.family, "init.family")
     source, seen, key, positive_in_sample = streaming.scan_for_fit(
         batches, family, k, init=init, n_init=n_init, key=key, batch_size=batch_size,
-        sample_weight=sample_weight, sample_size=sample_size,
+        sample_weight=sample_weight, sample_size=sample_size, digest=checkpoint is not None,
     )
     d = seen.n_features
     dtype = seen.sample.dtype
     rows = seen.max_rows
-    if warm:
-        start = fitting._check_warm_start(init, family, k, d, dtype)
+    n_batches = seen.n_batches
+    total = n_epochs * n_batches
+    start = fitting._check_warm_start(init, family, k, d, dtype) if warm else None
+    steps = None  # the step sizes of every step this fit can take, when computed
     if step_size is None:
         config = dataclasses.replace(config, schedule=_PolynomialDecay(0.6, positive_in_sample / rows))
     elif not isinstance(config.schedule, _Constant):
-        _check_schedule_values(config.schedule, n_epochs * seen.n_batches)
-    # Everything is valid: only now are the fit's programs compiled.
-    if not warm:
-        start = fitting.fit(
-            seen.sample, family, k, key=key, init=init, n_init=n_init, max_iter=init_max_iter,
-            sample_weight=seen.sample_weights, update_weights=update_weights, chunk_size=chunk_size,
-        ).mixture
+        steps = _check_schedule_values(config.schedule, total)
+    host = seen.sample, seen.sample_weights
+    sample = checks.to_device(seen.sample)
     sample_weights = None if seen.sample_weights is None else checks.to_device(seen.sample_weights, dtype)
-    state = initial = _init(config, start, checks.to_device(seen.sample), sample_weights)
-    history = []
-    for _ in range(n_epochs):
-        for batch in source.batches():
-            x, w = sources.padded(batch, rows, source.name)
-            previous = state
-            state = _update(config, previous, jax.device_put(x), jax.device_put(w))
-            # The next batch is read while this one is computed, and no further: waiting for the
-            # previous update keeps memory one batch ahead; its estimate is kept as a Python float.
-            if previous is not initial:
-                history.append(float(previous.log_likelihood))
-    history.append(float(state.log_likelihood))
+
+    def begin():
+        """The start: mx.fit on the sample (unless warm), and the sample's statistics under it."""
+        mixture = start
+        if not warm:
+            mixture = fitting.fit(
+                host[0], family, k, key=key, init=init, n_init=n_init, max_iter=init_max_iter,
+                sample_weight=host[1], update_weights=update_weights, chunk_size=chunk_size,
+            ).mixture
+        return _init(config, mixture, sample, sample_weights)
+
+    saving = None
+    if checkpoint is not None:
+        # Everything the result depends on: the batches through the first pass's digest, the step
+        # sizes through their values at every step this fit can take (a schedule has no stable name).
+        identity = checkpoints.fingerprint(
+            "fit_online", repr(family), k, n_init, start if warm else init, key, n_epochs,
+            _schedule_values(config.schedule, total) if steps is None else steps, config.averaging_start,
+            update_weights, chunk_size, init_max_iter, sample_size, rows, seen.digest,
+        )
+        saving = checkpoints.Checkpoint(
+            checkpoint, checkpoint_every, identity,
+            lambda: _state_shapes(
+                begin, config, sample, sample_weights, family=family, k=k, init=None if warm else init, key=key
+            ),
+        )
+    del seen
+    # Everything is valid: only now are the fit's programs compiled.
+    state, history, done = _resume(saving, begin)
+    pending = False  # whether the state's estimate is still to be added to the history
+    try:
+        for epoch in range(done // n_batches, n_epochs):
+            for i, batch in enumerate(source.batches()):
+                if epoch * n_batches + i < done:
+                    continue  # consumed before the checkpoint: read (and validated), not used again
+                x, w = sources.padded(batch, rows, source.name)
+                previous = state
+                state = _update(config, previous, jax.device_put(x), jax.device_put(w))
+                # The next batch is read while this one is computed, and no further: waiting for the
+                # previous update keeps memory one batch ahead; its estimate is kept as a Python float.
+                if pending:
+                    history.append(float(previous.log_likelihood))
+                pending = True
+                done += 1
+                if saving is not None and (saving.due(done) or done == total):
+                    history.append(float(state.log_likelihood))
+                    pending = False
+                    saving.save(state, np.asarray(history), done, done < total)
+    except KeyboardInterrupt as interrupt:
+        where = f" {saving.holds('batch')}" if saving is not None else ""
+        interrupt.add_note(
+            f"mixtures.online.fit_online was interrupted after {done} of {total} batches ({n_epochs} epochs of "
+            f"{n_batches}).{where}"
+        )
+        raise
+    if pending:
+        history.append(float(state.log_likelihood))
     return OnlineResult(state.mixture, state.averaged, state.log_likelihood, np.asarray(history), int(state.step), state)
+
+
+def _resume(saving, begin):
+    """``(state, history, done)``: from the checkpoint when it holds one, else the start and no batch done."""
+    saved = None if saving is None else saving.load()
+    if saved is None:
+        return begin(), [], 0
+    state, history, done, _ = saved
+    return jax.tree.map(checks.to_device, state), [float(v) for v in history], done
+
+
+def _state_shapes(begin, config, sample, sample_weights, *, family, k, init, key):
+    """The shapes of ``begin()``'s state without fitting the sample: mx.fit's mixture has its start's layout."""
+    if init is None:  # a warm start: begin() only takes the sample's statistics
+        return jax.eval_shape(begin)
+
+    def traced():
+        rows = Rows(sample, sample_weights)
+        mixture = fitting.start_restart(family, k, init, key, rows, EMOptions(chunk_size=config.chunk_size or 1024))
+        return _init(config, mixture, sample, sample_weights)
+
+    return jax.eval_shape(traced)
+
+
+def _schedule_values(schedule, n_steps: int) -> np.ndarray:
+    """The step sizes ρ₀ … ρ_{n_steps−1} as the schedule gives them (one small compiled program)."""
+    return np.asarray(jax.jit(jax.vmap(schedule))(jnp.arange(n_steps, dtype=jnp.int32)))

@@ -119,7 +119,7 @@ def run(
             if checkpoint is not None and (checkpoint.due(first) or not going):
                 checkpoint.save(states, np.concatenate(parts, axis=-1), first, going)
     except KeyboardInterrupt as interrupt:
-        where = f" The checkpoint {checkpoint.name} holds iteration {checkpoint.saved_at}." if checkpoint else ""
+        where = f" {checkpoint.holds('iteration')}" if checkpoint else ""
         interrupt.add_note(f"{what} was interrupted after {first} of at most {max_iter} EM iterations.{where}")
         raise
     history = np.concatenate(parts, axis=-1) if parts else None

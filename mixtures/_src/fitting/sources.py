@@ -13,6 +13,7 @@ the process's resident memory: memory stays flat however large the file.
 
 from __future__ import annotations
 
+import hashlib
 import mmap
 import os
 import types
@@ -199,6 +200,9 @@ class Scan(NamedTuple):
       sample: (S, D) rows drawn uniformly without replacement, S = min(N,
         sample size), in stream order; all rows, in order, when N ≤ the sample size.
       sample_weights: (S,) their weights, or None when no batch had weights.
+      digest: with ``digest=True``, the SHA-256 hex digest of every batch in
+        order (its rows' and weights' dtype, shape and bytes, as validated:
+        batch boundaries count); else None.
     """
 
     n_rows: int
@@ -209,9 +213,10 @@ class Scan(NamedTuple):
     n_batches: int
     sample: np.ndarray
     sample_weights: np.ndarray | None
+    digest: str | None = None
 
 
-def scan(source: Source, sample_size: int, seed) -> Scan:
+def scan(source: Source, sample_size: int, seed, digest: bool = False) -> Scan:
     """One pass over ``source``: validates every batch, counts rows and draws a reservoir sample.
 
     The sample is Vitter's reservoir sampling (algorithm R) over the rows
@@ -222,6 +227,8 @@ def scan(source: Source, sample_size: int, seed) -> Scan:
       source: a :class:`Source`.
       sample_size: the sample's size bound S.
       seed: anything ``numpy.random.default_rng`` accepts.
+      digest: also hash every batch (for a checkpoint's fingerprint), in
+        this same pass: the data is not read again for it.
 
     Returns:
       A :class:`Scan`.
@@ -238,8 +245,11 @@ def scan(source: Source, sample_size: int, seed) -> Scan:
     n = n_positive = max_rows = n_batches = 0
     total = 0.0
     has_weights = False
+    hashed = hashlib.sha256() if digest else None
     for batch in source.batches():
         b = batch.x.shape[0]
+        if hashed is not None:
+            _hash_batch(hashed, batch)
         w = np.ones(b, batch.x.dtype) if batch.weights is None else batch.weights
         has_weights |= batch.weights is not None
         if sample is None:
@@ -269,7 +279,21 @@ def scan(source: Source, sample_size: int, seed) -> Scan:
     if n_positive == 0:
         raise ValueError(f"`{source.name}` must have at least one row of positive `sample_weight`; all are zero.")
     source.n_features = sample.shape[1]  # later passes hold every batch to it
-    return Scan(n, sample.shape[1], n_positive, total, max_rows, n_batches, sample, weights if has_weights else None)
+    return Scan(
+        n, sample.shape[1], n_positive, total, max_rows, n_batches, sample, weights if has_weights else None,
+        None if hashed is None else hashed.hexdigest(),
+    )
+
+
+def _hash_batch(hashed, batch: Batch) -> None:
+    """Adds a batch's rows and weights (dtype, shape, bytes; "none" for no weights) to ``hashed``."""
+    for a in (batch.x, batch.weights):
+        if a is None:
+            hashed.update(b"none;")
+            continue
+        a = np.ascontiguousarray(a)
+        hashed.update(f"{a.dtype.str}{a.shape};".encode())
+        hashed.update(memoryview(a).cast("B"))
 
 
 def padded(batch: Batch, rows: int, name: str = "batches") -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from mixtures._src.core import checks
 from mixtures._src.core import blocks
-from mixtures._src.fitting import sources
+from mixtures._src.fitting import checkpoints, segments, sources
 from mixtures._src.engine import em as engine
 from mixtures._src.fitting import fit as fitting
 from mixtures._src.core.progress import Progress
@@ -54,6 +54,8 @@ def fit_stream(
     prior=None,
     chunk_size: int | None = None,
     callback=None,
+    checkpoint=None,
+    checkpoint_every: int = 10,
 ) -> engine.FitResult:
     """Fits a K-component mixture by exact EM, reading the data in batches on every iteration.
 
@@ -109,10 +111,33 @@ def fit_stream(
       chunk_size: rows per block inside a batch (memory O(chunk_size × K ×
         D)); default chosen from K, R and D.
       callback: optional callable, called after every EM iteration of every
-        restart with a :class:`~mixtures.Progress`.
+        restart with a :class:`~mixtures.Progress`. An exception it raises
+        stops the fit and is raised by ``fit_stream`` as it was.
+      checkpoint: optional file path: the state of every restart is saved
+        there every ``checkpoint_every`` EM iterations (passes over the
+        batches) and when the fit ends, atomically (a NumPy ``.npz``
+        archive). If the file exists and holds the checkpoint of the same
+        fit (same batches, in the same order and boundaries, with the same
+        weights; same family, K, key or warm start, ``n_init``, options,
+        ``tol``, ``max_iter``, prior, ``init_sample_size`` and chunk size),
+        the fit resumes from it and ends where an uninterrupted fit ends, to
+        the last bit; a finished fit's checkpoint returns its result after
+        the validating pass alone. The batches are identified by a SHA-256
+        digest taken during that validating pass (no extra pass; only when
+        ``checkpoint`` is given). A file that is not such a checkpoint is
+        refused (``ValueError``) and left as it is. One process only.
+      checkpoint_every: EM iterations between checkpoints (default 10).
+
+    Interrupting:
+      The host regains control between batches, so Ctrl-C
+      (``KeyboardInterrupt``) stops the fit within a batch, with a note on
+      the exception saying how many EM iterations ran and which iteration
+      the checkpoint holds.
 
     Returns:
-      A :class:`~mixtures.FitResult`, as :func:`mixtures.fit` returns.
+      A :class:`~mixtures.FitResult`, as :func:`mixtures.fit` returns; its
+      ``history`` holds the chosen restart's ``n_iter`` values (memory grows
+      with the iterations run, not with ``max_iter``).
 
     Raises:
       TypeError, ValueError: for invalid arguments or data, naming them (a
@@ -147,10 +172,11 @@ def fit_stream(
         raise TypeError(f"`update_weights` must be True or False; received {update_weights!r}.")
     if callback is not None and not callable(callback):
         raise TypeError(f"`callback` must be callable or None; received {callback!r}.")
+    checkpoint, checkpoint_every = checkpoints.check_checkpoint(checkpoint, checkpoint_every)
     warm = isinstance(init, Mixture)
     source, seen, key, _ = scan_for_fit(
         batches, family, k, init=init, n_init=n_init, key=key, batch_size=batch_size,
-        sample_weight=sample_weight, sample_size=sample_size,
+        sample_weight=sample_weight, sample_size=sample_size, digest=checkpoint is not None,
     )
     n, d = seen.n_rows, seen.n_features
     dtype = seen.sample.dtype
@@ -171,18 +197,21 @@ def fit_stream(
         itemsize=np.dtype(dtype).itemsize,
     )
     options = EMOptions(chunk_size=chunk, hard=assignment == "hard", update_weights=update_weights)
-    if warm:
-        mixtures = jax.tree.map(lambda a: a[None], start)
-    else:
-        keys = jax.random.split(key, n_init)
-        mixtures = _initial(keys, sample, sample_weights, family=family, k=k, method=init, options=options)
     rows = seen.max_rows
     total = checks.to_device(seen.total_weight * scale if seen.sample_weights is not None else float(n), dtype)
-    del seen, sample, sample_weights  # the initialisation sample is not needed any more
-    zero = _zero_sums(mixtures, rows, d, dtype, options)
+    digest = seen.digest
+    # The initialisation sample, until the restarts start from it (not at all when a checkpoint resumes).
+    initial = {"x": sample, "weights": sample_weights}
+    del seen, sample, sample_weights
+    zeros = []
+
+    def zero_sums(mixtures):
+        if not zeros:
+            zeros.append(_zero_sums(mixtures, rows, d, dtype, options))
+        return zeros[0]
 
     def one_pass(mixtures):
-        sums = zero
+        sums = zero_sums(mixtures)
         count = 0
         for batch in source.batches():
             x, w = sources.padded(batch, rows, source.name)
@@ -202,64 +231,90 @@ def fit_stream(
         return sums
 
     r = n_init
-    state = _State(
-        mixtures=mixtures,
-        previous=np.full(r, -np.inf, dtype),
-        history=np.full((r, max_iter), np.nan, dtype),
-        n_iter=np.zeros(r, np.int32),
-        converged=np.zeros(r, bool),
-        collapsed=np.zeros((r, k), bool),
-    )
     tol = checks.to_device(tol, dtype)
-    active = np.ones(r, bool)
-    for i in range(max_iter):
+    host_tol = np.asarray(tol)
+
+    def begin():
+        if warm:
+            mixtures = jax.tree.map(lambda a: a[None], start)
+        else:
+            keys = jax.random.split(key, n_init)
+            x, w = initial["x"], initial["weights"]
+            mixtures = _initial(keys, x, w, family=family, k=k, method=init, options=options)
+        return _begin(mixtures)
+
+    def start_and_let_go():  # called at most once, after any look at the shapes: the sample goes with it
+        state = begin()
+        initial.clear()
+        return state
+
+    def advance(state, first, until):
+        # One EM iteration (one pass over the batches) per call, fewer than `until - first` as fit's
+        # segments stop short when every restart has converged: Ctrl-C and checkpoints act between passes.
+        del until
+        active = ~np.asarray(state.converged)
         sums = one_pass(state.mixtures)
         new, ll, refused = _step(state.mixtures, sums, total, update_weights, prior)
         ll, refused = np.asarray(ll), np.asarray(refused)
-        mask = jax.device_put(active)
-        mixtures = _select(mask, new, state.mixtures)
-        now = active & np.asarray(engine.has_converged(ll, state.previous, np.asarray(tol)))  # fit's own test
-        history = state.history.copy()
-        history[active, i] = ll[active]
-        state = _State(
+        mixtures = _select(jax.device_put(active), new, state.mixtures)
+        now = active & np.asarray(engine.has_converged(ll, np.asarray(state.previous), host_tol))  # fit's own test
+        state = _Loop(
             mixtures=mixtures,
             previous=np.where(active, ll, state.previous),
-            history=history,
-            n_iter=state.n_iter + active,
-            converged=state.converged | now,
-            collapsed=state.collapsed | (refused & active[:, None]),
+            n_iter=np.asarray(state.n_iter) + active,
+            converged=np.asarray(state.converged) | now,
+            collapsed=np.asarray(state.collapsed) | (refused & active[:, None]),
+            final=state.final,
         )
         if callback is not None:
             for j in np.flatnonzero(active):
-                callback(Progress(int(j), i + 1, float(ll[j])))
-        active = active & ~now
-        if not active.any():
-            break
-    final = _final(state.mixtures, one_pass(state.mixtures), total, prior)
-    n_collapsed = np.sum(state.collapsed, axis=1, dtype=np.int32)
+                callback(Progress(int(j), first + 1, float(ll[j])))
+        going = bool(np.any(active & ~now)) and first + 1 < max_iter
+        if not going:  # the final log-likelihood, in the state, so that a finished checkpoint holds it
+            state = state._replace(final=np.asarray(_final(mixtures, one_pass(mixtures), total, prior)))
+        history = np.where(active, ll, np.nan).astype(dtype)[:, None]
+        return state, history, np.asarray(going), np.asarray(first + 1)
+
+    saving = None
+    if checkpoint is not None:
+        # Everything the result depends on (the batches through the first pass's digest); not the
+        # callback, which only watches.
+        identity = checkpoints.fingerprint(
+            "fit_stream", repr(family), k, n_init, start if warm else init, None if warm else key, repr(options),
+            tol, max_iter, prior, digest, rows, sample_size, scale,
+        )
+        saving = checkpoints.Checkpoint(checkpoint, checkpoint_every, identity, lambda: jax.eval_shape(begin))
+    state, history = segments.run(start_and_let_go, advance, max_iter=max_iter, checkpoint=saving, what="mx.fit_stream")
+    n_iter, converged = np.asarray(state.n_iter), np.asarray(state.converged)
+    n_collapsed = np.sum(np.asarray(state.collapsed), axis=1, dtype=np.int32)
     results = engine.FitResult(
         mixture=state.mixtures,
-        log_likelihood=final,
-        history=state.history,
-        n_iter=state.n_iter,
-        converged=state.converged,
-        all_log_likelihoods=final,
-        all_n_iter=state.n_iter,
-        all_converged=state.converged,
+        log_likelihood=state.final,
+        history=np.zeros((r, 0), dtype),  # the host history is added to the chosen restart below
+        n_iter=n_iter,
+        converged=converged,
+        all_log_likelihoods=state.final,
+        all_n_iter=n_iter,
+        all_converged=converged,
         n_collapsed=n_collapsed,
         all_n_collapsed=n_collapsed,
     )
-    return _best(jax.tree.map(checks.to_device, results))
+    result, best = _best(jax.tree.map(checks.to_device, results))
+    return fitting.with_history(result, history, best)
 
 
-def scan_for_fit(batches, family, k: int, *, init, n_init: int, key, batch_size, sample_weight, sample_size: int):
+def scan_for_fit(
+    batches, family, k: int, *, init, n_init: int, key, batch_size, sample_weight, sample_size: int,
+    digest: bool = False,
+):
     """The host-side start of a fit over a source: checks ``init`` and ``key``, scans once, checks K.
 
     Shared by :func:`fit_stream` and :func:`mixtures.online.fit_online`. The
     scan validates every batch and draws the initialisation sample, seeded by
     ``key`` (seed 0 without one); K must not exceed the rows, the rows of
     positive weight, or (unless ``init`` is a Mixture) the sample's rows of
-    positive weight. Nothing is compiled.
+    positive weight. With ``digest`` it also hashes every batch, for a
+    checkpoint's fingerprint (``scan.digest``). Nothing is compiled.
 
     Returns:
       ``(source, scan, key, positive_in_sample)``: the :class:`~mixtures._sources.Source`,
@@ -276,7 +331,7 @@ def scan_for_fit(batches, family, k: int, *, init, n_init: int, key, batch_size,
         raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")
     seed = 0 if key is None else np.asarray(jax.random.key_data(checks.prng_key(key))).ravel()
     source = sources.as_source(batches, family, batch_size=batch_size, sample_weight=sample_weight)
-    seen = sources.scan(source, sample_size, seed)
+    seen = sources.scan(source, sample_size, seed, digest=digest)
     if k > seen.n_rows:
         raise ValueError(f"`n_components` ({k}) must be at most the number of samples N ({seen.n_rows}).")
     checks.components_within_rows(k, seen.n_positive)
@@ -290,15 +345,33 @@ def scan_for_fit(batches, family, k: int, *, init, n_init: int, key, batch_size,
     return source, seen, key, in_sample
 
 
-class _State(NamedTuple):
-    """The host loop's state: the restarts' mixtures (stacked) and their monitoring arrays."""
+class _Loop(NamedTuple):
+    """The EM loop's state, what a checkpoint holds: the restarts' mixtures (stacked) and their monitoring arrays.
+
+    A restart is still iterating while it has not converged. ``final`` is
+    NaN until the loop ends, then each restart's final log-likelihood.
+    """
 
     mixtures: Mixture
     previous: np.ndarray
-    history: np.ndarray
     n_iter: np.ndarray
     converged: np.ndarray
     collapsed: np.ndarray
+    final: np.ndarray
+
+
+@jax.jit
+def _begin(mixtures) -> _Loop:
+    r, k = mixtures.weights.shape
+    dtype = mixtures.weights.dtype
+    return _Loop(
+        mixtures=mixtures,
+        previous=jnp.full((r,), -jnp.inf, dtype),
+        n_iter=jnp.zeros((r,), jnp.int32),
+        converged=jnp.zeros((r,), bool),
+        collapsed=jnp.zeros((r, k), bool),
+        final=jnp.full((r,), jnp.nan, dtype),
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("family", "k", "method", "options"))
@@ -346,4 +419,4 @@ def _final(mixtures, sums, total, prior):
     return jax.vmap(lambda m, s: engine._objective(m, s.log_likelihood, prior) / total)(mixtures, sums)
 
 
-_best = jax.jit(fitting.best_restart)
+_best = jax.jit(fitting.best_restart_and_index)
