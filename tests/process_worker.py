@@ -8,6 +8,8 @@ rows 0..499) and calls ``mx.fit`` on a ``jax.Array`` made from them with
 
 - ``fit``: prints the fitted mixture, history, n_iter and convergence flag.
 - ``bad-rows``: process 1's rows hold a NaN; prints the error each process raised.
+- ``host-only``: ``mx.select``, ``mx.fit_stream``, ``fit_online`` and
+  ``Mixture.log_prob`` on the split array; prints the error each raised.
 - ``dies``: prints ``fitting`` and fits for a long time (``tol=0``); the test
   kills process 1, and process 0 prints the error it raised and how long after
   the kill (the test's clock) it came.
@@ -85,6 +87,24 @@ def main() -> None:
     kwargs = dict(sample_weight=weights, n_init=2, tol=1e-8)
     if case == "dies":
         kwargs.update(tol=0.0, max_iter=10**6, n_init=1)
+    if case == "host-only":
+        from mixtures.online import fit_online
+
+        family = mx.Gaussian("full")
+        mixture = mx.Mixture(np.full(3, 1 / 3), family.make_params(x[:3], np.stack([np.eye(3)] * 3)), family)
+        calls = {
+            "select": lambda: mx.select(spread, family, [2, 3], key=jax.random.key(3)),
+            "fit_stream": lambda: mx.fit_stream(spread, family, 3, key=jax.random.key(3)),
+            "fit_online": lambda: fit_online(spread, family, 3, key=jax.random.key(3)),
+            "log_prob": lambda: mixture.log_prob(spread),
+        }
+        for name, call in calls.items():
+            try:
+                call()
+                say(process=process, event="returned", call=name)
+            except Exception as err:  # noqa: BLE001 - reported to the test
+                say(process=process, event="raised", call=name, type=type(err).__name__, message=str(err))
+        return
     say(process=process, event="fitting")
     try:
         result = mx.fit(spread, mx.Gaussian("full"), 3, key=jax.random.key(3), **kwargs)

@@ -215,6 +215,17 @@ def test_rows_refused_in_one_process_make_every_process_raise(tmp_path):
 
 
 @pytest.mark.slow
+def test_functions_that_read_rows_on_the_host_refuse_split_data_in_every_process(tmp_path):
+    procs = _two_processes("host-only", tmp_path)
+    events = _finish(procs)
+    for process, got in enumerate(events):
+        assert [(e["call"], e["event"], e["type"]) for e in got] == [
+            (call, "raised", "ValueError") for call in ("select", "fit_stream", "fit_online", "log_prob")
+        ], got
+        for e in got:
+            assert "is a jax.Array split over 2 processes" in e["message"] and "mx.fit fits such arrays" in e["message"]
+
+
 def test_a_process_that_dies_makes_the_other_fail_instead_of_waiting(tmp_path):
     procs = _two_processes("dies", tmp_path)
     deadline = time.monotonic() + HANG_S

@@ -70,6 +70,7 @@ def as_host_data(x, name: str = "x", n_features: int | None = None) -> np.ndarra
       ValueError: `batches[2]` must contain only finite values in float32; received nan at row 0, column 1.
     """
     if isinstance(x, jax.Array):
+        held_here(x, name)
         arr = x
     else:
         try:
@@ -92,6 +93,22 @@ def as_host_data(x, name: str = "x", n_features: int | None = None) -> np.ndarra
             + (" (too large for float32: enable JAX's x64 mode for float64)." if np.isfinite(values[bad[0], bad[1]]) else ".")
         )
     return converted
+
+
+def held_here(x, name: str) -> None:
+    """Refuses a ``jax.Array`` whose rows no single process holds (split over ``jax.distributed`` processes).
+
+    Every front end but :func:`mixtures.fit` reads its data on the host;
+    each process raises this at once, before anything collective, so none
+    waits for another.
+    """
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        raise ValueError(
+            f"`{name}` is a jax.Array split over {jax.process_count()} processes (jax.distributed), and this "
+            "function reads its rows on the host, which no single process can: pass the rows this process holds, "
+            "or gather them first (jax.experimental.multihost_utils.process_allgather). mx.fit fits such arrays "
+            "as they are."
+        )
 
 
 def _check_kind_and_shape(arr, name, n_features) -> None:

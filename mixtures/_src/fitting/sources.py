@@ -144,6 +144,7 @@ def as_source(
     """
     if batch_size is not None:
         batch_size = checks.positive_int(batch_size, "batch_size")
+    checks.held_here(batches, name)
     if isinstance(batches, (str, os.PathLike)):
         path = os.fspath(batches)
         shape, dtype, offset = _npy_layout(path, name)
