@@ -666,9 +666,10 @@ def history(result, *, ax=None, **kwargs):
     ``result`` may be
 
     - a :class:`~mixtures.FitResult`: its ``history``, the best restart's
-      (NaN-padded; only the iterations run are drawn);
-    - an array of one history (T,) or of one per restart (R, T),
-      NaN-padded like ``FitResult.history``: one line per row;
+      (one value per iteration run; NaN values, as in the history of
+      :func:`mixtures.engine.fit_loop`, are not drawn);
+    - an array of one history (T,) or of one per restart (R, T), NaN after
+      a shorter restart's last iteration: one line per row;
     - a sequence of :class:`~mixtures.Progress` reports, as collected by
       ``mx.fit(..., callback=reports.append)``: one line per restart, with
       every restart's iterations (``FitResult`` keeps only the best one's).

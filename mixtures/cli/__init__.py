@@ -20,7 +20,10 @@ the family registry, in :mod:`~mixtures.cli.families`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 
 from mixtures.cli import demo, fit, info, predict
 from mixtures.cli.data import Data, read_data
@@ -72,6 +75,28 @@ def main(argv=None) -> int:
     disable_xla_cpu_fusion(strict=False)  # the measured faster setting; in-process callers keep theirs
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
+    with _interrupts_noted():
+        return _run(argv, debug)
+
+
+@contextlib.contextmanager
+def _interrupts_noted():
+    """Ctrl-C raises as usual, and is also noted, so a fit honours one that Python dropped (in a GC callback)."""
+    from mixtures._src.fitting import segments
+
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    signal.signal(signal.SIGINT, segments.handle_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _run(argv, debug: bool) -> int:
     try:
         args = _build_parser().parse_args(argv)
         return args.run(args)

@@ -47,7 +47,10 @@ def run(args) -> int:
     bounded(args.seed, "--seed", 0, 2**63 - 1, "the key jax.random.key(SEED) takes a 64-bit seed")
     if not (math.isfinite(args.tol) and args.tol >= 0):
         raise CommandError(f"--tol must be a non-negative number; received {args.tol}.")
-    positive(args.checkpoint_every, "--checkpoint-every")
+    if args.checkpoint_every is not None:
+        positive(args.checkpoint_every, "--checkpoint-every")
+        if args.checkpoint is None:
+            raise CommandError("--checkpoint-every needs --checkpoint FILE.")
     if args.checkpoint is not None:
         if auto:
             raise CommandError("--checkpoint needs a given number of components (-k K); -k auto is not resumable.")
@@ -90,15 +93,17 @@ def run(args) -> int:
         else:
             delay = 0.0 if args.progress else 1.0  # --progress: from the first iteration
             reporter = ProgressReporter(args.max_iter, restarts, delay=delay) if progress else None
+            finished = False
             try:
                 result = mx.fit(
                     x, family, args.components, key=key, n_init=restarts, init=args.init,
                     max_iter=args.max_iter, tol=args.tol, callback=reporter, checkpoint=args.checkpoint,
                     checkpoint_every=args.checkpoint_every,
                 )
+                finished = True
             finally:
                 if reporter is not None:
-                    reporter.close()
+                    reporter.close(finished)
         mixture = result.mixture
         log_l = float(result.log_likelihood)
         dtype = np.dtype(mixture.dtype).name
@@ -180,8 +185,8 @@ def add_parser(sub, parents) -> None:
         help="with a given K: save the fit's state here every --checkpoint-every iterations; the same command "
         "run again resumes from it (Ctrl-C, a killed process) and ends as an uninterrupted run would",
     )
-    p.add_argument("--checkpoint-every", type=int, default=10, metavar="N",
-                   help="iterations between checkpoints (default 10)")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="iterations between checkpoints (default: one every 30 seconds)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
     add_family_options(p)

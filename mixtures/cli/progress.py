@@ -78,8 +78,9 @@ class ProgressReporter:
                 self.last_line = now
                 print(f"EM iteration {self.iteration}/{self.max_iter}: log-likelihood {best:.6f}", file=self.stream)
 
-    def close(self) -> None:
-        """Ends the bar at the iterations run (a converged fit stops before ``max_iter``)."""
+    def close(self, finished: bool = True) -> None:
+        """Ends the bar: at the iterations run when the fit ``finished`` (a converged fit stops before ``max_iter``), else where it stopped."""
         if self.bar is not None:
-            self.bar.total = self.bar.n
+            if finished:
+                self.bar.total = self.bar.n
             self.bar.close()

@@ -13,10 +13,12 @@ once.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import numbers
 import os
+import time
 import zipfile
 from typing import Callable
 
@@ -29,6 +31,9 @@ __all__ = ["Checkpoint", "check_checkpoint", "fingerprint"]
 
 FORMAT = 1
 _MARK = "mixtures_checkpoint"
+
+SECONDS = 30.0
+"""Without ``checkpoint_every``, a checkpoint is written when this much time has passed since the last."""
 
 
 def fingerprint(*parts) -> str:
@@ -63,14 +68,18 @@ def check_checkpoint(path, every) -> tuple:
     """Validates ``checkpoint`` and ``checkpoint_every`` before anything is compiled; returns them cleaned.
 
     ``path`` None means no checkpoint. It must be absent or a regular file
-    (see :mod:`mixtures._src.core.files`); several processes cannot share
-    one.
+    (see :mod:`mixtures._src.core.files`) in an existing directory; several
+    processes cannot share one. ``every`` None means every :data:`SECONDS`.
     """
-    every = checks.positive_int(every, "checkpoint_every")
+    if every is not None:
+        every = checks.positive_int(every, "checkpoint_every")
     if path is None:
         return None, every
     path = files.as_path(path, "checkpoint")
     files.check_output_path(path, "checkpoint")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(errno.ENOENT, "`checkpoint`: its directory does not exist", directory)
     if jax.process_count() > 1:
         raise ValueError(
             "`checkpoint` is for fits in one process; this one spans "
@@ -84,16 +93,17 @@ class Checkpoint:
 
     Args:
       path: the file (validated by :func:`check_checkpoint`).
-      every: save at least every this many iterations (and when the fit
-        ends).
+      every: save every this many iterations (and when the fit ends); None:
+        when :data:`SECONDS` have passed since the last save (or the start).
       identity: the :func:`fingerprint` of the fit's inputs.
       like: returns the shapes and dtypes of the loop's states (a pytree of
         ``jax.ShapeDtypeStruct``), called only when a file is read.
     """
 
-    def __init__(self, path, every: int, identity: str, like: Callable[[], object]):
+    def __init__(self, path, every: int | None, identity: str, like: Callable[[], object]):
         self.path, self.every, self.identity, self._like = path, every, identity, like
         self.saved_at: int | None = None
+        self._last = time.monotonic()
 
     @property
     def name(self) -> str:
@@ -112,14 +122,20 @@ class Checkpoint:
           "The checkpoint 'fit.ckpt' holds iteration 20."
         """
         if self.saved_at is None:
-            return f"The checkpoint {self.name} holds no {unit} yet (one is saved every {self.every})."
+            every = f"every {self.every}" if self.every else f"every {SECONDS:g} s"
+            return f"The checkpoint {self.name} holds no {unit} yet (one is saved {every})."
         return f"The checkpoint {self.name} holds {unit} {self.saved_at}."
 
     def next_after(self, first: int) -> int:
-        """The next iteration at which a checkpoint is due."""
+        """The next iteration at which a checkpoint is due (none when they are timed)."""
+        if self.every is None:
+            return np.iinfo(np.int64).max
         return (first // self.every + 1) * self.every
 
     def due(self, first: int) -> bool:
+        """Whether to save now, at ``first`` iterations (or updates)."""
+        if self.every is None:
+            return time.monotonic() - self._last >= SECONDS
         return first % self.every == 0
 
     def load(self):
@@ -134,18 +150,21 @@ class Checkpoint:
         except FileNotFoundError:
             return None
         refuse = f"`checkpoint`: {self.name}"
+        not_ours = f"{refuse} is not a checkpoint written by mixtures; it is left as it is: give another path or remove it."
+        if not zipfile.is_zipfile(self.path):  # an .npz archive is a zip file; anything else is not ours
+            raise ValueError(not_ours)
         try:
             with np.load(self.path, allow_pickle=False) as archive:
                 stored = {name: archive[name] for name in archive.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            raise ValueError(not_ours) from None
+        mark = stored.get(_MARK)
+        if mark is None or mark.shape != () or not np.issubdtype(mark.dtype, np.integer):
+            raise ValueError(not_ours)
+        if int(mark) != FORMAT:
             raise ValueError(
-                f"{refuse} is not a checkpoint written by mixtures ({error}); it is left as it is: "
-                "give another path or remove it."
-            ) from None
-        if stored.get(_MARK, np.zeros(())).shape != () or int(stored.get(_MARK, -1)) != FORMAT:
-            raise ValueError(
-                f"{refuse} is not a checkpoint written by this version of mixtures; it is left as it is: "
-                "give another path or remove it."
+                f"{refuse} is a checkpoint of format {int(mark)}, and this version of mixtures reads format "
+                f"{FORMAT}; it is left as it is: give another path or remove it."
             )
         if str(stored.get("fingerprint", "")) != self.identity:
             raise ValueError(
@@ -182,3 +201,4 @@ class Checkpoint:
         np.savez(buffer, **contents)
         files.write_atomically(self.path, lambda f: f.write(buffer.getvalue()), "checkpoint")
         self.saved_at = first
+        self._last = time.monotonic()

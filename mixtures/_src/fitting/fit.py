@@ -43,7 +43,7 @@ def fit(
     callback=None,
     mesh=None,
     checkpoint=None,
-    checkpoint_every: int = 10,
+    checkpoint_every: int | None = None,
 ) -> engine.FitResult:
     """Fits a K-component mixture of ``family`` to ``x`` by EM.
 
@@ -159,7 +159,8 @@ def fit(
         on that sharding's mesh, over the axes it names; an ``x`` split along
         its features is refused. See "Across devices" above.
       checkpoint: optional file path: the state of every restart is saved
-        there every ``checkpoint_every`` iterations and when the fit ends,
+        there every ``checkpoint_every`` iterations (by default every 30
+        seconds) and when the fit ends,
         atomically (a NumPy ``.npz`` archive). If the file exists and holds
         the checkpoint of the same fit (same data, weights, labels, family,
         K, key or warm start, options, ``tol``, ``max_iter`` and prior), the
@@ -167,7 +168,10 @@ def fit(
         last bit; a finished fit's checkpoint returns its result at once.
         A file that is not such a checkpoint is refused (``ValueError``) and
         left as it is. One process only.
-      checkpoint_every: iterations between checkpoints (default 10).
+      checkpoint_every: iterations between checkpoints; by default one is
+        written when 30 seconds have passed since the last. Each writes the
+        state and the history so far (and ends a segment): every few
+        iterations of a fast fit slows it several times.
 
     Interrupting:
       The EM iterations run as a sequence of compiled calls, each sized to
@@ -337,10 +341,16 @@ def run(begin, advance, finish, *, max_iter, receiver=np.int32(0), checkpoint=No
     ``advance`` takes the receiver from its closure; ``finish(states)``
     returns the best restart's result and its index.
     """
-    states, history = segments.run(
-        begin, advance, max_iter=max_iter, receiver=receiver, checkpoint=checkpoint, what="mx.fit"
-    )
-    result, best = finish(states)
+    with segments.interrupts_deferred():
+        states, history = segments.run(
+            begin, advance, max_iter=max_iter, receiver=receiver, checkpoint=checkpoint, what="mx.fit"
+        )
+        result, best = finish(states)
+        try:
+            segments.raise_if_interrupted()
+        except KeyboardInterrupt as interrupt:
+            interrupt.add_note(f"mx.fit was interrupted after its last EM iteration ({history.shape[-1]}).")
+            raise
     return with_history(result, history, best)
 
 

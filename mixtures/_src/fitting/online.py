@@ -59,7 +59,7 @@ import numpy as np
 
 from mixtures._src.core import checks
 from mixtures._src.core import blocks
-from mixtures._src.fitting import checkpoints, sources
+from mixtures._src.fitting import checkpoints, segments, sources
 from mixtures._src.engine import em as engine
 from mixtures._src.fitting import fit as fitting
 from mixtures._src.fitting import streaming
@@ -574,7 +574,7 @@ def fit_online(
     chunk_size: int | None = None,
     prior=None,
     checkpoint=None,
-    checkpoint_every: int = 10,
+    checkpoint_every: int | None = None,
 ) -> OnlineResult:
     """Fits a K-component mixture by online EM, one pass (or ``n_epochs``) over batches of the data.
 
@@ -648,7 +648,8 @@ def fit_online(
         digest taken during that validating pass (no extra pass; only when
         ``checkpoint`` is given). A file that is not such a checkpoint is
         refused (``ValueError``) and left as it is. One process only.
-      checkpoint_every: batches (updates) between checkpoints (default 10).
+      checkpoint_every: batches (updates) between checkpoints; by default
+        one is written when 30 seconds have passed since the last.
 
     Interrupting:
       The host regains control between batches, so Ctrl-C
@@ -739,31 +740,33 @@ def fit_online(
     # Everything is valid: only now are the fit's programs compiled.
     state, history, done = _resume(saving, begin)
     pending = False  # whether the state's estimate is still to be added to the history
-    try:
-        for epoch in range(done // n_batches, n_epochs):
-            for i, batch in enumerate(source.batches()):
-                if epoch * n_batches + i < done:
-                    continue  # consumed before the checkpoint: read (and validated), not used again
-                x, w = sources.padded(batch, rows, source.name)
-                previous = state
-                state = _update(config, previous, jax.device_put(x), jax.device_put(w))
-                # The next batch is read while this one is computed, and no further: waiting for the
-                # previous update keeps memory one batch ahead; its estimate is kept as a Python float.
-                if pending:
-                    history.append(float(previous.log_likelihood))
-                pending = True
-                done += 1
-                if saving is not None and (saving.due(done) or done == total):
-                    history.append(float(state.log_likelihood))
-                    pending = False
-                    saving.save(state, np.asarray(history), done, done < total)
-    except KeyboardInterrupt as interrupt:
-        where = f" {saving.holds('batch')}" if saving is not None else ""
-        interrupt.add_note(
-            f"mixtures.online.fit_online was interrupted after {done} of {total} batches ({n_epochs} epochs of "
-            f"{n_batches}).{where}"
-        )
-        raise
+    with segments.interrupts_deferred():  # Ctrl-C is raised between batches, never inside JAX
+        try:
+            for epoch in range(done // n_batches, n_epochs):
+                for i, batch in enumerate(source.batches()):
+                    segments.raise_if_interrupted()
+                    if epoch * n_batches + i < done:
+                        continue  # consumed before the checkpoint: read (and validated), not used again
+                    x, w = sources.padded(batch, rows, source.name)
+                    previous = state
+                    state = _update(config, previous, jax.device_put(x), jax.device_put(w))
+                    # The next batch is read while this one is computed, and no further: waiting for the
+                    # previous update keeps memory one batch ahead; its estimate is kept as a Python float.
+                    if pending:
+                        history.append(float(previous.log_likelihood))
+                    pending = True
+                    done += 1
+                    if saving is not None and (saving.due(done) or done == total):
+                        history.append(float(state.log_likelihood))
+                        pending = False
+                        saving.save(state, np.asarray(history), done, done < total)
+        except KeyboardInterrupt as interrupt:
+            where = f" {saving.holds('batch')}" if saving is not None else ""
+            interrupt.add_note(
+                f"mixtures.online.fit_online was interrupted after {done} of {total} batches ({n_epochs} epochs of "
+                f"{n_batches}).{where}"
+            )
+            raise
     if pending:
         history.append(float(state.log_likelihood))
     return OnlineResult(state.mixture, state.averaged, state.log_likelihood, np.asarray(history), int(state.step), state)

@@ -21,6 +21,9 @@ what an iteration computes: the result does not depend on them.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from typing import Callable
 
@@ -31,13 +34,67 @@ import numpy as np
 from mixtures._src.core import blocks, progress
 from mixtures._src.engine import em as engine
 
-__all__ = ["SECONDS", "SEGMENT", "advance_all", "run"]
+__all__ = ["SECONDS", "SEGMENT", "advance_all", "handle_interrupt", "interrupts_deferred", "raise_if_interrupted", "run"]
 
 SEGMENT = 1024
 """The most iterations in one segment: the length of a segment's history buffer."""
 
 SECONDS = 0.25
 """The wall time a segment aims at: how long a Ctrl-C may wait."""
+
+
+_requested = threading.Event()
+_deferring = [0]
+
+
+def handle_interrupt(signum, frame):
+    """A SIGINT handler: notes the request, and raises ``KeyboardInterrupt`` unless a fit defers it.
+
+    Inside :func:`interrupts_deferred` (a fit running) it only notes it:
+    raised there, the exception could land in JAX's own code, such as a
+    progress callback run on the main thread (where JAX turns it into an
+    opaque runtime error) or a compilation. The fit raises it at its next
+    segment boundary. A request noted while ``KeyboardInterrupt`` was lost
+    (Python drops exceptions raised in garbage-collection callbacks) is
+    honoured by the next fit at its start.
+    """
+    _requested.set()
+    if not _deferring[0]:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Holds Ctrl-C for :func:`raise_if_interrupted` while a fit runs (main thread, default handler only).
+
+    Takes over SIGINT when its handler is Python's default (or already
+    :func:`handle_interrupt`, which the command line installs); a handler of
+    the user's own is left alone, as is any thread but the main one.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    current = signal.getsignal(signal.SIGINT)
+    if current is not signal.default_int_handler and current is not handle_interrupt:
+        yield
+        return
+    if current is signal.default_int_handler:
+        _requested.clear()
+        signal.signal(signal.SIGINT, handle_interrupt)
+    _deferring[0] += 1
+    try:
+        yield
+    finally:
+        _deferring[0] -= 1
+        if current is signal.default_int_handler:
+            signal.signal(signal.SIGINT, current)
+
+
+def raise_if_interrupted() -> None:
+    """Raises ``KeyboardInterrupt`` if Ctrl-C was pressed since the fit began (see :func:`interrupts_deferred`)."""
+    if _requested.is_set():
+        _requested.clear()
+        raise KeyboardInterrupt
 
 
 def advance_all(states, rows, tol, options, *, prior=None, first, until, receiver=0, batched=True):
@@ -96,32 +153,45 @@ def run(
       KeyboardInterrupt: with a note saying how many iterations ran (and
         what the checkpoint holds).
     """
+    reached = [0]  # the iterations reached, for an interruption's note
+    with interrupts_deferred():
+        try:
+            return _run(start, advance, max_iter, receiver, checkpoint, reached)
+        except KeyboardInterrupt as interrupt:
+            where = f" {checkpoint.holds('iteration')}" if checkpoint else ""
+            interrupt.add_note(
+                f"{what} was interrupted after {reached[0]} of at most {max_iter} EM iterations.{where}"
+            )
+            raise
+
+
+def _run(start, advance, max_iter, receiver, checkpoint, reached):
+    """:func:`run`'s loop; ``reached[0]`` follows the iterations reached."""
+    raise_if_interrupted()
     saved = None if checkpoint is None else checkpoint.load()
     if saved is None:
         states, parts, first, going = start(), [], 0, True
     else:
         states, history, first, going = saved
         parts = [history]
+    reached[0] = first
     length = 1
-    try:
-        while going and first < max_iter:
-            until = min(first + length, max_iter)
-            if checkpoint is not None:
-                until = min(until, checkpoint.next_after(first))
-            began = time.perf_counter()
-            states, history, going, reached = advance(states, first, until)
-            going, reached = (v.item() for v in jax.device_get((going, reached)))
-            progress.raise_pending(receiver)
-            elapsed = time.perf_counter() - began
-            parts.append(np.asarray(history)[..., : reached - first])
-            length = _next_length(reached - first, elapsed)
-            first = reached
-            if checkpoint is not None and (checkpoint.due(first) or not going):
-                checkpoint.save(states, np.concatenate(parts, axis=-1), first, going)
-    except KeyboardInterrupt as interrupt:
-        where = f" {checkpoint.holds('iteration')}" if checkpoint else ""
-        interrupt.add_note(f"{what} was interrupted after {first} of at most {max_iter} EM iterations.{where}")
-        raise
+    raise_if_interrupted()
+    while going and first < max_iter:
+        until = min(first + length, max_iter)
+        if checkpoint is not None:
+            until = min(until, checkpoint.next_after(first))
+        began = time.perf_counter()
+        states, history, going, last = advance(states, first, until)
+        going, last = (v.item() for v in jax.device_get((going, last)))
+        progress.raise_pending(receiver)
+        elapsed = time.perf_counter() - began
+        parts.append(np.asarray(history)[..., : last - first])
+        length = _next_length(last - first, elapsed)
+        first = reached[0] = last
+        if checkpoint is not None and (checkpoint.due(first) or not going):
+            checkpoint.save(states, np.concatenate(parts, axis=-1), first, going)
+        raise_if_interrupted()
     history = np.concatenate(parts, axis=-1) if parts else None
     return states, history
 

@@ -106,6 +106,12 @@ def select(
       chunk_size: rows per block; by default chosen so that the batched
         (C·R, rows, K_max, D) temporaries hold about 2²⁰ elements.
 
+    Interrupting:
+      As in :func:`mixtures.fit`, the iterations run as compiled calls of
+      about a quarter of a second each: Ctrl-C raises ``KeyboardInterrupt``
+      between them, with a note saying how many iterations ran. Each
+      candidate's ``history`` holds one value per iteration it ran.
+
     Returns:
       A :class:`Selection`.
 

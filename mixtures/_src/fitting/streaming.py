@@ -55,7 +55,7 @@ def fit_stream(
     chunk_size: int | None = None,
     callback=None,
     checkpoint=None,
-    checkpoint_every: int = 10,
+    checkpoint_every: int | None = None,
 ) -> engine.FitResult:
     """Fits a K-component mixture by exact EM, reading the data in batches on every iteration.
 
@@ -126,7 +126,8 @@ def fit_stream(
         digest taken during that validating pass (no extra pass; only when
         ``checkpoint`` is given). A file that is not such a checkpoint is
         refused (``ValueError``) and left as it is. One process only.
-      checkpoint_every: EM iterations between checkpoints (default 10).
+      checkpoint_every: EM iterations between checkpoints; by default one is
+        written when 30 seconds have passed since the last.
 
     Interrupting:
       The host regains control between batches, so Ctrl-C
