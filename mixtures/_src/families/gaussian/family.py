@@ -33,7 +33,7 @@ COVARIANCE_TYPES = ("full", "diag", "spherical", "tied", "identity")
 _HI = jax.lax.Precision.HIGHEST
 # The full and tied M-steps' rounding allowance (Gaussian._rounding_allowance): ALLOWANCE·D·ε·tr(S)/N,
 # added where reg_covar·UᵀU's diagonal is below RESOLVED·ε·tr(S)/N.
-ALLOWANCE = 4
+ALLOWANCE = 16
 RESOLVED = 2.0**20
 
 
@@ -288,10 +288,13 @@ class Gaussian(domain.SquaredRealData, Family):
         later, better-resolved M-step gives: the log-likelihood then falls. Adding
         ``ALLOWANCE``·D·ε·tr(S)/N there keeps every direction at least reg_covar; later
         steps, in frames that resolve it, remove it again, so the log-likelihood rises.
-        Nothing is added with reg_covar = 0 (a singular covariance is to be refused, not
-        regularised by rounding), nor where reg_covar·UᵀU's diagonal stays above 2²⁰·ε·tr(S)/N:
-        there the rounding moves no variance by more than about 10⁻⁷ of reg_covar (so
-        float64 fits of data with variances below about 10⁹·reg_covar are unchanged).
+        The rounding measured on float32 sums of 2000 rows reached 16·ε·tr(S)/N (a component
+        shrinking onto duplicated rows; with 4·D·ε its factorisation still failed now and then,
+        a collapse float64 did not report). Nothing is added with reg_covar = 0 (a singular
+        covariance is to be refused, not regularised by rounding), nor where reg_covar·UᵀU's
+        diagonal stays above 2²⁰·ε·tr(S)/N: there rounding moves a variance by at most about
+        2⁻¹⁶ of reg_covar, and float64 fits of data whose variances stay below about
+        10⁹·reg_covar are unchanged bit for bit.
         """
         if self.reg_covar == 0:
             return jnp.zeros_like(regular)
