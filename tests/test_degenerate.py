@@ -490,3 +490,16 @@ def test_collapse_count_agrees_between_float32_and_float64_on_duplicated_rows(se
         counts[np.dtype(dtype).name] = int(result.n_collapsed)
         assert np.isfinite(float(result.log_likelihood))
     assert counts["float32"] == counts["float64"], counts
+
+
+def test_the_rounding_allowance_leaves_well_posed_float32_fits_unbiased():
+    # Every direction resolved: float32 from float64's optimum stays there. An allowance added
+    # wherever reg_covar is below float32's resolution inflated every variance by 16·D²·ε
+    # (4.9e-4 relative at D = 16).
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5000, 16)) + 6 * rng.integers(0, 3, (5000, 1))
+    f64 = mx.fit(x, mx.Gaussian(), 3, key=jax.random.key(0), tol=1e-10, max_iter=300)
+    start = jax.tree.map(lambda a: np.asarray(a, np.float32), f64.mixture)
+    f32 = mx.fit(x.astype(np.float32), mx.Gaussian(), 3, key=None, init=start, tol=0.0, max_iter=10)
+    variances = [np.einsum("kii->ki", np.asarray(r.mixture.params.covariances, np.float64)) for r in (f32, f64)]
+    np.testing.assert_allclose(variances[0], variances[1], rtol=1e-5)

@@ -31,10 +31,9 @@ __all__ = ["Gaussian", "GaussianParams", "GaussianStats"]
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied", "identity")
 _HI = jax.lax.Precision.HIGHEST
-# The full and tied M-steps' rounding allowance (Gaussian._rounding_allowance): ALLOWANCE·D·ε·tr(S)/N,
-# added where reg_covar·UᵀU's diagonal is below RESOLVED·ε·tr(S)/N.
+# The full and tied M-steps' rounding allowance (Gaussian._factor): ALLOWANCE·D·ε·tr(S)/N, added
+# where a pivot of the covariance's Cholesky factorisation is below it.
 ALLOWANCE = 16
-RESOLVED = 2.0**20
 
 
 @register_family
@@ -257,10 +256,9 @@ class Gaussian(domain.SquaredRealData, Family):
             carry = jnp.where(same[:, None, None], jnp.eye(d, dtype=u.dtype)[None], jnp.einsum("kij,jl->kil", inv, ref, precision=_HI))
             scatter = stats.second - nk[:, None, None] * o[:, :, None] * o[:, None, :]
             pooled = jnp.einsum("kji,kjl,klm->im", carry, scatter, carry, precision=_HI) / jnp.sum(nk)
-            regular = self.reg_covar * jnp.einsum("ji,jl->il", ref, ref, precision=_HI)
             size = jnp.trace(pooled) + jnp.sum(nk * jnp.sum(o * o, axis=-1)) / jnp.sum(nk)
-            pooled = pooled + regular + self._rounding_allowance(size, regular)
-            new_u = jnp.dot(ref, precision_cholesky(pooled), precision=_HI)
+            pooled = pooled + self.reg_covar * jnp.einsum("ji,jl->il", ref, ref, precision=_HI)
+            new_u = jnp.dot(ref, self._factor(pooled, size), precision=_HI)
             return GaussianParams(previous.means + offset, jnp.broadcast_to(new_u, (k, d, d)))
         # Full, in the whitened frame: C = S/N − ooᵀ + reg_covar·UᵀU is the new covariance
         # (plus reg_covar·I) seen through U; if C = L Lᵀ the new precision factor is
@@ -268,43 +266,47 @@ class Gaussian(domain.SquaredRealData, Family):
         # the one before it (see shared/JAX-CPU-NOTES.md on concurrent batched solves).
         second = stats.second / nk[:, None, None]
         cov = second - o[:, :, None] * o[:, None, :]
-        regular = self.reg_covar * jnp.einsum("kji,kjl->kil", u, u, precision=_HI)
-        cov = cov + regular + self._rounding_allowance(jnp.trace(second, axis1=-2, axis2=-1), regular)
-        inv_lt = precision_cholesky(cov)  # L⁻ᵀ, upper triangular
+        cov = cov + self.reg_covar * jnp.einsum("kji,kjl->kil", u, u, precision=_HI)
+        inv_lt = self._factor(cov, jnp.trace(second, axis1=-2, axis2=-1))  # L⁻ᵀ, upper triangular
         new_u = jnp.einsum("kij,kjl->kil", u, inv_lt, precision=_HI)
         through = jnp.einsum("kd,kde->ke", o, inv_lt, precision=_HI)  # o L⁻ᵀ
         offset = solve_triangular(new_u, through[:, :, None], trans="T", lower=False)[:, :, 0]
         return GaussianParams(previous.means + offset, new_u)
 
-    def _rounding_allowance(self, size, regular):
-        """What the full and tied M-steps add to the diagonal of a covariance formed in a whitened frame.
+    def _factor(self, cov, size):
+        """``precision_cholesky(cov)`` of a covariance formed in a whitened frame, with a rounding allowance where needed.
 
-        ``size`` is tr(S)/N of the frame's second moments (one per component, or a scalar),
-        ``regular`` the frame's reg_covar·UᵀU. The covariance S/N − ooᵀ formed there is
-        rounded by about ε·tr(S)/N in every direction; where reg_covar·UᵀU is not far
-        above that (reg_covar below ε times the variances in the frame: data on a plane
-        in float32, a first step from the initial or a warm start's frame), rounding can
-        leave a direction with variance below reg_covar, a covariance sharper than any
-        later, better-resolved M-step gives: the log-likelihood then falls. Adding
-        ``ALLOWANCE``·D·ε·tr(S)/N there keeps every direction at least reg_covar; later
-        steps, in frames that resolve it, remove it again, so the log-likelihood rises.
-        The rounding measured on float32 sums of 2000 rows reached 16·ε·tr(S)/N (a component
-        shrinking onto duplicated rows; with 4·D·ε its factorisation still failed now and then,
-        a collapse float64 did not report). Nothing is added with reg_covar = 0 (a singular
-        covariance is to be refused, not regularised by rounding), nor where reg_covar·UᵀU's
-        diagonal stays above 2²⁰·ε·tr(S)/N: there rounding moves a variance by at most about
-        2⁻¹⁶ of reg_covar, and float64 fits of data whose variances stay below about
-        10⁹·reg_covar are unchanged bit for bit.
+        ``size`` is tr(S)/N of the frame's second moments (one per component,
+        or a scalar). The covariance S/N − ooᵀ + reg_covar·UᵀU formed there is
+        rounded by about ε·tr(S)/N in every direction (up to 16·ε·tr(S)/N
+        measured on float32 sums of 2000 rows). Where the frame does not
+        resolve a direction (data on a plane in float32, a first step from
+        the initial or a warm start's frame, a component shrinking onto
+        duplicated rows), rounding can leave that direction a variance below
+        reg_covar, a covariance sharper than any later, better-resolved
+        M-step gives, and the log-likelihood then falls; or the
+        factorisation fails where float64's succeeds (a collapse float64 does
+        not report). So where a pivot of the factorisation (a conditional
+        variance) is below ``ALLOWANCE``·D·ε·tr(S)/N, or it failed,
+        the covariance is factorised again with that much added to its
+        diagonal; later steps, in frames that resolve the direction, need no
+        allowance and remove it, so the log-likelihood rises. A covariance
+        whose every direction is resolved is factorised as it is: fits of
+        well-posed data do not change, in either dtype. Nothing is added
+        with reg_covar = 0 (a singular covariance is to be refused, not
+        regularised by rounding).
         """
+        inv_lt = precision_cholesky(cov)
         if self.reg_covar == 0:
-            return jnp.zeros_like(regular)
-        d = regular.shape[-1]
-        rounding = jnp.finfo(regular.dtype).eps * size
-        smallest = jnp.min(jnp.diagonal(regular, axis1=-2, axis2=-1), axis=-1)
-        needed = smallest < RESOLVED * rounding
-        allowance = jnp.where(needed, ALLOWANCE * d * rounding, 0.0)
-        eye = jnp.broadcast_to(jnp.eye(d, dtype=regular.dtype), regular.shape)
-        return allowance[..., None, None] * eye
+            return inv_lt
+        d = cov.shape[-1]
+        allowance = ALLOWANCE * d * jnp.finfo(cov.dtype).eps * size
+        inverse_pivots = jnp.diagonal(inv_lt, axis1=-2, axis2=-1)  # 1/√(pivot) of each step of the factorisation
+        pivots = 1.0 / jnp.max(inverse_pivots * inverse_pivots, axis=-1)
+        needed = ~(pivots >= allowance)  # NaN from a failed factorisation too
+        eye = jnp.broadcast_to(jnp.eye(d, dtype=cov.dtype), cov.shape)
+        allowed = precision_cholesky(cov + allowance[..., None, None] * eye)
+        return jnp.where(needed[..., None, None], allowed, inv_lt)
 
     def transport_stats(self, stats: GaussianStats, counts, old: GaussianParams, new: GaussianParams) -> GaussianStats:
         """Statistics taken in the whitened frames of ``old`` moved into those of ``new``, exactly.
