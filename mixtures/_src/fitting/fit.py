@@ -1,4 +1,4 @@
-"""``fit``: host-side validation, initialisation, and one compiled EM program."""
+"""``fit``: host-side validation, then the compiled initialisation, EM segments and finish."""
 
 from __future__ import annotations
 
@@ -47,9 +47,11 @@ def fit(
 ) -> engine.FitResult:
     """Fits a K-component mixture of ``family`` to ``x`` by EM.
 
-    Initialisation, the EM loop and the final log-likelihood are one compiled
-    program; ``n_init`` restarts run under ``jax.vmap`` in that same program
-    and the one with the highest final log-likelihood is returned. Data is
+    Initialisation, the EM iterations and the final log-likelihood are
+    compiled once (three programs; the iterations run as calls of about a
+    quarter of a second, see "Interrupting" below); ``n_init`` restarts run
+    side by side under ``jax.vmap`` and the one with the highest final
+    log-likelihood is returned. Data is
     used in its own floating dtype: float32, or float64 when JAX's x64 mode is
     on (``jax.config.update("jax_enable_x64", True)``); integer data is
     converted to the default float dtype.

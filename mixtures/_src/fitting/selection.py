@@ -1,6 +1,6 @@
 """Model selection: fit every candidate number of components and family, rank them by BIC, AIC or ICL.
 
-For one family, every candidate K is fitted in one compiled program: the
+For one family, every candidate K is fitted in one batch of compiled programs: the
 mixture is padded to K_max = max(n_components) components, candidate K
 switches off components K…K_max−1 (weight zero, see
 :func:`mixtures.init.initialize`), and ``jax.vmap`` runs the candidates ×
@@ -77,7 +77,7 @@ def select(
 ) -> Selection:
     """Fits every candidate (family, K) and returns the one with the lowest criterion.
 
-    Per family, all candidates and restarts run in one compiled program
+    Per family, all candidates and restarts run side by side in one batch
     (padded to K_max = max(n_components) components, under ``jax.vmap``);
     each candidate keeps its best restart, as in :func:`mixtures.fit`. The
     criteria count only the active components of each candidate: see
