@@ -56,9 +56,19 @@ def base() -> dict:
 
 def resolve(args: dict) -> dict:
     """``base()`` updated by ``args``, with every :class:`Lazy` built."""
+    return build(unbuilt(args))
+
+
+def unbuilt(args: dict) -> dict:
+    """``base()`` updated by ``args``, every :class:`Lazy` left as it is (only the harness's own work)."""
     out = base()
     out.update(args)
-    return {name: value.build() if isinstance(value, Lazy) else value for name, value in out.items()}
+    return out
+
+
+def build(args: dict) -> dict:
+    """``args`` with every :class:`Lazy` built: the library's constructors, which may be what raises."""
+    return {name: value.build() if isinstance(value, Lazy) else value for name, value in args.items()}
 
 
 def _with(row: int, col: int, value, x=GOOD) -> np.ndarray:
