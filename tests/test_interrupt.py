@@ -194,15 +194,13 @@ def test_ctrl_c_stops_a_python_fit_with_a_callback_within_seconds():
     assert waited < 10, waited  # a segment takes about 0.25 s; it used to run to max_iter
 
 
-def test_ctrl_c_stops_the_command_line_and_writes_no_model(tmp_path):
+def test_ctrl_c_stops_the_command_line_and_writes_no_model_and_the_same_command_resumes(tmp_path):
     x = _data()
     data = tmp_path / "data.csv"
     np.savetxt(data, x, delimiter=",")
     model, checkpoint = tmp_path / "model.mix", tmp_path / "fit.ckpt"
-    command = [
-        sys.executable, "-m", "mixtures.cli", "fit", str(data), "-k", "4", "--max-iter", "1000000", "--tol", "0",
-        "--progress", "--out", str(model), "--checkpoint", str(checkpoint), "--checkpoint-every", "5",
-    ]
+    fit = [sys.executable, "-m", "mixtures.cli", "fit", str(data), "-k", "4", "--max-iter", "3000", "--tol", "0"]
+    command = fit + ["--progress", "--out", str(model), "--checkpoint", str(checkpoint), "--checkpoint-every", "5"]
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not checkpoint.exists():  # iterating: the first checkpoint is written
@@ -216,3 +214,11 @@ def test_ctrl_c_stops_the_command_line_and_writes_no_model(tmp_path):
     assert "mixtures: interrupted; mx.fit was interrupted after" in err and "The checkpoint" in err
     assert not model.exists()
     assert waited < 10, waited
+    # The same command resumes, and saves the model an uninterrupted run saves, byte for byte.
+    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"Resuming from the checkpoint {checkpoint}" in resumed.stderr
+    whole = tmp_path / "whole.mix"
+    once = subprocess.run(fit + ["--out", str(whole)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert once.returncode == 0, once.stderr
+    assert model.read_bytes() == whole.read_bytes()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import sys
 
 import numpy as np
@@ -93,6 +94,8 @@ def run(args) -> int:
         else:
             delay = 0.0 if args.progress else 1.0  # --progress: from the first iteration
             reporter = ProgressReporter(args.max_iter, restarts, delay=delay) if progress else None
+            if args.checkpoint is not None and os.path.exists(args.checkpoint):
+                print(f"Resuming from the checkpoint {args.checkpoint} ...", file=sys.stderr)
             finished = False
             try:
                 result = mx.fit(
