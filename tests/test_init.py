@@ -1,11 +1,14 @@
 """Initialisation methods, vmapped restarts and partial labels."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import mixtures as mx
+from mixtures import engine
 from mixtures.engine import EMOptions, Rows
 from mixtures._src.fitting import fit as fitting
 from mixtures._src.fitting.init import INIT_METHODS, initialize, kmeans_plus_plus, lloyd
@@ -68,7 +71,11 @@ def test_vmapped_restarts_equal_a_python_loop():
     result = mx.fit(X, family, k, key=jax.random.key(11), init="random_from_data", n_init=r, max_iter=40, tol=0.0)
     keys = jax.random.split(jax.random.key(11), r)
     options = EMOptions(chunk_size=result.mixture._chunk(None), max_iter=40)
-    one = jax.jit(fitting.fit_one, static_argnums=(0, 1, 2, 6))
+
+    @functools.partial(jax.jit, static_argnums=(0, 1, 2, 6))
+    def one(family, k, method, key, rows, tol, options):  # one restart, whole, in one program
+        return engine.fit_loop(fitting.start_restart(family, k, method, key, rows, options), rows, tol, options)
+
     looped = [one(family, k, "random_from_data", keys[i], Rows(XJ), jnp.asarray(0.0), options) for i in range(r)]
     np.testing.assert_allclose(result.all_log_likelihoods, [float(f.log_likelihood) for f in looped], rtol=1e-10)
     np.testing.assert_array_equal(result.all_n_iter, [int(f.n_iter) for f in looped])

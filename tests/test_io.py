@@ -21,7 +21,6 @@ import tempfile
 import time
 import tracemalloc
 import zipfile
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -36,12 +36,10 @@ import dataclasses
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from mixtures._src.core import checks
-from mixtures._src.core import blocks
 from mixtures._src.engine import em as engine
 from mixtures._src.engine.options import EMOptions, Rows
 from mixtures._src.fitting import segments
@@ -283,11 +281,7 @@ def finish_loops(plan: RowPlan, states, rows: Rows, tol, prior, options: EMOptio
     split = _split(plan, options)
 
     def per_device(states, rows, tol, prior):
-        def one(axes, state):
-            history = jnp.zeros((0,), rows.x.dtype)
-            return engine.finish_loop(state, rows, tol, split.replace(axes=axes), history, prior=prior)
-
-        return blocks.vmap_restarts(one, split.axes)(states)
+        return segments.finish_all(states, rows, tol, split, prior=prior)
 
     by_rows, whole = PartitionSpec(plan.axes), PartitionSpec()
     run = jax.shard_map(per_device, mesh=plan.mesh, in_specs=(whole, by_rows, whole, whole), out_specs=whole)

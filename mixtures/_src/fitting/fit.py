@@ -286,23 +286,16 @@ def fit(
         chunk_size=chunk, max_iter=max_iter, hard=assignment == "hard", update_weights=update_weights,
         report=callback is not None,
     )
-    if split is not None:
-        plan = devices.RowPlan(*split, n)
+    plan = None if split is None else devices.RowPlan(*split, n)
+    if plan is not None:
         rows = _place_rows(plan, x, weights, labels, prior)
         if isinstance(init, Mixture):
             begin = functools.partial(_start_from, start, batched=True)
         else:
-            keys = jax.random.split(key, n_init)
             begin = functools.partial(
-                _start_restarts_on_mesh, keys, rows, family=family, k=k, method=init, options=options, plan=plan,
-                weighted=weights is not None,
+                _start_restarts_on_mesh, jax.random.split(key, n_init), rows, family=family, k=k, method=init,
+                options=options, plan=plan, weighted=weights is not None,
             )
-
-        def advance(states, first, until):
-            return _advance_on_mesh(states, rows, tol, prior, receiver, first, until, options=options, plan=plan)
-
-        def finish(states):
-            return _finish_on_mesh(states, rows, tol, prior, options=options, plan=plan)
     else:
         if weights is not None:
             # Without a prior only the weights' ratios matter: rescale them to mean one.
@@ -311,41 +304,54 @@ def fit(
                 checks.unit_mean_weights(weights, x.dtype) if prior is None else checks.to_device(weights, x.dtype)
             )
         rows = Rows(x, weights, labels)
-        batched = not isinstance(init, Mixture)
-        if batched:
-            keys = jax.random.split(key, n_init)
-            begin = functools.partial(_start_restarts, keys, rows, family=family, k=k, method=init, options=options)
-        else:
+        if isinstance(init, Mixture):
             begin = functools.partial(_start_from, start)
-
-        def advance(states, first, until):
-            return _advance(states, rows, tol, prior, receiver, first, until, options=options, batched=batched)
-
-        def finish(states):
-            return _finish(states, rows, tol, prior, options=options, batched=batched)
-
+        else:
+            begin = functools.partial(
+                _start_restarts, jax.random.split(key, n_init), rows, family=family, k=k, method=init, options=options
+            )
     saving = None
     if checkpoint is not None:
         # Everything the result depends on; not the callback, which only watches.
         identity = checkpoints.fingerprint(
             "fit", repr(family), k, n_init, init if isinstance(init, str) else start,
             None if isinstance(init, Mixture) else key, repr(options.replace(report=False)), tol, max_iter, x,
-            weights, labels, prior, None if split is None else repr((plan.n_devices, plan.n_rows)),
+            weights, labels, prior, None if plan is None else repr((plan.n_devices, plan.n_rows)),
         )
         saving = checkpoints.Checkpoint(checkpoint, checkpoint_every, identity, lambda: jax.eval_shape(begin))
+    batched = plan is not None or not isinstance(init, Mixture)
     with progress.receiving(callback) as receiver:
-        return run(begin, advance, finish, max_iter=max_iter, receiver=receiver, checkpoint=saving)
+        return run(begin, rows, tol, prior, options, receiver=receiver, plan=plan, batched=batched, checkpoint=saving)
 
 
-def run(begin, advance, finish, *, max_iter, receiver=np.int32(0), checkpoint=None) -> engine.FitResult:
-    """The EM loop in segments (:func:`~mixtures._src.fitting.segments.run`), then ``finish``: the best restart with its history.
+def run(
+    begin, rows: Rows, tol, prior, options: EMOptions, *, receiver=np.int32(0), plan=None, batched=True,
+    checkpoint=None,
+) -> engine.FitResult:
+    """The EM loop from ``begin()`` in segments (:func:`~mixtures._src.fitting.segments.run`), then the finish.
 
-    ``advance`` takes the receiver from its closure; ``finish(states)``
-    returns the best restart's result and its index.
+    On one device, or with the rows split over ``plan``'s devices; the
+    states of several restarts (``batched``, always on a mesh) or of one.
+    Returns the best restart's result, with its history.
     """
+    if plan is None:
+
+        def advance(states, first, until):
+            return _advance(states, rows, tol, prior, receiver, first, until, options=options, batched=batched)
+
+        def finish(states):
+            return _finish(states, rows, tol, prior, options=options, batched=batched)
+    else:
+
+        def advance(states, first, until):
+            return _advance_on_mesh(states, rows, tol, prior, receiver, first, until, options=options, plan=plan)
+
+        def finish(states):
+            return _finish_on_mesh(states, rows, tol, prior, options=options, plan=plan)
+
     with segments.interrupts_deferred():
         states, history = segments.run(
-            begin, advance, max_iter=max_iter, receiver=receiver, checkpoint=checkpoint, what="mx.fit"
+            begin, advance, max_iter=options.max_iter, receiver=receiver, checkpoint=checkpoint, what="mx.fit"
         )
         result, best = finish(states)
         try:
@@ -358,14 +364,8 @@ def run(begin, advance, finish, *, max_iter, receiver=np.int32(0), checkpoint=No
 
 def fit_restarts(keys, rows: Rows, tol, prior=None, *, family, k, method, options) -> engine.FitResult:
     """The best of ``keys``' restarts on one device, run as :func:`mx.fit` runs them (without progress or checkpoint)."""
-    return run(
-        functools.partial(_start_restarts, keys, rows, family=family, k=k, method=method, options=options),
-        lambda states, first, until: _advance(
-            states, rows, tol, prior, np.int32(0), first, until, options=options, batched=True
-        ),
-        lambda states: _finish(states, rows, tol, prior, options=options, batched=True),
-        max_iter=options.max_iter,
-    )
+    begin = functools.partial(_start_restarts, keys, rows, family=family, k=k, method=method, options=options)
+    return run(begin, rows, tol, prior, options)
 
 
 def with_history(result: engine.FitResult, history, best) -> engine.FitResult:
@@ -546,27 +546,8 @@ def _advance(states, rows, tol, prior, receiver, first, until, *, options, batch
 @functools.partial(jax.jit, static_argnames=("options", "batched"))
 def _finish(states, rows, tol, prior, *, options, batched):
     """The final log-likelihood and diagnostics, and the best restart and its index (0 for one state)."""
-    if not batched:
-        return engine.finish_loop(states, rows, tol, options, _no_history(rows), prior=prior), jnp.int32(0)
-
-    def one(axes, state):
-        return engine.finish_loop(state, rows, tol, options.replace(axes=axes), _no_history(rows), prior=prior)
-
-    return best_restart_and_index(blocks.vmap_restarts(one, options.axes)(states))
-
-
-def _no_history(rows):
-    return jnp.zeros((0,), rows.x.dtype)
-
-
-def fit_one(family, k, method, key, rows: Rows, tol, options: EMOptions, *, n_active=None, prior=None, restart=0, receiver=0):
-    """One restart: initialisation by ``method`` from ``key``, then EM (pure, jit/vmap-compatible).
-
-    ``prior`` is a validated :class:`~mixtures.priors.Prior` (see
-    :func:`check_prior`) or None; the initialisation ignores it.
-    """
-    first = start_restart(family, k, method, key, rows, options, n_active)
-    return engine.fit_loop(first, rows, tol, options, prior=prior, restart=restart, receiver=receiver)
+    results = segments.finish_all(states, rows, tol, options, prior=prior, batched=batched)
+    return best_restart_and_index(results) if batched else (results, jnp.int32(0))
 
 
 def start_restart(family, k, method, key, rows: Rows, options: EMOptions, n_active=None):
@@ -597,6 +578,12 @@ def best_restart_and_index(results: engine.FitResult):
 
 @functools.partial(jax.jit, static_argnames=("family", "k", "method", "options"))
 def _start_restarts(keys, rows, *, family, k, method, options):
+    return _starts(keys, rows, family, k, method, options)
+
+
+def _starts(keys, rows: Rows, family, k, method, options: EMOptions):
+    """The loop states of the restarts started from ``keys`` (traced)."""
+
     def one(axes, key):
         return engine.start_loop(start_restart(family, k, method, key, rows, options.replace(axes=axes)))
 
@@ -615,11 +602,7 @@ def _start_restarts_on_mesh(keys, rows, *, family, k, method, options, plan, wei
         devices.valid_rows(plan, rows.weights) if weighted else None,
         devices.valid_rows(plan, rows.labels),
     )
-
-    def one(axes, key):
-        return engine.start_loop(start_restart(family, k, method, key, valid, options.replace(axes=axes)))
-
-    return blocks.vmap_restarts(one, options.axes)(keys)
+    return _starts(keys, valid, family, k, method, options)
 
 
 @functools.partial(jax.jit, static_argnames=("options", "plan"))

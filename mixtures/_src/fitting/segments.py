@@ -34,7 +34,10 @@ import numpy as np
 from mixtures._src.core import blocks, progress
 from mixtures._src.engine import em as engine
 
-__all__ = ["SECONDS", "SEGMENT", "advance_all", "handle_interrupt", "interrupts_deferred", "raise_if_interrupted", "run"]
+__all__ = [
+    "SECONDS", "SEGMENT", "advance_all", "finish_all", "handle_interrupt", "interrupts_deferred",
+    "raise_if_interrupted", "run",
+]
 
 SEGMENT = 1024
 """The most iterations in one segment: the length of a segment's history buffer."""
@@ -123,6 +126,22 @@ def advance_all(states, rows, tol, options, *, prior=None, first, until, receive
     return states, history, going, jnp.max(states.n_iter)
 
 
+def finish_all(states, rows, tol, options, *, prior=None, batched=True) -> engine.FitResult:
+    """:func:`~mixtures.engine.finish_loop` for every restart (leading axis R), or for one state; no history.
+
+    Traced under ``jit``. The history is the host's (see :func:`run`): the
+    result's is empty, to be replaced.
+    """
+    empty = jnp.zeros((0,), rows.x.dtype)
+
+    def one(axes, state):
+        return engine.finish_loop(state, rows, tol, options.replace(axes=axes), empty, prior=prior)
+
+    if batched:
+        return blocks.vmap_restarts(one, options.axes)(states)
+    return one(options.axes, states)
+
+
 def run(
     start: Callable[[], object],
     advance: Callable[[object, int, int], tuple],
@@ -183,10 +202,11 @@ def _run(start, advance, max_iter, receiver, checkpoint, reached):
             until = min(until, checkpoint.next_after(first))
         began = time.perf_counter()
         states, history, going, last = advance(states, first, until)
-        going, last = (v.item() for v in jax.device_get((going, last)))
+        history, going, last = jax.device_get((history, going, last))  # one wait, one transfer
+        going, last = bool(going), int(last)
         progress.raise_pending(receiver)
         elapsed = time.perf_counter() - began
-        parts.append(np.asarray(history)[..., : last - first])
+        parts.append(history[..., : last - first])
         length = _next_length(last - first, elapsed)
         first = reached[0] = last
         if checkpoint is not None and (checkpoint.due(first) or not going):

@@ -287,13 +287,9 @@ def _finish_candidates(states, x, fit_weights, weights, tol, *, options):
     The fits use the weights rescaled to mean one; the criteria use them as given.
     """
     rows = Rows(x, fit_weights)
-    empty = jnp.zeros((0,), x.dtype)
-
-    def restart(axes, state):
-        return engine.finish_loop(state, rows, tol, options.replace(axes=axes), empty)
 
     def candidate(axes, states_k):
-        return best_restart_and_index(blocks.vmap_restarts(restart, axes)(states_k))
+        return best_restart_and_index(segments.finish_all(states_k, rows, tol, options.replace(axes=axes)))
 
     fitted, best = blocks.vmap_restarts(candidate, options.axes)(states)
     sums = jax.vmap(lambda m: log_likelihood_and_entropy(m, x, weights, options.chunk_size))(fitted.mixture)

@@ -27,7 +27,7 @@ from mixtures._src.engine import em as engine
 from mixtures._src.fitting import fit as fitting
 from mixtures._src.core.progress import Progress
 from mixtures._src.core.family import Family
-from mixtures._src.fitting.init import INIT_METHODS, check_method, initialize
+from mixtures._src.fitting.init import INIT_METHODS, check_method
 from mixtures._src.core.mixture import Mixture
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
