@@ -27,7 +27,7 @@ import numpy as np
 
 from mixtures._src.core import checks, files
 
-__all__ = ["Checkpoint", "check_checkpoint", "fingerprint"]
+__all__ = ["Checkpoint", "add_array", "check_checkpoint", "fingerprint"]
 
 FORMAT = 1
 _MARK = "mixtures_checkpoint"
@@ -58,10 +58,15 @@ def fingerprint(*parts) -> str:
                 continue
             if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
                 leaf = jax.random.key_data(leaf)
-            a = np.ascontiguousarray(np.asarray(leaf))
-            digest.update(f"{a.dtype.str}{a.shape};".encode())
-            digest.update(a.tobytes())
+            add_array(digest, np.asarray(leaf))
     return digest.hexdigest()
+
+
+def add_array(digest, a: np.ndarray) -> None:
+    """Adds an array's dtype, shape and bytes to a ``hashlib`` digest (without copying a contiguous array)."""
+    a = np.ascontiguousarray(a)
+    digest.update(f"{a.dtype.str}{a.shape};".encode())
+    digest.update(memoryview(a).cast("B"))
 
 
 def check_checkpoint(path, every) -> tuple:
@@ -182,7 +187,8 @@ class Checkpoint:
         if not fits:
             raise ValueError(f"{refuse} is damaged: its arrays do not have the shapes of this fit's state.")
         self.saved_at = first
-        return jax.tree.unflatten(treedef, arrays), history, first, bool(stored["going"])
+        states = jax.tree.unflatten(treedef, [checks.to_device(a) for a in arrays])  # on the device once, here
+        return states, history, first, bool(stored["going"])
 
     def save(self, states, history, first: int, going: bool) -> None:
         """Writes the file atomically (the previous checkpoint stays whole until the new one replaces it)."""

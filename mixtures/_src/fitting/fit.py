@@ -547,7 +547,7 @@ def _advance(states, rows, tol, prior, receiver, first, until, *, options, batch
 def _finish(states, rows, tol, prior, *, options, batched):
     """The final log-likelihood and diagnostics, and the best restart and its index (0 for one state)."""
     results = segments.finish_all(states, rows, tol, options, prior=prior, batched=batched)
-    return best_restart_and_index(results) if batched else (results, jnp.int32(0))
+    return best_restart(results) if batched else (results, jnp.int32(0))
 
 
 def start_restart(family, k, method, key, rows: Rows, options: EMOptions, n_active=None):
@@ -558,13 +558,8 @@ def start_restart(family, k, method, key, rows: Rows, options: EMOptions, n_acti
     return mixture
 
 
-def best_restart(results: engine.FitResult) -> engine.FitResult:
-    """The restart with the highest final log-likelihood, with every restart's diagnostics."""
-    return best_restart_and_index(results)[0]
-
-
-def best_restart_and_index(results: engine.FitResult):
-    """:func:`best_restart` and the index of the restart it chose."""
+def best_restart(results: engine.FitResult):
+    """The restart with the highest final log-likelihood, with every restart's diagnostics, and its index."""
     lls = results.log_likelihood
     best = jnp.argmax(jnp.where(jnp.isnan(lls), -jnp.inf, lls))
     chosen = jax.tree.map(lambda a: a[best], results)
@@ -612,4 +607,4 @@ def _advance_on_mesh(states, rows, tol, prior, receiver, first, until, *, option
 
 @functools.partial(jax.jit, static_argnames=("options", "plan"))
 def _finish_on_mesh(states, rows, tol, prior, *, options, plan):
-    return best_restart_and_index(devices.finish_loops(plan, states, rows, tol, prior, options))
+    return best_restart(devices.finish_loops(plan, states, rows, tol, prior, options))

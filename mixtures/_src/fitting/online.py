@@ -778,7 +778,7 @@ def _resume(saving, begin):
     if saved is None:
         return begin(), [], 0
     state, history, done, _ = saved
-    return jax.tree.map(checks.to_device, state), [float(v) for v in history], done
+    return state, [float(v) for v in history], done
 
 
 def _state_shapes(begin, config, sample, sample_weights, *, family, k, init, key):
@@ -795,5 +795,14 @@ def _state_shapes(begin, config, sample, sample_weights, *, family, k, init, key
 
 
 def _schedule_values(schedule, n_steps: int) -> np.ndarray:
-    """The step sizes ρ₀ … ρ_{n_steps−1} as the schedule gives them (one small compiled program)."""
-    return np.asarray(jax.jit(jax.vmap(schedule))(jnp.arange(n_steps, dtype=jnp.int32)))
+    """The step sizes ρ₀ … ρ_{n_steps−1} as the schedule gives them (one small compiled program per schedule).
+
+    The library's schedules are compared by value, a user's by identity:
+    the same schedule is not compiled again on the next call.
+    """
+    return np.asarray(_evaluate_schedule(schedule, jnp.arange(n_steps, dtype=jnp.int32)))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _evaluate_schedule(schedule, steps):
+    return jax.vmap(schedule)(steps)

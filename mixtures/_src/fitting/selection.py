@@ -25,7 +25,7 @@ from mixtures._src.engine import em as engine
 from mixtures._src.engine.em import FitResult
 from mixtures._src.core.family import Family
 from mixtures._src.fitting import segments
-from mixtures._src.fitting.fit import best_restart_and_index, start_restart
+from mixtures._src.fitting.fit import best_restart, start_restart
 from mixtures._src.fitting.init import INIT_METHODS, check_method
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
 from mixtures._src.core.mixture import Mixture, information_criteria, log_likelihood_and_entropy
@@ -289,7 +289,7 @@ def _finish_candidates(states, x, fit_weights, weights, tol, *, options):
     rows = Rows(x, fit_weights)
 
     def candidate(axes, states_k):
-        return best_restart_and_index(segments.finish_all(states_k, rows, tol, options.replace(axes=axes)))
+        return best_restart(segments.finish_all(states_k, rows, tol, options.replace(axes=axes)))
 
     fitted, best = blocks.vmap_restarts(candidate, options.axes)(states)
     sums = jax.vmap(lambda m: log_likelihood_and_entropy(m, x, weights, options.chunk_size))(fitted.mixture)

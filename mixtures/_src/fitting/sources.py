@@ -22,6 +22,7 @@ from typing import Callable, Iterator, NamedTuple
 import numpy as np
 
 from mixtures._src.core import checks
+from mixtures._src.fitting import checkpoints
 
 __all__ = ["Batch", "Scan", "Source", "as_source", "default_batch_size", "padded", "scan"]
 
@@ -291,10 +292,8 @@ def _hash_batch(hashed, batch: Batch) -> None:
     for a in (batch.x, batch.weights):
         if a is None:
             hashed.update(b"none;")
-            continue
-        a = np.ascontiguousarray(a)
-        hashed.update(f"{a.dtype.str}{a.shape};".encode())
-        hashed.update(memoryview(a).cast("B"))
+        else:
+            checkpoints.add_array(hashed, a)
 
 
 def padded(batch: Batch, rows: int, name: str = "batches") -> tuple[np.ndarray, np.ndarray]:

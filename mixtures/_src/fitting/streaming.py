@@ -420,4 +420,4 @@ def _final(mixtures, sums, total, prior):
     return jax.vmap(lambda m, s: engine._objective(m, s.log_likelihood, prior) / total)(mixtures, sums)
 
 
-_best = jax.jit(fitting.best_restart_and_index)
+_best = jax.jit(fitting.best_restart)

@@ -304,8 +304,13 @@ class Gaussian(domain.SquaredRealData, Family):
         pivots = 1.0 / jnp.max(inverse_pivots * inverse_pivots, axis=-1)
         needed = ~(pivots >= allowance)  # NaN from a failed factorisation too
         eye = jnp.broadcast_to(jnp.eye(d, dtype=cov.dtype), cov.shape)
-        allowed = precision_cholesky(cov + allowance[..., None, None] * eye)
-        return jnp.where(needed[..., None, None], allowed, inv_lt)
+
+        def again():
+            allowed = precision_cholesky(cov + allowance[..., None, None] * eye)
+            return jnp.where(needed[..., None, None], allowed, inv_lt)
+
+        # The second factorisation only when a component needs it (under vmap, a cond runs both sides).
+        return jax.lax.cond(jnp.any(needed), again, lambda: inv_lt)
 
     def transport_stats(self, stats: GaussianStats, counts, old: GaussianParams, new: GaussianParams) -> GaussianStats:
         """Statistics taken in the whitened frames of ``old`` moved into those of ``new``, exactly.
