@@ -1,4 +1,4 @@
-"""Multivariate Gaussian components with full, diagonal, spherical or tied covariance."""
+"""Multivariate Gaussian components under any of mclust's fourteen covariance models (and the identity)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from mixtures._src.core import checks
 from mixtures._src.core import domain
 from mixtures._src.core.family import Family
 from mixtures._src.families.gaussian import fast
+from mixtures._src.families.gaussian import models
 from mixtures._src.families.gaussian.params import (
     GaussianParams,
     GaussianStats,
@@ -28,7 +29,7 @@ from mixtures._src.core.registry import register_family
 
 __all__ = ["Gaussian", "GaussianParams", "GaussianStats"]
 
-COVARIANCE_TYPES = ("full", "diag", "spherical", "tied", "identity")
+COVARIANCE_TYPES = ("full", "diag", "spherical", "tied", "identity") + models.MODELS
 _HI = jax.lax.Precision.HIGHEST
 # The full and tied M-steps' rounding allowance (Gaussian._factor): ALLOWANCE·D·ε·tr(S)/N, added
 # where a pivot of the covariance's Cholesky factorisation is below it.
@@ -48,13 +49,23 @@ class Gaussian(domain.SquaredRealData, Family):
     is inverted.
 
     Args:
-      covariance: "full" (each component its own covariance), "diag"
-        (diagonal), "spherical" (a multiple of the identity), "tied" (one
-        full covariance shared by all components) or "identity" (covariance
+      covariance: one of mclust's fourteen models, Σₖ = λₖ Dₖ Aₖ Dₖᵀ with
+        the volume λₖ, shape Aₖ and orientation Dₖ each Equal across
+        components, Variable, or the Identity, in that order: "EII", "VII",
+        "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV",
+        "VEV", "EVV", "VVV" (see ``docs/models.md``); or scikit-learn's
+        names for four of them, "full" (VVV: each component its own
+        covariance), "diag" (VVI), "spherical" (VII) and "tied" (EEE: one
+        covariance shared by all components); or "identity" (covariance
         fixed to the identity matrix: only the means are fitted; with
-        ``assignment="hard"`` in :func:`mixtures.fit` this is K-means).
+        ``assignment="hard"`` in :func:`mixtures.fit` this is K-means). The
+        M-steps of VEI, VEE, EVE, VVE and VEV are iterative (see
+        :mod:`mixtures._src.families.gaussian.models`).
       reg_covar: non-negative number added to the covariance diagonal at every
-        M-step, as scikit-learn's ``reg_covar``.
+        M-step, as scikit-learn's ``reg_covar`` (for the models other than
+        the four scikit-learn names, added to the scatter's diagonal before
+        the model's constraints are imposed, so that the result keeps the
+        model's form).
 
     Example:
       >>> import mixtures as mx
@@ -63,7 +74,8 @@ class Gaussian(domain.SquaredRealData, Family):
     """
 
     covariance: str = dataclasses.field(
-        default="full", metadata={"help": "covariance type: full, diag, spherical, tied or identity (default full)"}
+        default="full",
+        metadata={"help": "covariance model: one of mclust's EII ... VVV, or full, diag, spherical, tied or identity (default full)"},
     )
     reg_covar: float = dataclasses.field(
         default=1e-6, metadata={"help": "added to the covariance diagonals (default 1e-6)"}
@@ -80,6 +92,29 @@ class Gaussian(domain.SquaredRealData, Family):
             )
         object.__setattr__(self, "reg_covar", checks.non_negative_float(self.reg_covar, "reg_covar"))
 
+    MODELS = models.MODELS
+
+    @property
+    def model(self) -> str:
+        """The mclust name of the covariance model ("identity" for the identity).
+
+        Example:
+          >>> import mixtures as mx
+          >>> mx.Gaussian("full").model, mx.Gaussian("VEV").model
+          ('VVV', 'VEV')
+        """
+        return models.ALIASES.get(self.covariance, self.covariance)
+
+    @property
+    def layout(self) -> str:
+        """How the precision factors are stored: "full" (K, D, D), "diag" (K, D) or "spherical" (K,)."""
+        return models.layout(self.model)
+
+    @property
+    def _shared(self) -> bool:
+        """One covariance for every component (EII, EEI, EEE): a prior on it counts once."""
+        return self.model in ("EII", "EEI", "EEE")
+
     # -- parameters ---------------------------------------------------------
 
     def make_params(self, means, covariances=None) -> GaussianParams:
@@ -89,7 +124,13 @@ class Gaussian(domain.SquaredRealData, Family):
           means: (K, D).
           covariances: (K, D, D) for "full", (D, D) for "tied", (K, D) for
             "diag", (K,) for "spherical" (scikit-learn's layouts); symmetric
-            positive definite. None (or omitted) for "identity".
+            positive definite. None (or omitted) for "identity". For
+            mclust's names, one covariance per component in the model's
+            layout ((K,) for EII and VII, (K, D) for EEI, VEI, EVI and VVI,
+            (K, D, D) for the others), of the model's form (checked to
+            1e-6 relative, 1e-3 for float32 means); the three models with
+            one shared covariance also take it alone: a scalar (EII), (D,)
+            (EEI) or (D, D) (EEE).
 
         Returns:
           GaussianParams in the dtype of ``means``.
@@ -112,25 +153,34 @@ class Gaussian(domain.SquaredRealData, Family):
                 raise ValueError("`means` must be finite.")
             return GaussianParams(jnp.asarray(means, dtype), jnp.ones((k,), dtype))
         cov = np.asarray(covariances, dtype=np.float64)
-        expected = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[self.covariance]
-        if cov.shape != expected:
+        per_component = {"full": (k, d, d), "diag": (k, d), "spherical": (k,)}[self.layout]
+        one = {"full": (d, d), "diag": (d,), "spherical": ()}[self.layout]
+        if self.covariance == "tied":
+            expected = (one,)
+        elif self._shared:
+            expected = (per_component, one)
+        else:
+            expected = (per_component,)
+        if cov.shape not in expected:
             raise ValueError(
                 f"`covariances` for covariance={self.covariance!r} with K={k}, D={d} must have "
-                f"shape {expected}; received shape {cov.shape}."
+                f"shape {' or '.join(map(str, expected))}; received shape {cov.shape}."
             )
         if not np.all(np.isfinite(cov)) or not np.all(np.isfinite(means)):
             raise ValueError("`means` and `covariances` must be finite.")
-        if self.covariance in ("full", "tied"):
-            mats = cov.reshape(-1, d, d)
-            chol = checks.symmetric_positive_definite(mats, "covariances")
-            eye = np.broadcast_to(np.eye(d), mats.shape)
+        cov = np.broadcast_to(cov, per_component)
+        if self.layout == "full":
+            chol = checks.symmetric_positive_definite(cov, "covariances")
+            eye = np.broadcast_to(np.eye(d), cov.shape)
             prec_chol = np.swapaxes(np.linalg.solve(chol, eye), -1, -2)
-            if self.covariance == "tied":
-                prec_chol = np.broadcast_to(prec_chol, (k, d, d))
         else:
             if np.any(cov <= 0):
                 raise ValueError("`covariances` (variances) must be positive.")
             prec_chol = 1.0 / np.sqrt(cov)
+        if self.covariance != self.model:  # scikit-learn's names: any covariances of the layout
+            return GaussianParams(jnp.asarray(means, dtype), jnp.asarray(prec_chol, dtype))
+        rtol = 1e-6 if np.dtype(dtype) == np.float64 else 1e-3
+        models.check_form(self.model, cov, rtol)
         return GaussianParams(jnp.asarray(means, dtype), jnp.asarray(prec_chol, dtype))
 
     def check_params(self, params: GaussianParams) -> None:
@@ -172,15 +222,7 @@ class Gaussian(domain.SquaredRealData, Family):
         return params.means.shape[-1]
 
     def n_free_parameters(self, n_components: int, n_features: int) -> int:
-        k, d = n_components, n_features
-        per_covariance = {
-            "full": k * d * (d + 1) // 2,
-            "tied": d * (d + 1) // 2,
-            "diag": k * d,
-            "spherical": k,
-            "identity": 0,
-        }[self.covariance]
-        return k * d + per_covariance
+        return n_components * n_features + models.n_covariance_parameters(self.model, n_components, n_features)
 
     def init_params(self, points, x) -> GaussianParams:
         k, d = points.shape
@@ -188,9 +230,9 @@ class Gaussian(domain.SquaredRealData, Family):
             return GaussianParams(points, jnp.ones((k,), x.dtype))
         var = jnp.var(x, axis=0) + self.reg_covar
         var = jnp.where(var > 0, var, 1.0)
-        if self.covariance == "spherical":
+        if self.layout == "spherical":
             prec_chol = jnp.full((k,), 1.0 / jnp.sqrt(jnp.mean(var)), dtype=x.dtype)
-        elif self.covariance == "diag":
+        elif self.layout == "diag":
             prec_chol = jnp.broadcast_to(1.0 / jnp.sqrt(var), (k, d))
         else:
             prec_chol = jnp.broadcast_to(jnp.diag(1.0 / jnp.sqrt(var)), (k, d, d))
@@ -200,9 +242,9 @@ class Gaussian(domain.SquaredRealData, Family):
 
     def log_det(self, u, d):
         """log |Uₖ| per component, (K,) (or a scalar for one component's U)."""
-        if self.covariance in ("full", "tied"):
+        if self.layout == "full":
             return jnp.sum(jnp.log(jnp.diagonal(u, axis1=-2, axis2=-1)), axis=-1)
-        if self.covariance == "diag":
+        if self.layout == "diag":
             return jnp.sum(jnp.log(u), axis=-1)
         return d * jnp.log(u)
 
@@ -228,23 +270,25 @@ class Gaussian(domain.SquaredRealData, Family):
     # -- EM -----------------------------------------------------------------
 
     def accumulate(self, params: GaussianParams, x, resp) -> GaussianStats:
-        return fast.stats_from_residuals(self.covariance, resp, whitened(params, x))
+        return fast.stats_from_residuals(self.layout, resp, whitened(params, x))
 
     def m_step(self, stats: GaussianStats, counts, previous: GaussianParams) -> GaussianParams:
+        if self.model not in ("VVV", "EEE", "VVI", "VII", "identity"):
+            return self._constrained_m_step(stats, counts, previous)
         k, d = previous.means.shape
         nk = counts + 10 * jnp.finfo(counts.dtype).eps
         o = stats.first / nk[:, None]  # the mean's move, whitened: (new mean − μ) U
         u = previous.precisions_cholesky
-        if self.covariance in ("diag", "spherical", "identity"):
+        if self.layout != "full":
             scale = u if u.ndim == 2 else u[:, None]
             means = previous.means + o / scale
-            if self.covariance == "identity":
+            if self.model == "identity":
                 return GaussianParams(means, u)
             var = (stats.second / nk[:, None] - o**2) / scale**2 + self.reg_covar
-            if self.covariance == "spherical":
+            if self.layout == "spherical":
                 var = jnp.mean(var, axis=-1)
             return GaussianParams(means, 1.0 / jnp.sqrt(var))
-        if self.covariance == "tied":
+        if self.model == "EEE":
             # Pooled in the whitened frame of the component with the largest count, as "full"
             # below. Every component normally holds that same U; one whose update the engine
             # refused may hold an older one, and its statistics are carried over by U_k⁻¹ U.
@@ -271,6 +315,32 @@ class Gaussian(domain.SquaredRealData, Family):
         through = jnp.einsum("kd,kde->ke", o, inv_lt, precision=_HI)  # o L⁻ᵀ
         offset = solve_triangular(new_u, through[:, :, None], trans="T", lower=False)[:, :, 0]
         return GaussianParams(previous.means + offset, new_u)
+
+    def _constrained_m_step(self, stats: GaussianStats, counts, previous: GaussianParams) -> GaussianParams:
+        """The M-step of the models other than VVV, EEE, VVI and VII, in the data frame (see :mod:`.models`).
+
+        The statistics are moved out of each component's whitened frame
+        (relative to its previous mean), giving its new mean and its scatter
+        Wₖ about it; the model's covariances are fitted to
+        Wₖ + Nₖ·reg_covar·I, so that they keep the model's form.
+        """
+        eps = jnp.finfo(counts.dtype).eps
+        nk = counts + 10 * eps
+        frame = data_frame(self.layout, stats, previous.precisions_cholesky)
+        o = frame.first / nk[:, None]  # the mean's move
+        if self.layout == "full":
+            eye = jnp.eye(o.shape[-1], dtype=o.dtype)
+            scatter = frame.second - nk[:, None, None] * o[:, :, None] * o[:, None, :] + (nk * self.reg_covar)[:, None, None] * eye
+        else:
+            scatter = frame.second - nk[:, None] * o**2 + (nk * self.reg_covar)[:, None]
+        return self._fitted(previous.means + o, scatter, nk, previous, counts >= 10 * eps)
+
+    def _fitted(self, means, scatter, counts, previous: GaussianParams, on) -> GaussianParams:
+        """Parameters with the model's covariances for the scatter matrices (or diagonals) and counts."""
+        cov = models.constrained_covariances(self.model, scatter, counts, previous.covariances, on)
+        if self.layout == "full":
+            return GaussianParams(means, precision_cholesky(cov))
+        return GaussianParams(means, 1.0 / jnp.sqrt(cov))
 
     def _factor(self, cov, size):
         """``precision_cholesky(cov)`` of a covariance formed in a whitened frame, with a rounding allowance where needed.

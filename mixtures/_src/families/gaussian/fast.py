@@ -104,12 +104,12 @@ def log_probs_and_residuals(family, params: GaussianParams, x):
     return logp.T, y
 
 
-def stats_from_residuals(covariance: str, resp, y) -> GaussianStats:
+def stats_from_residuals(layout: str, resp, y) -> GaussianStats:
     """Σₙ rₙₖ yₙₖ and Σₙ rₙₖ yₙₖ yₙₖᵀ (its diagonal for the diagonal types) from residuals y (K, B, D)."""
     rt = resp.T  # (K, B)
     first = jnp.einsum("kb,kbd->kd", rt, y, precision=_HI)
     weighted = rt[:, :, None] * y
-    if covariance in ("full", "tied"):
+    if layout == "full":
         second = jax.lax.dot_general(weighted, y, (((1,), (1,)), ((0,), (0,))), precision=_HI)
     else:
         second = jnp.sum(weighted * y, axis=1)
@@ -122,7 +122,7 @@ def whitened_sums(family, params: GaussianParams, x, weights, posterior, *, chun
     def block(rows, w, index):
         logp, y = log_probs_and_residuals(family, params, rows)
         resp, ll_sum = posterior.weighted(logp, index, w)
-        return Sums(jnp.sum(resp, axis=0), stats_from_residuals(family.covariance, resp, y), ll_sum)
+        return Sums(jnp.sum(resp, axis=0), stats_from_residuals(family.layout, resp, y), ll_sum)
 
     return blocks.sum_over_chunks(block, x, weights, chunk_size, axes)
 
@@ -186,10 +186,10 @@ def product_form(family, params: GaussianParams, axes: blocks.Axes = blocks.Axes
     return ProductForm(usable & jnp.all(jnp.isfinite(natural)) & jnp.all(jnp.isfinite(offset)), natural, offset, centre)
 
 
-def features(covariance: str, centre, x) -> jax.Array:
+def features(layout: str, centre, x) -> jax.Array:
     """T(x) of :func:`product_form`: (x̃, x̃ᵢ x̃ⱼ for i ≤ j) or (x̃, x̃²), x̃ = x − ``centre``; (B, M)."""
     xc = x - centre[None, :]
-    if covariance in ("full", "tied"):
+    if layout == "full":
         i, j = np.triu_indices(x.shape[-1])
         return jnp.concatenate([xc, xc[:, i] * xc[:, j]], axis=1)
     return jnp.concatenate([xc, xc * xc], axis=1)
@@ -237,7 +237,7 @@ def product_sums(family, params: GaussianParams, form: ProductForm, x, weights, 
     """
 
     def block(rows, w, index):
-        t = features(family.covariance, form.centre, rows)
+        t = features(family.layout, form.centre, rows)
         logp = jnp.dot(t, form.natural, precision=_HI) + form.offset[None, :]
         resp, _ = posterior(logp, index)
         weighted = resp * w[:, None]

@@ -145,9 +145,9 @@ def unwhiten(second, inv):
     return jnp.einsum("kji,kjl,klm->kim", inv, second, inv, precision=_HI)
 
 
-def data_frame(covariance, stats: GaussianStats, u) -> GaussianStats:
+def data_frame(layout: str, stats: GaussianStats, u) -> GaussianStats:
     """Statistics moved from each component's whitened frame to the data frame (relative to its mean)."""
-    if covariance in ("full", "tied"):
+    if layout == "full":
         inv = upper_inverse(u)
         first = jnp.einsum("kd,kde->ke", stats.first, inv, precision=_HI)  # Σ r yU⁻¹
         return GaussianStats(first, unwhiten(stats.second, inv))
