@@ -450,6 +450,16 @@ class Gaussian(domain.SquaredRealData, Family):
         ``reg_covar`` is then added as in :meth:`m_step`. Nothing is divided
         by Nₖ, so an empty component would get the prior's mode.
 
+        mclust's other models: EEI and EII have one prior on their one
+        covariance, as "tied": σ²ⱼ = (Ψⱼ + Σₖ Sₖⱼⱼ) / (Σₖ Nₖ + K + ν₀ + 2) and
+        σ² = (Ψ + Σₖ tr Sₖ) / (D (Σₖ Nₖ + K) + ν₀ + 2). The others have one
+        prior per component, as "full" and "diag", and their covariances
+        maximise Σₖ [−(ñₖ/2) log|Σₖ| − ½ tr(Σₖ⁻¹ W̃ₖ)] under the model's
+        constraints, with W̃ₖ = Ψ + Sₖ and ñₖ = Nₖ + ν₀ + D + 2 (the full
+        layouts) or ñₖ = Nₖ + ν₀ + 3 (VEI, EVI): the M-step of
+        :mod:`~mixtures._src.families.gaussian.models` with these in place of
+        the scatter and counts (``reg_covar`` added to W̃ₖ/ñₖ's diagonal).
+
         Example:
           >>> import numpy as np, mixtures as mx
           >>> from mixtures.priors import GaussianPrior
@@ -462,14 +472,18 @@ class Gaussian(domain.SquaredRealData, Family):
           ([[1.3333333333333333]], [0.944444])
         """
         k, d = previous.means.shape
-        stats = data_frame(self.covariance, stats, previous.precisions_cholesky)
+        model = self.model
+        stats = data_frame(self.layout, stats, previous.precisions_cholesky)
         kappa, nu = prior.shrinkage, prior.dof
         offset = (stats.first + kappa * (prior.mean[None, :] - previous.means)) / (counts + kappa)[:, None]
         means = previous.means + offset  # the shift c plus (Nₖ (x̄ₖ − c) + κ₀ (μ₀ − c)) / (Nₖ + κ₀)
-        if self.covariance == "identity":
+        if model == "identity":
             return GaussianParams(means, previous.precisions_cholesky)
         to_prior = means - prior.mean[None, :]
-        if self.covariance in ("full", "tied"):
+        on = weights > 0  # switched-off components have zero counts and zero scatter
+        n_on = jnp.sum(on).astype(counts.dtype)
+        total = jnp.sum(jnp.where(on, counts, 0.0))
+        if self.layout == "full":
             cross = stats.first[:, :, None] * offset[:, None, :]
             scatter = (
                 stats.second
@@ -479,32 +493,49 @@ class Gaussian(domain.SquaredRealData, Family):
                 + kappa * to_prior[:, :, None] * to_prior[:, None, :]
             )
             eye = jnp.eye(d, dtype=means.dtype)
-            if self.covariance == "full":
+            if model == "VVV":
                 cov = (prior.scale[None] + scatter) / (counts + nu + d + 2)[:, None, None] + self.reg_covar * eye[None]
                 return GaussianParams(means, precision_cholesky(cov))
-            on = weights > 0  # switched-off components have zero counts and zero scatter
-            total = jnp.sum(jnp.where(on, counts, 0.0)) + jnp.sum(on).astype(counts.dtype) + nu + d + 1
-            pooled = (prior.scale + jnp.sum(scatter, axis=0)) / total + self.reg_covar * eye
-            return GaussianParams(means, jnp.broadcast_to(precision_cholesky(pooled), (k, d, d)))
+            if model == "EEE":
+                pooled = (prior.scale + jnp.sum(jnp.where(on[:, None, None], scatter, 0.0), axis=0)) / (
+                    total + n_on + nu + d + 1
+                ) + self.reg_covar * eye
+                return GaussianParams(means, jnp.broadcast_to(precision_cholesky(pooled), (k, d, d)))
+            shifted = counts + nu + d + 2
+            scatter = prior.scale[None] + scatter + (shifted * self.reg_covar)[:, None, None] * eye
+            return self._fitted(means, scatter, shifted, previous, on)
         scatter = (
             stats.second - 2.0 * stats.first * offset + counts[:, None] * offset**2 + kappa * to_prior**2
         )
-        if self.covariance == "diag":
+        if model == "VVI":
             var = (prior.scale[None, :] + scatter) / (counts + nu + 3)[:, None]
-        else:
+        elif model == "VII":
             var = (prior.scale + jnp.sum(scatter, axis=-1)) / (d * (counts + 1) + nu + 2)
+        elif model == "EEI":
+            pooled = (prior.scale + jnp.sum(jnp.where(on[:, None], scatter, 0.0), axis=0)) / (total + n_on + nu + 2)
+            var = jnp.broadcast_to(pooled, (k, d))
+        elif model == "EII":
+            pooled = (prior.scale + jnp.sum(jnp.where(on[:, None], scatter, 0.0))) / (d * (total + n_on) + nu + 2)
+            var = jnp.broadcast_to(pooled, (k,))
+        else:
+            shifted = counts + nu + 3
+            scatter = prior.scale[None, :] + scatter + (shifted * self.reg_covar)[:, None]
+            return self._fitted(means, scatter, shifted, previous, on)
         return GaussianParams(means, 1.0 / jnp.sqrt(var + self.reg_covar))
 
     def log_prior(self, params: GaussianParams, prior: GaussianPrior, weights):
         """Log density of the normal–inverse-Wishart prior (or its analogue) without its constant.
 
-        Per switched-on component ("full"):
+        Per switched-on component ("full", and every model with a full
+        layout other than EEE):
         −((ν₀ + D + 2)/2) log|Σₖ| − ½ tr(Σₖ⁻¹ Ψ) − (κ₀/2)(μₖ − μ₀)ᵀ Σₖ⁻¹ (μₖ − μ₀);
-        "diag" the same per feature with D = 1 and Ψⱼ; "spherical"
+        "diag" (and VEI, EVI) the same per feature with D = 1 and Ψⱼ; "spherical"
         −((ν₀ + D + 2)/2) log σ²ₖ − (Ψ + κ₀ ‖μₖ − μ₀‖²) / (2σ²ₖ); "identity"
         −(κ₀/2)‖μₖ − μ₀‖². "tied": Σₖ [−½ log|Σ| − (κ₀/2)(μₖ − μ₀)ᵀ Σ⁻¹ (μₖ − μ₀)]
         − ((ν₀ + D + 1)/2) log|Σ| − ½ tr(Σ⁻¹ Ψ), with Σ read from the
-        component of largest weight (the one surely updated last).
+        component of largest weight (the one surely updated last); EEI and EII
+        likewise, with the one inverse-gamma prior per feature (EEI) or on
+        the one variance (EII) counted once.
 
         Example:
           >>> import numpy as np, mixtures as mx
@@ -519,20 +550,29 @@ class Gaussian(domain.SquaredRealData, Family):
         d = params.means.shape[-1]
         diff = params.means - prior.mean[None, :]
         u = params.precisions_cholesky
-        if self.covariance == "identity":
+        model = self.model
+        if model == "identity":
             per = -0.5 * kappa * jnp.sum(diff**2, axis=-1)
-        elif self.covariance == "full":
+        elif model in ("EEE", "EEI", "EII"):
+            shared = u[jnp.argmax(weights)]
+            if model == "EEE":
+                log_det = self.log_det(shared, d)  # −½ log|Σ|
+                y = jnp.dot(diff, shared, precision=_HI)
+                per = log_det - 0.5 * kappa * jnp.sum(y**2, axis=-1)
+                once = (nu + d + 1) * log_det - 0.5 * jnp.einsum("de,df,ef->", prior.scale, shared, shared, precision=_HI)
+            else:
+                scale = jnp.broadcast_to(shared, (d,))  # the inverse standard deviations
+                per = jnp.sum(jnp.log(scale)) - 0.5 * kappa * jnp.sum((diff * scale) ** 2, axis=-1)
+                if model == "EEI":
+                    once = jnp.sum((nu + 2) * jnp.log(scale) - 0.5 * prior.scale * scale**2)
+                else:
+                    once = (nu + 2) * jnp.log(shared) - 0.5 * prior.scale * shared**2
+            return jnp.sum(jnp.where(on, per, 0.0)) + once
+        elif self.layout == "full":
             y = jnp.einsum("kd,kde->ke", diff, u, precision=_HI)
             trace = jnp.einsum("de,kdf,kef->k", prior.scale, u, u, precision=_HI)  # tr(Uᵀ Ψ U)
             per = (nu + d + 2) * self.log_det(u, d) - 0.5 * trace - 0.5 * kappa * jnp.sum(y**2, axis=-1)
-        elif self.covariance == "tied":
-            shared = u[jnp.argmax(weights)]
-            log_det = self.log_det(shared, d)  # −½ log|Σ|
-            y = jnp.dot(diff, shared, precision=_HI)
-            per = log_det - 0.5 * kappa * jnp.sum(y**2, axis=-1)
-            trace = jnp.einsum("de,df,ef->", prior.scale, shared, shared, precision=_HI)
-            return jnp.sum(jnp.where(on, per, 0.0)) + (nu + d + 1) * log_det - 0.5 * trace
-        elif self.covariance == "diag":
+        elif self.layout == "diag":
             per = jnp.sum((nu + 3) * jnp.log(u) - 0.5 * (prior.scale[None, :] + kappa * diff**2) * u**2, axis=-1)
         else:
             per = (nu + d + 2) * jnp.log(u) - 0.5 * (prior.scale + kappa * jnp.sum(diff**2, axis=-1)) * u**2

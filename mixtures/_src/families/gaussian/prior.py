@@ -9,6 +9,7 @@ import numpy as np
 
 from mixtures._src.core import checks
 from mixtures._src.core.priors import _dtype_of, _finite_array, _finite_scalar, _positive_scalar
+from mixtures._src.families.gaussian import models
 
 __all__ = ["GaussianPrior", "check_gaussian_prior"]
 
@@ -87,13 +88,14 @@ class GaussianPrior(NamedTuple):
         var = np.diag(cov)
         var = np.where(var > 0, var, 1.0)
         factor = float(n_components) ** (-2.0 / d)
-        if covariance in ("full", "tied"):
+        layout = _layout(covariance)
+        if layout == "full":
             try:
                 np.linalg.cholesky(cov)
                 scale = cov * factor
             except np.linalg.LinAlgError:
                 scale = np.diag(var) * factor
-        elif covariance == "diag":
+        elif layout == "diag":
             scale = var * factor
         else:
             scale = np.mean(var) * factor
@@ -139,16 +141,22 @@ def check_gaussian_prior(prior, covariance: str, n_features: int, dtype) -> Gaus
     mean = _finite_array(prior.mean, "prior.mean", (d,), "(D,)")
     shrinkage = _positive_scalar(prior.shrinkage, "prior.shrinkage")
     dof = _finite_scalar(prior.dof, "prior.dof")
-    lower = d - 1 if covariance in ("full", "tied") else 0
+    layout = _layout(covariance)
+    lower = d - 1 if layout == "full" else 0
     if dof <= lower:
         what = f"D − 1 = {lower}" if lower else "0"
         raise ValueError(f"`prior.dof` must be greater than {what} for covariance={covariance!r}; received {dof}.")
-    if covariance in ("full", "tied"):
+    if layout == "full":
         scale = _finite_array(prior.scale, "prior.scale", (d, d), "(D, D)")
         checks.symmetric_positive_definite(scale, "prior.scale")
     else:
-        shape, text = ((d,), "(D,)") if covariance == "diag" else ((), "() (a scalar)")
+        shape, text = ((d,), "(D,)") if layout == "diag" else ((), "() (a scalar)")
         scale = _finite_array(prior.scale, "prior.scale", shape, text)
         if np.any(scale <= 0):
             raise ValueError(f"`prior.scale` must be positive for covariance={covariance!r}; received {scale}.")
     return GaussianPrior(*(jnp.asarray(v, dtype) for v in (mean, shrinkage, dof, scale)))
+
+
+def _layout(covariance: str) -> str:
+    """The shape of a covariance model's prior scale Ψ: "full" (D, D), "diag" (D,) or "spherical" (a scalar)."""
+    return models.layout(models.ALIASES.get(covariance, covariance))
