@@ -1,4 +1,4 @@
-"""``select(x, mx.Gaussian, models=...)``: the covariance model × K grid, its table and summary, ``mixtures fit --models``.
+"""``select(x, mx.Gaussian, models=...)``: the model × K grid, its table and summary, ``mixtures fit --models``.
 
 Most of the cost is compilation, so the fits are shared: one grid over the four
 covariance types and K = 1, 2, 3 on Old Faithful (float64), and one at K = 2
@@ -132,7 +132,8 @@ def test_grid_labels_ties_and_gaps_without_fitting():
 
 
 def test_grid_rejects_an_unknown_criterion(grid):
-    with pytest.raises(ValueError, match=r"`criterion` must be one of \('bic', 'aic', 'icl', 'bic_mclust'\); received 'BIC'"):
+    expected = r"`criterion` must be one of \('bic', 'aic', 'icl', 'bic_mclust'\); received 'BIC'"
+    with pytest.raises(ValueError, match=expected):
         grid.grid("BIC")
 
 
@@ -143,7 +144,8 @@ BAD = [
     ("other_class", dict(family=mx.Poisson), TypeError, ["`family`", "class mx.Poisson", "mx.Poisson()"]),
     ("models_with_instance", dict(family=mx.Gaussian("full"), models=["full"]), TypeError,
      ["`models`", "the class mx.Gaussian", "Gaussian(covariance='full'"]),
-    ("models_with_list", dict(family=[mx.Gaussian("full")], models="all"), TypeError, ["`models`", "class mx.Gaussian"]),
+    ("models_with_list", dict(family=[mx.Gaussian("full")], models="all"), TypeError,
+     ["`models`", "class mx.Gaussian"]),
     ("models_with_other_class", dict(family=mx.Poisson, models="all"), TypeError, ["`models`", "Poisson"]),
     ("models_string", dict(models="full"), TypeError, ["`models`", '"all"', "['full']"]),
     ("models_number", dict(models=3), TypeError, ["`models`", "received 3"]),

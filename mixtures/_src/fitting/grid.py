@@ -1,4 +1,4 @@
-"""The criterion of every candidate of :func:`mixtures.select` as a K × model matrix, printed as mclust prints its BIC."""
+"""A criterion of every candidate of :func:`mixtures.select` as a K × model matrix, printed as mclust prints BIC."""
 
 from __future__ import annotations
 
@@ -58,19 +58,18 @@ class SelectionGrid(NamedTuple):
     best: tuple
 
     def __str__(self) -> str:
-        row, col = self.best
-        title = f"{_TITLES.get(self.criterion, self.criterion)}; * the best: {self.models[col]} with K = {self.n_components[row]}"
+        best_row, best_col = self.best
+        title = _TITLES.get(self.criterion, self.criterion)
+        title += f"; * the best: {self.models[best_col]} with K = {self.n_components[best_row]}"
         cells = [[_number(v) for v in line] for line in self.values]
-        k_width = max(1, *(len(str(k)) for k in self.n_components))
-        widths = [
-            max(len(str(label)), *(len(cells[i][j]) for i in range(len(cells)))) + 2 for j, label in enumerate(self.models)
-        ]
-        lines = [title, f"{'K':>{k_width + 1}}" + "".join(f"{str(m):>{w}} " for m, w in zip(self.models, widths)).rstrip()]
+        labels = [str(m) for m in self.models]
+        widths = [2 + max(len(label), *(len(line[j]) for line in cells)) for j, label in enumerate(labels)]
+        k_width = 1 + max(len(str(k)) for k in self.n_components)
+        lines = [title, (f"{'K':>{k_width}}" + "".join(f"{m:>{w}} " for m, w in zip(labels, widths))).rstrip()]
         for i, k in enumerate(self.n_components):
-            line = "".join(
-                f"{cells[i][j]:>{w}}{'*' if (i, j) == (row, col) else ' '}" for j, w in enumerate(widths)
-            )
-            lines.append((f"{k:>{k_width + 1}}" + line).rstrip())
+            marks = ["*" if (i, j) == self.best else " " for j in range(len(labels))]
+            line = "".join(f"{c:>{w}}{m}" for c, w, m in zip(cells[i], widths, marks))
+            lines.append((f"{k:>{k_width}}" + line).rstrip())
         return "\n".join(lines)
 
 
