@@ -33,7 +33,7 @@ from mixtures._src.families.student_t import StudentT, StudentTParams
 from mixtures._src.families.von_mises_fisher import VonMisesFisher, VonMisesFisherParams
 from mixtures._src.fitting.fit import em_step, fit
 from mixtures._src.fitting.online import fit_online
-from mixtures._src.fitting.selection import Selection, select
+from mixtures._src.fitting.selection import Selection, SelectionGrid, select
 from mixtures._src.fitting.streaming import fit_stream
 from mixtures.io import ModelFileError, load, save
 
@@ -66,6 +66,7 @@ __all__ = [
     "Prior",
     "Progress",
     "Selection",
+    "SelectionGrid",
     "StudentT",
     "StudentTParams",
     "VonMisesFisher",

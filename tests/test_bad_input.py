@@ -65,7 +65,10 @@ def _fit(args):
 
 
 def _select_accepts(args):
-    names = {"x", "family", "n_components", "key", "init", "n_init", "max_iter", "tol", "sample_weight", "chunk_size", "criterion"}
+    names = {
+        "x", "family", "n_components", "key", "init", "n_init", "max_iter", "tol", "sample_weight", "chunk_size",
+        "criterion", "models",
+    }
     return set(args) <= names and not isinstance(args.get("init"), Lazy)
 
 

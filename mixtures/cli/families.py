@@ -11,13 +11,14 @@ options given, the others left to the family.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import re
 import typing
 
 from mixtures.cli.errors import CommandError
 
-__all__ = ["add_family_options", "command_line_families", "make_family"]
+__all__ = ["add_family_options", "command_line_families", "make_family", "make_model_families"]
 
 DEFAULT_FAMILY = "gaussian"
 
@@ -164,3 +165,40 @@ def _read(reader, text: str, flag: str):
     except ValueError:
         noun = {int: "an integer", float: "a number", str: "text"}.get(reader, "true or false")
         raise CommandError(f"{flag} must be {noun}; received {text!r}.") from None
+
+
+def make_model_families(args, data) -> list:
+    """One Gaussian per covariance model ``--models`` names (comma-separated, or "all"), with the other family options.
+
+    Raises:
+      CommandError: --models with another family or with --covariance, an empty, unknown or repeated name.
+    """
+    from mixtures._src.fitting.models import accepted_models, all_models
+
+    if args.family != "gaussian":
+        raise CommandError(f"--models names covariance models of --family gaussian, not {args.family}.")
+    if getattr(args, "family_covariance", None) is not None:
+        raise CommandError("--models and --covariance both choose the covariance; give one of them.")
+    cls = command_line_families()["gaussian"]
+    text = args.models.strip()
+    names = all_models(cls) if text == "all" else [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise CommandError(
+            f"--models must be 'all' or comma-separated model names such as {','.join(all_models(cls)[:2])}; "
+            f"received {text!r}."
+        )
+    seen = {}
+    for name in names:
+        try:
+            model = cls(covariance=name)
+        except (TypeError, ValueError):
+            raise CommandError(
+                f"--models: {name!r} is not a covariance model of --family gaussian; the models are "
+                f"{', '.join(accepted_models(cls))} (or all)."
+            ) from None
+        if model in seen:
+            twice = f"{name!r} twice" if seen[model] == name else f"one model twice, as {seen[model]!r} and {name!r}"
+            raise CommandError(f"--models names {twice}; give each once.")
+        seen[model] = name
+    make_family(args, data)  # the other family options, checked once and named alone
+    return [make_family(argparse.Namespace(**{**vars(args), "family_covariance": name}), data) for name in names]

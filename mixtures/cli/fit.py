@@ -20,7 +20,7 @@ from mixtures.cli.common import (
 )
 from mixtures.cli.data import add_data_options, as_compute_dtype, check_family_data, read_data
 from mixtures.cli.errors import CommandError
-from mixtures.cli.families import add_family_options, make_family
+from mixtures.cli.families import add_family_options, make_family, make_model_families
 from mixtures.cli.progress import ProgressReporter
 from mixtures.cli.tables import component_table, selection_table
 
@@ -55,6 +55,8 @@ def run(args) -> int:
     if args.checkpoint is not None:
         if auto:
             raise CommandError("--checkpoint needs a given number of components (-k K); -k auto is not resumable.")
+        if args.models is not None:
+            raise CommandError("--checkpoint fits one model; --models fits several and is not resumable.")
         check_writable(args.checkpoint, "--checkpoint", inputs=(args.data,))
     if args.out is not None:
         check_writable(args.out, "--out", inputs=(args.data,) + ((args.checkpoint,) if args.checkpoint else ()))
@@ -62,7 +64,9 @@ def run(args) -> int:
         require_matplotlib("--plot")
         check_writable(args.plot, "--plot", inputs=(args.data, args.out, args.checkpoint))
         plot_format = check_plot_format(args.plot, "--plot")
-    family = make_family(args, data)
+    grid = args.models is not None
+    families = make_model_families(args, data) if grid else [make_family(args, data)]
+    family = families[0]
     check_family_data(family, data)
     x = as_compute_dtype(data, args.float64)
     k_largest = k_max if auto else args.components
@@ -83,11 +87,14 @@ def run(args) -> int:
     progress = wants_progress(args)
     with x64(True) if args.float64 else contextlib.nullcontext():
         selection = None
-        if auto:
+        if auto or grid:
+            ks = range(1, k_max + 1) if auto else [args.components]
             if progress:
-                print(f"Fitting K = 1..{k_max} in one compiled program ...", file=sys.stderr)
+                what = f"K = 1..{k_max}" if auto else f"K = {args.components}"
+                each = f"{len(families)} models, one compiled program each" if grid else "one compiled program"
+                print(f"Fitting {what} for {each} ...", file=sys.stderr)
             selection = mx.select(
-                x, family, range(1, k_max + 1), key=key, n_init=restarts, criterion=args.criterion,
+                x, families, ks, key=key, n_init=restarts, criterion=args.criterion,
                 init=args.init, max_iter=args.max_iter, tol=args.tol,
             )
             result = selection.best
@@ -111,12 +118,19 @@ def run(args) -> int:
         log_l = float(result.log_likelihood)
         dtype = np.dtype(mixture.dtype).name
         print(f"Data: {args.data}, {n} rows x {d} columns ({', '.join(data.columns)}), {dtype}")
-        if selection is not None:
-            print(f"\n{args.criterion.upper()} of each K ({restarts} restart{'s' * (restarts > 1)} each):\n")
+        restarts_each = f"{restarts} restart{'s' * (restarts > 1)} each"
+        if grid:
+            print(f"\nEvery covariance model with every K ({restarts_each}):\n")
+            print(selection.grid(args.criterion))
+        elif selection is not None:
+            print(f"\n{args.criterion.upper()} of each K ({restarts_each}):\n")
             print(selection_table(selection, args.criterion))
         how = f"chosen by {args.criterion.upper()} among 1..{k_max}" if auto else "given"
         print()
         print(f"{'family':<18}{mixture.family!r}")
+        if grid:
+            print(f"{'model':<18}{mixture.family.covariance} (chosen by {args.criterion.upper()} among "
+                  f"{len(families)} model{'s' * (len(families) > 1)})")
         print(f"{'components':<18}{mixture.n_components} ({how})")
         print(f"{'restarts':<18}{restarts} (init {args.init}, seed {args.seed})")
         print(f"{'log-likelihood':<18}{log_l:.6f} per row (total {n * log_l:.4f})")
@@ -176,7 +190,13 @@ def add_parser(sub, parents) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed: the fit uses jax.random.key(SEED) (default 0)")
     p.add_argument("--float64", action="store_true", help="compute in float64 (default float32)")
     p.add_argument("--k-max", type=int, default=10, help="largest K tried by --components auto (default 10)")
-    p.add_argument("--criterion", choices=("bic", "aic", "icl"), default="bic", help="criterion of auto (default bic)")
+    p.add_argument("--criterion", choices=("bic", "aic", "icl"), default="bic",
+                   help="criterion of auto and --models (default bic)")
+    p.add_argument(
+        "--models", metavar="M1,M2,...|all",
+        help="Gaussian covariance models to compare (e.g. VVV,EEE or full,tied; 'all': every one), each over "
+        "the K of -k (auto: 1..--k-max); prints the criterion of each model and K, keeps the best",
+    )
     add_data_options(p)
     p.add_argument("-o", "--out", metavar="MODEL", help="save the fitted model here (e.g. model.mixture)")
     p.add_argument(

@@ -1,5 +1,9 @@
 """Model selection: fit every candidate number of components and family, rank them by BIC, AIC or ICL.
 
+The families are given as instances, or as the class :class:`~mixtures.Gaussian`
+with ``models=`` naming its covariance models (``"all"``: every one,
+:mod:`mixtures._src.fitting.models`).
+
 For one family, every candidate K is fitted in one batch of compiled programs: the
 mixture is padded to K_max = max(n_components) components, candidate K
 switches off components K…K_max−1 (weight zero, see
@@ -24,13 +28,16 @@ from mixtures._src.core import blocks
 from mixtures._src.engine import em as engine
 from mixtures._src.engine.em import FitResult
 from mixtures._src.core.family import Family
+from mixtures._src.families.gaussian.family import Gaussian
 from mixtures._src.fitting import segments
+from mixtures._src.fitting.grid import GRID_CRITERIA, SelectionGrid, criterion_grid
+from mixtures._src.fitting.models import model_families, model_name
 from mixtures._src.fitting.fit import best_restart, start_restart
 from mixtures._src.fitting.init import INIT_METHODS, check_method
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
 from mixtures._src.core.mixture import Mixture, information_criteria, log_likelihood_and_entropy
 
-__all__ = ["CRITERIA", "Selection", "select"]
+__all__ = ["CRITERIA", "Selection", "SelectionGrid", "select"]
 
 CRITERIA = ("bic", "aic", "icl")
 
@@ -45,10 +52,13 @@ class Selection(NamedTuple):
       family: the chosen family.
       criterion: the criterion that chose it ("bic", "aic" or "icl").
       table: one dict per candidate, families in the order given and K
-        ascending within each, with keys ``family``, ``n_components``,
-        ``log_likelihood`` (mean per sample, as in ``FitResult``),
-        ``n_parameters``, ``bic``, ``aic``, ``icl`` (lower is better),
-        ``converged`` and ``n_iter`` (of the best restart), as Python values.
+        ascending within each, with keys ``family``, ``model`` (a
+        Gaussian's covariance model name, ``family.covariance``; None for
+        other families), ``n_components``, ``log_likelihood`` (mean per
+        sample, as in ``FitResult``), ``n_parameters``, ``bic``, ``aic``,
+        ``icl`` (lower is better), ``bic_mclust`` (−``bic``, the sign mclust
+        uses: 2 log L − p log N, higher is better), ``converged`` and
+        ``n_iter`` (of the best restart), as Python values.
       results: every candidate's ``FitResult`` (sliced to its K components),
         in the order of ``table``.
     """
@@ -60,6 +70,39 @@ class Selection(NamedTuple):
     table: list
     results: list
 
+    def grid(self, criterion: str | None = None) -> SelectionGrid:
+        """A criterion of every candidate as a K × model matrix, as mclust's BIC table; ``str()`` prints it.
+
+        Args:
+          criterion: "bic", "aic", "icl" (lower is better) or "bic_mclust"
+            (−BIC, higher is better, the numbers mclust prints); by default
+            the criterion that chose.
+
+        Returns:
+          A :class:`SelectionGrid`: ``values[i, j]`` is the criterion of
+          model ``models[j]`` with ``n_components[i]`` components, ``best``
+          the (row, column) of the best cell.
+
+        Example:
+          >>> import jax, mixtures as mx
+          >>> x = mx.datasets.load_old_faithful()
+          >>> s = mx.select(x, mx.Gaussian, [1, 2], models=["spherical", "full"], key=jax.random.key(0))
+          >>> grid = s.grid()
+          >>> grid.values.shape, grid.n_components, grid.best
+          ((2, 2), (1, 2), (1, 1))
+          >>> bool((s.grid("bic_mclust").values == -grid.values).all())
+          True
+          >>> print(grid)  # doctest: +SKIP
+          BIC, lower is better; * the best: full with K = 2
+           K   spherical      full
+           1    4024.720  2607.623
+           2    3458.300  2322.192*
+        """
+        criterion = self.criterion if criterion is None else criterion
+        if not isinstance(criterion, str) or criterion not in GRID_CRITERIA:
+            raise ValueError(f"`criterion` must be one of {GRID_CRITERIA}; received {criterion!r}.")
+        return criterion_grid(self.table, criterion)
+
 
 def select(
     x,
@@ -67,6 +110,7 @@ def select(
     n_components=range(1, 11),
     *,
     key,
+    models=None,
     n_init: int = 1,
     criterion: str = "bic",
     init: str = "kmeans++",
@@ -85,19 +129,32 @@ def select(
     :meth:`~mixtures.Mixture.icl`. Every candidate costs as much compute as
     a K_max-component fit.
 
+    To compare covariance models, pass the class :class:`~mixtures.Gaussian`
+    and name them: ``select(x, mx.Gaussian, models="all", ...)`` fits every
+    model of ``Gaussian.MODELS`` (mclust's "EII" … "VVV") for every K, each
+    model as ``mx.Gaussian(covariance=m)``: the grid of mclust's
+    ``mclustBIC``. :meth:`Selection.grid` gives it back as a K × model matrix.
+
     Args:
       x: (N, D) array-like data.
       family: a :class:`~mixtures.Family`, or a sequence of them (e.g.
-        several Gaussian covariance types), all compared on one scale.
+        several Gaussian covariance types), all compared on one scale; or
+        the class :class:`~mixtures.Gaussian`, with ``models``.
       n_components: a non-empty iterable of distinct positive integers,
         each at most N (and at most the number of rows with positive
         ``sample_weight``).
       key: a JAX PRNG key; candidate i, restart j uses
         ``jax.random.split(key, (C, n_init))[i, j]`` (C candidates, sorted),
         the same keys for every family.
+      models: only with ``family=mx.Gaussian`` (the class): "all", or a list
+        of distinct covariance model names the Gaussian accepts ("VVV",
+        "full", ...), each fitted as ``mx.Gaussian(covariance=m)`` (default
+        ``reg_covar``), in the order given. For other options, pass a list
+        of Gaussian instances instead.
       n_init: restarts R per candidate.
-      criterion: "bic", "aic" or "icl" (lower is better); ties go to the
-        earlier family and the smaller K.
+      criterion: "bic", "aic" or "icl" (lower is better; mclust's BIC is
+        the negative, in the table as ``bic_mclust``); ties go to the earlier
+        family and the smaller K.
       init: an initialisation method of :mod:`mixtures.init`.
       max_iter: maximum EM iterations per fit.
       tol: convergence threshold on the mean log-likelihood per sample.
@@ -122,8 +179,11 @@ def select(
       >>> s = select(x, mx.Gaussian("full"), range(1, 4), key=jax.random.key(0))
       >>> s.n_components, s.best.mixture.weights.shape, len(s.table)
       (2, (2,), 3)
+      >>> s = select(x, mx.Gaussian, [2, 3], models=["tied", "full"], key=jax.random.key(0))
+      >>> s.family == mx.Gaussian("tied"), s.n_components, len(s.table)
+      (True, 3, 4)
     """
-    families = _as_families(family)
+    families = _as_families(family, models)
     if not isinstance(criterion, str):
         raise TypeError(f"`criterion` must be one of {CRITERIA}; received {criterion!r}.")
     if criterion not in CRITERIA:
@@ -199,12 +259,14 @@ def select(
             table.append(
                 {
                     "family": f,
+                    "model": model_name(f),
                     "n_components": k,
                     "log_likelihood": float(result.log_likelihood),
                     "n_parameters": n_parameters,
                     "bic": bic,
                     "aic": aic,
                     "icl": icl,
+                    "bic_mclust": -bic,
                     "converged": bool(result.converged),
                     "n_iter": int(result.n_iter),
                 }
@@ -215,7 +277,19 @@ def select(
     return Selection(results[chosen], row["n_components"], row["family"], criterion, table, results)
 
 
-def _as_families(family) -> tuple[Family, ...]:
+def _as_families(family, models) -> tuple[Family, ...]:
+    if models is not None:
+        return model_families(family, models)
+    if isinstance(family, type):
+        name = f"mx.{family.__name__}"
+        fix = (
+            f'models="all" (or a list such as models=["full", "diag"]) to compare its covariance models, or an '
+            f'instance such as {name}("full")' if issubclass(family, Gaussian) else f"an instance such as {name}()"
+        )
+        raise TypeError(
+            "`family` must be a mixtures.Family such as mx.Gaussian(), or a sequence of them; "
+            f"received the class {name}: pass {fix}."
+        )
     if isinstance(family, Family):
         checks.hashable_family(family)
         return (family,)
