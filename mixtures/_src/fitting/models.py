@@ -2,10 +2,7 @@
 
 mclust names its Gaussian covariance models by three letters (volume, shape,
 orientation; E equal across components, V varying, I the identity): "EII" …
-"VVV". :class:`~mixtures.Gaussian` lists those it accepts in
-``Gaussian.MODELS``; where that attribute is missing, its four covariance
-types in mclust's order, spherical (VII), diag (VVI), tied (EEE) and
-full (VVV), are "all".
+"VVV", listed in ``Gaussian.MODELS``; "all" stands for those fourteen.
 """
 
 from __future__ import annotations
@@ -19,19 +16,17 @@ __all__ = ["accepted_models", "all_models", "model_families", "model_name"]
 
 # Names the Gaussian accepts besides its mclust models; listed in error messages.
 _ALIASES = ("spherical", "diag", "tied", "full", "identity")
-_FOUR = ("spherical", "diag", "tied", "full")
 
 
 def all_models(cls: type = Gaussian) -> tuple[str, ...]:
-    """The covariance models ``models="all"`` stands for: ``cls.MODELS``, or the four classic types without it.
+    """The covariance models ``models="all"`` stands for: ``cls.MODELS``.
 
     Example:
-      >>> import mixtures as mx
       >>> from mixtures._src.fitting.models import all_models
-      >>> "full" in all_models() or "VVV" in all_models()
-      True
+      >>> all_models()[:3], len(all_models())
+      (('EII', 'VII', 'EEI'), 14)
     """
-    return tuple(getattr(cls, "MODELS", _FOUR))
+    return tuple(cls.MODELS)
 
 
 def accepted_models(cls: type = Gaussian) -> tuple[str, ...]:

@@ -94,9 +94,9 @@ class Selection(NamedTuple):
           True
           >>> print(grid)  # doctest: +SKIP
           BIC, lower is better; * the best: full with K = 2
-           K   spherical      full
-           1    4024.720  2607.623
-           2    3458.300  2322.192*
+           K  spherical       full
+           1   4024.721   2607.622
+           2   3458.299   2322.192*
         """
         criterion = self.criterion if criterion is None else criterion
         if not isinstance(criterion, str) or criterion not in GRID_CRITERIA:
