@@ -199,12 +199,16 @@ class _Tree:
         self._refresh_columns(np.arange(1, n))
 
     def _criterion(self, count, trace, scatter):
-        """Each group's term n log(det(W / n) + β (tr W + α) / n), (M,) for (M,) sizes and traces, (M, P, P) W."""
+        """Each group's term n log(det(W / n) + β (tr W + α) / n), (M,), from (M,) sizes and traces.
+
+        ``scatter(mask)`` gives the (M′, P, P) scatter matrices W of the
+        groups ``mask`` selects, those whose determinant counts.
+        """
         spread = np.log(self.beta * (trace + self.alpha) / count)
         out = spread.copy()
         full = (count > self.p) & (count > 2) & (trace != 0)  # with tr W = 0, det W = 0
         if np.any(full):
-            sign, logdet = np.linalg.slogdet(scatter[full] / count[full, None, None])
+            sign, logdet = np.linalg.slogdet(scatter(full) / count[full, None, None])
             out[full] = np.where(sign > 0, np.logaddexp(logdet, spread[full]), spread[full])
         return count * out
 
@@ -238,7 +242,7 @@ class _Tree:
         self.scatter[a] = self.scatter[a] + self.scatter[b] + c * np.outer(v, v)
         self.mean[a] = (na * self.mean[a] + nb * self.mean[b]) / n
         self.count[a] = n
-        self.term[a] = self._criterion(np.array([n]), self.trace[a : a + 1], self.scatter[a : a + 1])[0]
+        self.term[a] = self._criterion(np.array([n]), self.trace[a : a + 1], lambda _: self.scatter[a : a + 1])[0]
         self.label[a] = min(self.label[a], self.label[b])
         last = self.size - 1
         if b != last:  # the last group moves into slot b
@@ -273,5 +277,9 @@ class _Tree:
         v = self.mean[a][None, :] - self.mean[others]
         c = na * nj / n
         trace = self.trace[a] + self.trace[others] + c * np.sum(v * v, axis=1)
-        scatter = self.scatter[a][None] + self.scatter[others] + c[:, None, None] * v[:, :, None] * v[:, None, :]
+
+        def scatter(mask):
+            w = v[mask]
+            return self.scatter[a][None] + self.scatter[others[mask]] + c[mask, None, None] * w[:, :, None] * w[:, None, :]
+
         return self._criterion(n, trace, scatter) - (self.term[a] + self.term[others])
