@@ -195,3 +195,11 @@ def test_a_fresh_random_tree_is_mclusts(tmp_path):
     ks = list(range(1, 11))
     for k, a, b in zip(ks, hierarchical.cut(ours, n, ks), hierarchical.cut(theirs, n, ks)):
         assert np.array_equal(a, b), f"seed {seed}: the partitions into {k} classes differ"
+
+
+def test_the_command_line_starts_from_hc_once(capsys):
+    from mixtures.cli import main
+
+    path = ROOT / reference()["datasets"]["old_faithful"]["path"]
+    assert main(["fit", str(path), "-k", "3", "--init", "hc", "--float64", "--max-iter", "5", "--no-progress"]) == 0
+    assert "restarts          1 (init hc, seed 0)" in capsys.readouterr().out
