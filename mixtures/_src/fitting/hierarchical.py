@@ -265,7 +265,8 @@ class _Tree:
                 continue
             after = cols > row
             value = self.gain[row, cols]
-            better = after & ~stale & ((value < self.best[cols]) | ((value == self.best[cols]) & (row > self.best_row[cols])))
+            tie = (value == self.best[cols]) & (row > self.best_row[cols])  # the larger row wins a tie
+            better = after & ~stale & ((value < self.best[cols]) | tie)
             self.best[cols[better]] = value[better]
             self.best_row[cols[better]] = row
         self._refresh_columns(cols[stale])
@@ -280,6 +281,7 @@ class _Tree:
 
         def scatter(mask):
             w = v[mask]
-            return self.scatter[a][None] + self.scatter[others[mask]] + c[mask, None, None] * w[:, :, None] * w[:, None, :]
+            outer = c[mask, None, None] * w[:, :, None] * w[:, None, :]
+            return self.scatter[a][None] + self.scatter[others[mask]] + outer
 
         return self._criterion(n, trace, scatter) - (self.term[a] + self.term[others])

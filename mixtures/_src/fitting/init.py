@@ -1,4 +1,4 @@
-"""Initialisation methods: each a pure function of a PRNG key (or, "hc", of the data alone), run inside the compiled fit.
+"""Initialisation methods: pure functions of a PRNG key ("hc": of the data alone), run inside the compiled fit.
 
 Every method places K components and refines them by one hard-assignment EM
 step (:func:`mixtures.engine.init_from_points`), except "random", which takes
