@@ -160,8 +160,10 @@ CASES = [
     case("independent_group", ValueError, r"Poisson\(min_rate=1e-06\), which models column 1 of `x`, rejects row 3: column 1 of `x` must hold non-negative integer counts", x=np.c_[GOOD[:, 0], _with(3, 0, -4, _COUNTS)[:, 0]], family=_MIXED),
     case("independent_columns", ValueError, r"`x` must have shape \(N, 2\).*received shape \(20, 3\)", x=np.ones((N, 3)), family=_MIXED),
     # -- initialisation -----------------------------------------------------------------------
-    case("init_unknown", ValueError, r"`init` must be one of \('kmeans\+\+', 'kmeans', 'random', 'random_from_data'\).*'kmeans\+\+\+'", init="kmeans+++"),
+    case("init_unknown", ValueError, r"`init` must be one of \('kmeans\+\+', 'kmeans', 'random', 'random_from_data', 'hc'\).*'kmeans\+\+\+'", init="kmeans+++"),
     case("init_number", (ValueError, TypeError), r"`init` must be one of \('kmeans\+\+', .*received 3", init=3),
+    case("init_hc_poisson", ValueError, r"`init='hc'` \(mclust's Gaussian hierarchical agglomeration\) starts Gaussian mixtures only; received a Poisson family", init="hc", x=_COUNTS, family=mx.Poisson()),
+    case("init_hc_labels", ValueError, r"`labels` cannot be combined with `init='hc'`", init="hc", labels=np.zeros(N, int)),
     case("init_random_gradient_family", ValueError, r"`init='random'` needs an M-step from summed statistics, which StudentT does not have", init="random", family=mx.StudentT()),
     case("warm_n_init", ValueError, r"`n_init` must be 1 with a warm start \(`init` a Mixture\); received 2", init=Lazy(_gaussian_start), n_init=2),
     case("warm_components", ValueError, r"`init` has 2 components, but n_components=3", init=Lazy(_gaussian_start), n_components=3),

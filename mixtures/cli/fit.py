@@ -42,7 +42,8 @@ def run(args) -> int:
     if not auto:
         components_in_range(args.components, n, repr(args.data))
     k_max = min(positive(args.k_max, "--k-max"), n)
-    restarts = positive(args.restarts, "--restarts")
+    # "hc" is deterministic: its restarts would all be alike.
+    restarts = positive(args.restarts, "--restarts") if args.restarts is not None else 1 if args.init == "hc" else 4
     positive(args.max_iter, "--max-iter")
     bounded(args.max_iter, "--max-iter", 1, MAX_ITER, "the fit counts iterations in int32")
     bounded(args.seed, "--seed", 0, 2**63 - 1, "the key jax.random.key(SEED) takes a 64-bit seed")
@@ -179,9 +180,13 @@ def add_parser(sub, parents) -> None:
         "-k", "--components", type=_k_or_auto, default="auto", metavar="K|auto",
         help="number of components, or 'auto' to choose it by --criterion among 1..--k-max (default auto)",
     )
-    p.add_argument("--restarts", type=int, default=4, help="EM restarts, the best kept (default 4)")
-    p.add_argument("--init", choices=("kmeans++", "kmeans", "random", "random_from_data"), default="kmeans++",
-                   help="initialisation (default kmeans++)")
+    p.add_argument(
+        "--restarts", type=int, default=None, help="EM restarts, the best kept (default 4; 1 with --init hc)"
+    )
+    p.add_argument(
+        "--init", choices=("kmeans++", "kmeans", "random", "random_from_data", "hc"), default="kmeans++",
+        help="initialisation (default kmeans++); hc: mclust's hierarchical start (Gaussian families, deterministic)",
+    )
     p.add_argument("--max-iter", type=int, default=100, help="maximum EM iterations (default 100)")
     p.add_argument(
         "--tol", type=float, default=DEFAULT_TOL,

@@ -14,7 +14,7 @@ from mixtures._src.fitting import checkpoints, devices, processes, segments
 from mixtures._src.core import progress
 from mixtures._src.engine import em as engine
 from mixtures._src.core.family import Family
-from mixtures._src.fitting.init import INIT_METHODS, check_method, initialize
+from mixtures._src.fitting.init import INIT_METHODS, check_method, initialize, tree_classes
 from mixtures._src.core.mixture import Mixture
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
 from mixtures._src.core.priors import DirichletPrior, Prior, check_dirichlet_prior
@@ -99,10 +99,15 @@ def fit(
         restart; may be None only when ``init`` is a :class:`~mixtures.Mixture`.
       init: "kmeans++" (D² seeding and a few Lloyd iterations), "kmeans"
         (Lloyd's algorithm to convergence), "random" (random
-        responsibilities), "random_from_data" (K random rows as centres), or a
-        :class:`~mixtures.Mixture` to start from (a warm start); see
-        :mod:`mixtures.init`.
-      n_init: number of restarts R, each from its own key.
+        responsibilities), "random_from_data" (K random rows as centres),
+        "hc" (mclust's default start: its model-based hierarchical
+        clustering, computed on the host, cut at K classes, then one M-step;
+        Gaussian families only, deterministic, and O(N²) in time and memory
+        on at most 2000 rows, see :mod:`mixtures._src.fitting.init`), or a
+        :class:`~mixtures.Mixture` to start from (a warm start).
+      n_init: number of restarts R, each from its own key. With
+        ``init="hc"`` every restart starts from the same mixture, so they
+        all end alike: use 1.
       max_iter: maximum number of EM iterations.
       tol: stop when the mean log-likelihood per sample changes by less than
         this between iterations (the two values recorded in ``history``;
@@ -265,6 +270,8 @@ def fit(
         elif isinstance(init, str) and init in INIT_METHODS:
             check_method(init, family)
             key = checks.prng_key(key)
+            if init == "hc":
+                _check_tree_start(x, labels)
         else:
             raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")
         if isinstance(x, jax.Array) and not x.is_fully_addressable and _uses_default_prior(prior):
@@ -281,6 +288,8 @@ def fit(
                 _check_warm_start_densities(start, np.asarray(x))
 
     # Everything is valid: only now are arrays made for the compiled program.
+    classes = None if isinstance(init, Mixture) else tree_classes(init, x, [k], weights)
+    classes = None if classes is None else classes[0]
     tol = checks.to_device(tol, x.dtype)
     options = EMOptions(
         chunk_size=chunk, max_iter=max_iter, hard=assignment == "hard", update_weights=update_weights,
@@ -293,8 +302,8 @@ def fit(
             begin = functools.partial(_start_from, start, batched=True)
         else:
             begin = functools.partial(
-                _start_restarts_on_mesh, jax.random.split(key, n_init), rows, family=family, k=k, method=init,
-                options=options, plan=plan, weighted=weights is not None,
+                _start_restarts_on_mesh, jax.random.split(key, n_init), rows, classes, family=family, k=k,
+                method=init, options=options, plan=plan, weighted=weights is not None,
             )
     else:
         if weights is not None:
@@ -308,7 +317,8 @@ def fit(
             begin = functools.partial(_start_from, start)
         else:
             begin = functools.partial(
-                _start_restarts, jax.random.split(key, n_init), rows, family=family, k=k, method=init, options=options
+                _start_restarts, jax.random.split(key, n_init), rows, classes, family=family, k=k, method=init,
+                options=options,
             )
     saving = None
     if checkpoint is not None:
@@ -362,9 +372,12 @@ def run(
     return with_history(result, history, best)
 
 
-def fit_restarts(keys, rows: Rows, tol, prior=None, *, family, k, method, options) -> engine.FitResult:
-    """The best of ``keys``' restarts on one device, run as :func:`mx.fit` runs them (without progress or checkpoint)."""
-    begin = functools.partial(_start_restarts, keys, rows, family=family, k=k, method=method, options=options)
+def fit_restarts(keys, rows: Rows, tol, prior=None, classes=None, *, family, k, method, options) -> engine.FitResult:
+    """The best of ``keys``' restarts on one device, run as :func:`mx.fit` runs them (without progress or checkpoint).
+
+    ``classes``: for ``method="hc"``, the rows' classes (:func:`~mixtures._src.fitting.init.tree_classes`).
+    """
+    begin = functools.partial(_start_restarts, keys, rows, classes, family=family, k=k, method=method, options=options)
     return run(begin, rows, tol, prior, options)
 
 
@@ -448,6 +461,20 @@ def _place_rows(plan, x, weights, labels, prior):
     if labels is not None:
         labels = devices.place(labels, plan, fill=-1)
     return Rows(rows, weights, labels)
+
+
+def _check_tree_start(x, labels) -> None:
+    """Refuses what ``init="hc"`` cannot start from: labels, or rows that no process holds all of."""
+    if labels is not None:
+        raise ValueError(
+            "`labels` cannot be combined with `init='hc'`: the start's classes are the hierarchical clustering's; "
+            "use another `init` for a semi-supervised fit."
+        )
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        raise ValueError(
+            "`init='hc'` builds its tree from all the rows on the host, which no process holds here "
+            "(x spans several processes): start from a mixture fitted on a sample (`init=` that mixture)."
+        )
 
 
 def _check_warm_start(init: Mixture, family, k, d, dtype) -> Mixture:
@@ -550,9 +577,11 @@ def _finish(states, rows, tol, prior, *, options, batched):
     return best_restart(results) if batched else (results, jnp.int32(0))
 
 
-def start_restart(family, k, method, key, rows: Rows, options: EMOptions, n_active=None):
-    """The starting mixture of one restart (equal weights when they are not updated)."""
-    mixture = initialize(method, family, k, key, rows.x, rows.weights, options.chunk_size, rows.labels, n_active)
+def start_restart(family, k, method, key, rows: Rows, options: EMOptions, n_active=None, classes=None):
+    """The starting mixture of one restart (equal weights when they are not updated); ``classes`` for "hc"."""
+    mixture = initialize(
+        method, family, k, key, rows.x, rows.weights, options.chunk_size, rows.labels, n_active, classes
+    )
     if not options.update_weights and n_active is None:
         mixture = Mixture(jnp.full((k,), 1.0 / k, rows.x.dtype), mixture.params, family)
     return mixture
@@ -572,21 +601,23 @@ def best_restart(results: engine.FitResult):
 
 
 @functools.partial(jax.jit, static_argnames=("family", "k", "method", "options"))
-def _start_restarts(keys, rows, *, family, k, method, options):
-    return _starts(keys, rows, family, k, method, options)
+def _start_restarts(keys, rows, classes, *, family, k, method, options):
+    return _starts(keys, rows, family, k, method, options, classes)
 
 
-def _starts(keys, rows: Rows, family, k, method, options: EMOptions):
-    """The loop states of the restarts started from ``keys`` (traced)."""
+def _starts(keys, rows: Rows, family, k, method, options: EMOptions, classes=None):
+    """The loop states of the restarts started from ``keys`` (traced); ``classes`` for "hc"."""
 
     def one(axes, key):
-        return engine.start_loop(start_restart(family, k, method, key, rows, options.replace(axes=axes)))
+        return engine.start_loop(
+            start_restart(family, k, method, key, rows, options.replace(axes=axes), classes=classes)
+        )
 
     return blocks.vmap_restarts(one, options.axes)(keys)
 
 
 @functools.partial(jax.jit, static_argnames=("family", "k", "method", "options", "plan", "weighted"))
-def _start_restarts_on_mesh(keys, rows, *, family, k, method, options, plan, weighted):
+def _start_restarts_on_mesh(keys, rows, classes, *, family, k, method, options, plan, weighted):
     """The restarts' starting states, initialised from the N valid rows of the rows split over ``plan``'s devices.
 
     With the user's weights only when ``weighted``: the padding's weights
@@ -597,7 +628,7 @@ def _start_restarts_on_mesh(keys, rows, *, family, k, method, options, plan, wei
         devices.valid_rows(plan, rows.weights) if weighted else None,
         devices.valid_rows(plan, rows.labels),
     )
-    return _starts(keys, valid, family, k, method, options)
+    return _starts(keys, valid, family, k, method, options, classes)
 
 
 @functools.partial(jax.jit, static_argnames=("options", "plan"))

@@ -788,7 +788,10 @@ def _state_shapes(begin, config, sample, sample_weights, *, family, k, init, key
 
     def traced():
         rows = Rows(sample, sample_weights)
-        mixture = fitting.start_restart(family, k, init, key, rows, EMOptions(chunk_size=config.chunk_size or 1024))
+        classes = jnp.zeros(sample.shape[:1], jnp.int32) if init == "hc" else None  # only its shape counts here
+        mixture = fitting.start_restart(
+            family, k, init, key, rows, EMOptions(chunk_size=config.chunk_size or 1024), classes=classes
+        )
         return _init(config, mixture, sample, sample_weights)
 
     return jax.eval_shape(traced)

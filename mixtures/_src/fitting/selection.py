@@ -33,7 +33,7 @@ from mixtures._src.fitting import segments
 from mixtures._src.fitting.grid import GRID_CRITERIA, SelectionGrid, criterion_grid
 from mixtures._src.fitting.models import model_families, model_name
 from mixtures._src.fitting.fit import best_restart, start_restart
-from mixtures._src.fitting.init import INIT_METHODS, check_method
+from mixtures._src.fitting.init import INIT_METHODS, check_method, tree_classes
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
 from mixtures._src.core.mixture import Mixture, information_criteria, log_likelihood_and_entropy
 
@@ -155,7 +155,10 @@ def select(
       criterion: "bic", "aic" or "icl" (lower is better; mclust's BIC is
         the negative, in the table as ``bic_mclust``); ties go to the earlier
         family and the smaller K.
-      init: an initialisation method of :mod:`mixtures.init`.
+      init: an initialisation method of :func:`mixtures.fit`. With "hc"
+        one hierarchical clustering is computed and cut at every candidate
+        K (so each candidate's start is mclust's), and every restart of a
+        candidate starts alike.
       max_iter: maximum EM iterations per fit.
       tol: convergence threshold on the mean log-likelihood per sample.
       sample_weight: optional (N,) non-negative row weights; N in the BIC is
@@ -227,6 +230,7 @@ def select(
         f.check_methods(host_x)  # last, as it evaluates the family's own methods
 
     # Everything is valid: only now are arrays made for the compiled programs.
+    classes = tree_classes(init, host_x, ks, weights)  # (C, N) for "hc": one tree, cut at every K
     tol = checks.to_device(tol, x.dtype)
     keys = jax.random.split(key, (len(ks), n_init))
     fit_weights = checks.unit_mean_weights(weights, x.dtype)
@@ -238,7 +242,8 @@ def select(
     options = EMOptions(chunk_size=chunk, max_iter=max_iter)
     for f in families:
         begin = functools.partial(
-            _start_candidates, keys, n_active, x, fit_weights, family=f, k_max=k_max, method=init, options=options
+            _start_candidates, keys, n_active, classes, x, fit_weights, family=f, k_max=k_max, method=init,
+            options=options,
         )
 
         def advance(states, first, until):
@@ -326,20 +331,23 @@ def _as_n_components(value, upper: int, upper_name: str) -> list[int]:
 
 
 @functools.partial(jax.jit, static_argnames=("family", "k_max", "method", "options"))
-def _start_candidates(keys, n_active, x, fit_weights, *, family, k_max, method, options):
+def _start_candidates(keys, n_active, classes, x, fit_weights, *, family, k_max, method, options):
     """(C, R) loop states of the padded fits: candidate c's restarts start with K = ``n_active[c]`` components on.
 
-    The fits use the weights rescaled to mean one.
+    The fits use the weights rescaled to mean one. ``classes`` (C, N): for
+    "hc", candidate c's classes of the rows; else None.
     """
     rows = Rows(x, fit_weights)
 
-    def restart(axes, key, k):
-        return engine.start_loop(start_restart(family, k_max, method, key, rows, options.replace(axes=axes), n_active=k))
+    def restart(axes, key, k, classes_k):
+        return engine.start_loop(
+            start_restart(family, k_max, method, key, rows, options.replace(axes=axes), n_active=k, classes=classes_k)
+        )
 
-    def candidate(axes, keys_k, k):
-        return blocks.vmap_restarts(restart, axes, in_axes=(0, None))(keys_k, k)
+    def candidate(axes, keys_k, k, classes_k):
+        return blocks.vmap_restarts(restart, axes, in_axes=(0, None, None))(keys_k, k, classes_k)
 
-    return blocks.vmap_restarts(candidate, options.axes)(keys, n_active)
+    return blocks.vmap_restarts(candidate, options.axes)(keys, n_active, classes)
 
 
 @functools.partial(jax.jit, static_argnames="options")

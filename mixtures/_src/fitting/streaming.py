@@ -27,7 +27,7 @@ from mixtures._src.engine import em as engine
 from mixtures._src.fitting import fit as fitting
 from mixtures._src.core.progress import Progress
 from mixtures._src.core.family import Family
-from mixtures._src.fitting.init import INIT_METHODS, check_method
+from mixtures._src.fitting.init import INIT_METHODS, check_method, tree_classes
 from mixtures._src.core.mixture import Mixture
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
 
@@ -241,7 +241,9 @@ def fit_stream(
         else:
             keys = jax.random.split(key, n_init)
             x, w = initial["x"], initial["weights"]
-            mixtures = _initial(keys, x, w, family=family, k=k, method=init, options=options)
+            classes = tree_classes(init, x, [k], w)
+            classes = None if classes is None else classes[0]
+            mixtures = _initial(keys, x, w, classes, family=family, k=k, method=init, options=options)
         return _begin(mixtures)
 
     def start_and_let_go():  # called at most once, after any look at the shapes: the sample goes with it
@@ -376,9 +378,11 @@ def _begin(mixtures) -> _Loop:
 
 
 @functools.partial(jax.jit, static_argnames=("family", "k", "method", "options"))
-def _initial(keys, x, weights, *, family, k, method, options):
+def _initial(keys, x, weights, classes, *, family, k, method, options):
     def one(axes, key):
-        return fitting.start_restart(family, k, method, key, Rows(x, weights), options.replace(axes=axes))
+        return fitting.start_restart(
+            family, k, method, key, Rows(x, weights), options.replace(axes=axes), classes=classes
+        )
 
     return blocks.vmap_restarts(one, options.axes)(keys)
 
