@@ -190,6 +190,95 @@ def _layout(covariance, covs):
     return covs[0] if covariance == "tied" else covs
 
 
+# mclust's other ten models: one prior on the one covariance of EII and EEI, one per component
+# for the rest; the MAP step is the mode of SciPy's posterior among covariances of the model's form.
+OTHER_MODELS = ("EII", "EEI", "VEI", "EVI", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV")
+
+
+def _dense(model, covs, k, d):
+    covs = np.asarray(covs, np.float64)
+    if covs.ndim == 3:
+        return covs
+    if covs.ndim == 2:
+        return np.stack([np.diag(c) for c in covs])
+    return np.stack([np.eye(d) * c for c in np.broadcast_to(covs, (k,))])
+
+
+def _scipy_log_posterior_of_model(model, x, resp, prior, means, dense):
+    mu0, kappa, nu, psi = (np.asarray(v, np.float64) for v in prior)
+    kappa, nu = float(kappa), float(nu)
+    k = resp.shape[1]
+    total = sum(resp[:, j] @ stats.multivariate_normal(means[j], dense[j]).logpdf(x) for j in range(k))
+    total += sum(stats.multivariate_normal(mu0, dense[j] / kappa).logpdf(means[j]) for j in range(k))
+    if model == "EII":
+        return total + stats.invgamma(nu / 2, scale=psi / 2).logpdf(dense[0, 0, 0])
+    if model == "EEI":
+        return total + np.sum(stats.invgamma(nu / 2, scale=psi / 2).logpdf(np.diag(dense[0])))
+    if model in ("VEI", "EVI"):
+        variances = np.diagonal(dense, axis1=1, axis2=2)
+        return total + np.sum(stats.invgamma(nu / 2, scale=psi[None] / 2).logpdf(variances))
+    return total + sum(stats.invwishart(df=nu, scale=psi).logpdf(c) for c in dense)
+
+
+@pytest.mark.parametrize("model", OTHER_MODELS)
+def test_map_step_of_the_other_models_is_the_posterior_mode_of_their_form(model):
+    from mixtures._src.families.gaussian import models
+
+    rng = np.random.default_rng(4)
+    x = X[::3]
+    k, d = 3, 2
+    resp = rng.dirichlet(np.ones(k), size=len(x))
+    a = rng.normal(size=(d, d))
+    layout = models.layout(model)
+    scale = {"full": a @ a.T + np.eye(d), "diag": np.array([0.7, 1.9]), "spherical": np.array(1.3)}[layout]
+    prior = GaussianPrior(np.array([0.5, -1.0]), np.array(0.8), np.array(d + 0.5), scale)
+    family = mx.Gaussian(model, reg_covar=0.0)
+    unit = {"full": np.broadcast_to(np.eye(d), (k, d, d)), "diag": np.ones((k, d)), "spherical": np.ones(k)}[layout]
+    previous = family.make_params(x[[3, 17, 40]], unit)
+    prior = family.check_prior(prior, jnp.asarray(x))
+    weights = np.full(k, 1.0 / k)
+    new = family.map_step(family.accumulate(previous, x, resp), resp.sum(axis=0), previous, prior, weights)
+
+    ref_means, _ = _reference_mode("full", x, resp, prior if layout == "full" else prior._replace(scale=np.eye(d)))
+    np.testing.assert_allclose(new.means, ref_means, rtol=1e-10)
+    covs = np.asarray(new.covariances)
+    models.check_form(model, covs, 1e-9)
+    best = _scipy_log_posterior_of_model(model, x, resp, prior, ref_means, _dense(model, covs, k, d))
+    # Covariances of the model's form near the mode (the model's projection of perturbed ones) score lower.
+    on = np.ones(k, bool)
+    for i in range(6):
+        if layout == "full":
+            b = np.eye(d) + 0.05 * rng.normal(size=(k, d, d))
+            perturbed = np.einsum("kij,kjl,kml->kim", b, covs, b)
+        else:
+            perturbed = np.broadcast_to(covs, unit.shape) * (1.0 + 0.05 * rng.normal(size=unit.shape))
+            if layout == "spherical":
+                perturbed = np.repeat(perturbed[:, None], d, axis=1)
+        moved = np.asarray(models.constrained_covariances(model, perturbed, np.ones(k), covs, on))
+        models.check_form(model, moved, 1e-9)
+        means = ref_means + 0.05 * rng.normal(size=ref_means.shape) * (i % 2)
+        assert _scipy_log_posterior_of_model(model, x, resp, prior, means, _dense(model, moved, k, d)) < best
+    # The family's log prior differs from SciPy's by a constant only.
+    none = np.zeros_like(resp)
+    theirs = [
+        _scipy_log_posterior_of_model(model, x, none, prior, np.asarray(p.means), _dense(model, p.covariances, k, d))
+        for p in (new, previous)
+    ]
+    ours = [float(family.log_prior(p, prior, weights)) for p in (new, previous)]
+    np.testing.assert_allclose(ours[0] - ours[1], theirs[0] - theirs[1], rtol=1e-10)
+
+
+@pytest.mark.parametrize("model", ("EII", "VEI", "EVE", "VVE", "VEV", "EVV"))
+def test_the_other_models_log_posterior_never_decreases(model):
+    family = mx.Gaussian(model, reg_covar=0.0)
+    k, d = 3, 2
+    unit = {"full": np.broadcast_to(np.eye(d), (k, d, d)), "diag": np.ones((k, d)), "spherical": np.ones(k)}
+    start = mx.Mixture(np.full(k, 1.0 / k), family.make_params(X[[0, 1, 2]], unit[family.layout]), family)
+    result = _gaussian_fit(model, start, Prior("default", DirichletPrior(3.0)))
+    assert int(result.n_iter) == 30
+    _assert_monotone(result.history)
+
+
 # -- (4) a prior keeps a component on a single point finite and sensible -----------------------
 
 

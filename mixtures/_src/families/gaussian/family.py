@@ -330,7 +330,7 @@ class Gaussian(domain.SquaredRealData, Family):
         o = frame.first / nk[:, None]  # the mean's move
         if self.layout == "full":
             eye = jnp.eye(o.shape[-1], dtype=o.dtype)
-            scatter = frame.second - nk[:, None, None] * o[:, :, None] * o[:, None, :] + (nk * self.reg_covar)[:, None, None] * eye
+            scatter = frame.second - nk[:, None, None] * o[:, :, None] * o[:, None, :] + (nk * self.reg_covar)[:, None, None] * eye[None]
         else:
             scatter = frame.second - nk[:, None] * o**2 + (nk * self.reg_covar)[:, None]
         return self._fitted(previous.means + o, scatter, nk, previous, counts >= 10 * eps)
@@ -502,7 +502,7 @@ class Gaussian(domain.SquaredRealData, Family):
                 ) + self.reg_covar * eye
                 return GaussianParams(means, jnp.broadcast_to(precision_cholesky(pooled), (k, d, d)))
             shifted = counts + nu + d + 2
-            scatter = prior.scale[None] + scatter + (shifted * self.reg_covar)[:, None, None] * eye
+            scatter = prior.scale[None] + scatter + (shifted * self.reg_covar)[:, None, None] * eye[None]
             return self._fitted(means, scatter, shifted, previous, on)
         scatter = (
             stats.second - 2.0 * stats.first * offset + counts[:, None] * offset**2 + kappa * to_prior**2
@@ -562,7 +562,7 @@ class Gaussian(domain.SquaredRealData, Family):
                 once = (nu + d + 1) * log_det - 0.5 * jnp.einsum("de,df,ef->", prior.scale, shared, shared, precision=_HI)
             else:
                 scale = jnp.broadcast_to(shared, (d,))  # the inverse standard deviations
-                per = jnp.sum(jnp.log(scale)) - 0.5 * kappa * jnp.sum((diff * scale) ** 2, axis=-1)
+                per = jnp.sum(jnp.log(scale)) - 0.5 * kappa * jnp.sum((diff * scale[None, :]) ** 2, axis=-1)
                 if model == "EEI":
                     once = jnp.sum((nu + 2) * jnp.log(scale) - 0.5 * prior.scale * scale**2)
                 else:

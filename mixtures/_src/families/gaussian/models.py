@@ -206,11 +206,11 @@ def _diagonal(model, w, n_on, total, safe, previous, on):
 
     def objective(volume):
         shape = _normalised(jnp.sum(w / volume[:, None], axis=0))
-        return jnp.sum(d * n_on * jnp.log(volume) + jnp.sum(w / shape, axis=-1) / volume)
+        return jnp.sum(d * n_on * jnp.log(volume) + jnp.sum(w / shape[None, :], axis=-1) / volume)
 
     def step(volume):
         shape = _normalised(jnp.sum(w / volume[:, None], axis=0))
-        return jnp.where(on, jnp.sum(w / shape, axis=-1) / (d * safe), volume)
+        return jnp.where(on, jnp.sum(w / shape[None, :], axis=-1) / (d * safe), volume)
 
     volume = _iterate(step, objective, volume)
     shape = _normalised(jnp.sum(w / volume[:, None], axis=0))
@@ -224,13 +224,13 @@ def _full(model, w, n_on, total, safe, previous, on):
     if model == "EEE":
         return jnp.broadcast_to(jnp.sum(w, axis=0) / total, w.shape)
     if model == "VVV":
-        return jnp.where(matrix, w / safe[:, None, None], eye)
+        return jnp.where(matrix, w / safe[:, None, None], eye[None])
     if model == "EVV":
-        size = jnp.where(on, jnp.exp(_log_det(jnp.where(matrix, w, eye)) / d), 0.0)  # |Wₖ|^(1/D)
-        shape = jnp.where(matrix, w / jnp.where(on, size, 1.0)[:, None, None], eye)
+        size = jnp.where(on, jnp.exp(_log_det(jnp.where(matrix, w, eye[None])) / d), 0.0)  # |Wₖ|^(1/D)
+        shape = jnp.where(matrix, w / jnp.where(on, size, 1.0)[:, None, None], eye[None])
         return shape * (jnp.sum(size) / total)
     if model in ("EEV", "VEV"):
-        values, vectors = jnp.linalg.eigh(jnp.where(matrix, w, eye))
+        values, vectors = jnp.linalg.eigh(jnp.where(matrix, w, eye[None]))
         values, vectors = values[:, ::-1], vectors[:, :, ::-1]  # largest first, as the shared shape
         values = jnp.where(on[:, None], values, 0.0)
         if model == "EEV":
@@ -252,10 +252,10 @@ def _vev_shape(values, n_on, safe, previous, on):
         return _normalised(jnp.sum(values / volume[:, None], axis=0))
 
     def objective(volume):
-        return jnp.sum(d * n_on * jnp.log(volume) + jnp.sum(values / shape_of(volume), axis=-1) / volume)
+        return jnp.sum(d * n_on * jnp.log(volume) + jnp.sum(values / shape_of(volume)[None, :], axis=-1) / volume)
 
     def step(volume):
-        return jnp.where(on, jnp.sum(values / shape_of(volume), axis=-1) / (d * safe), volume)
+        return jnp.where(on, jnp.sum(values / shape_of(volume)[None, :], axis=-1) / (d * safe), volume)
 
     volume = _iterate(step, objective, volume)
     return volume[:, None] * shape_of(volume)[None, :]
