@@ -119,7 +119,7 @@ def main(argv=None):
     parser.add_argument("--ks", default="1-9", help="K range, FIRST-LAST (default 1-9)")
     parser.add_argument("--tol", type=float, default=1e-5, help="mixtures' tolerance (default 1e-5)")
     parser.add_argument("--max-iter", type=int, default=1000, help="mixtures' most iterations per fit (default 1000)")
-    parser.add_argument("--init", default="kmeans++", help="mixtures' initialisation (default kmeans++)")
+    parser.add_argument("--init", default="hc", help="mixtures' initialisation (default hc, mclust's start)")
     parser.add_argument("--skip-mclust", action="store_true", help="run mixtures only")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds before mclust is stopped")
     parser.add_argument("--out", default="bench_models.json", help="JSON file (default bench_models.json)")

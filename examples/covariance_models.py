@@ -4,9 +4,10 @@ Three clusters that differ in volume, shape and orientation (a large round
 one, a long one leaning at 30°, a small one leaning the other way): each of
 the fourteen models, Σₖ = λₖ Dₖ Aₖ Dₖᵀ with the volume λₖ, shape Aₖ and
 orientation Dₖ Equal across components, Variable or the Identity, is fitted
-with K = 3 (the best of 10 k-means++ starts), and drawn as its 1- and 2-standard-deviation ellipses with its BIC. Only VVV,
-which lets all three vary, can follow all three clusters; the others show
-what their constraints give up.
+with K = 3 from the same start (``init="hc"``, mclust's hierarchical one),
+and drawn as its 1- and 2-standard-deviation ellipses with its BIC. Only
+the models that let volume, shape and orientation vary where the clusters
+do can follow all three; the others show what their constraints give up.
 
 Writes docs/figures/covariance_models.png and prints the models' BIC, lowest first.
 Run: python examples/covariance_models.py
@@ -53,7 +54,7 @@ def main(out=FIGURES):
     x = three_clusters()
     fits = {}
     for model in mx.Gaussian.MODELS:
-        result = mx.fit(x, mx.Gaussian(model), K, key=jax.random.key(0), n_init=10, tol=1e-8, max_iter=1000)
+        result = mx.fit(x, mx.Gaussian(model), K, key=jax.random.key(0), init="hc", tol=1e-8, max_iter=1000)
         fits[model] = (float(result.mixture.bic(x)), result.mixture)
 
     print("model    BIC")

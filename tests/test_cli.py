@@ -332,6 +332,12 @@ def test_demo_reports_bad_options_in_one_line(args, words, capsys):
     assert status == 2 and all(w in line for w in words), line
 
 
+def test_demo_offers_every_covariance_model():
+    from mixtures.cli import demo
+
+    assert demo.COVARIANCES == ("full", "diag", "spherical", "tied") + mx.Gaussian.MODELS
+
+
 # -- examples and docs -----------------------------------------------------------------
 
 

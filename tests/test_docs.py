@@ -154,7 +154,7 @@ def test_tutorial_pages_embed_their_figures(site):
 # Pages with formulas; each must show typeset math.
 MATH_PAGES = {f"tutorial/{name}.md" for name in EXAMPLES} | {
     "index.md", "design.md", "model-selection.md", "priors.md", "cli.md", "migrating-from-sklearn.md",
-    "numerics.md", "performance.md", "scaling.md",
+    "numerics.md", "performance.md", "scaling.md", "models.md",
 }
 MATHJAX = "https://unpkg.com/mathjax@3/es5/tex-mml-chtml.js"
 

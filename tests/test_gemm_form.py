@@ -44,7 +44,7 @@ def test_form_reproduces_densities_statistics_and_expected_log_density(covarianc
     family, params = m.family, m.params
     form = fast.product_form(family, params)
     assert bool(form.usable)
-    t = fast.features(covariance, form.centre, jnp.asarray(x))
+    t = fast.features(m.family.layout, form.centre, jnp.asarray(x))
     logp = family.log_prob_components(params, jnp.asarray(x))
     np.testing.assert_allclose(t @ form.natural + form.offset[None, :], logp, rtol=1e-11, atol=1e-11)
     resp = np.asarray(m.responsibilities(x)) * np.linspace(0.5, 1.5, x.shape[0])[:, None]

@@ -12,7 +12,11 @@ from mixtures.cli.tables import format_fit, selection_table
 
 __all__ = ["add_parser", "run"]
 
-COVARIANCES = ("full", "diag", "spherical", "tied")
+# scikit-learn's four names, then mclust's models (mx.Gaussian.MODELS, named here so that
+# building the parser does not import JAX).
+COVARIANCES = ("full", "diag", "spherical", "tied") + (
+    "EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV"
+)
 
 
 def _sorted_by_first_mean(mixture):
@@ -98,7 +102,10 @@ def add_parser(sub, parents) -> None:
         "prints the BIC table and the fitted mixture and draws a figure.",
     )
     p.add_argument("--components", type=int, help="fix K instead of choosing it by BIC")
-    p.add_argument("--covariance", choices=COVARIANCES, default="full", help="covariance type (default full)")
+    p.add_argument(
+        "--covariance", choices=COVARIANCES, default="full", metavar="COVARIANCE",
+        help="covariance model: full, diag, spherical, tied or one of mclust's EII ... VVV (default full)",
+    )
     p.add_argument("--k-max", type=int, default=6, help="largest K tried by BIC (default 6)")
     p.add_argument("--restarts", type=int, default=8, help="EM restarts per K (default 8)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

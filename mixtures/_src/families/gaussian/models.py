@@ -72,8 +72,10 @@ def n_covariance_parameters(model: str, k: int, d: int) -> int:
 def check_form(model: str, covariances, rtol: float) -> None:
     """Raises ``ValueError`` unless the covariances (positive definite, in the layout's shape) have ``model``'s form.
 
-    Volumes |Σₖ|^(1/D), shapes (sorted eigenvalues over the volume) and
-    orientations (whether the covariances commute) are compared to ``rtol``.
+    Volumes |Σₖ|^(1/D), shapes (the eigenvalues over the volume, sorted, or
+    per axis for the diagonal models; for EEE and VEE the matrices Σₖ / λₖ)
+    and orientations (whether the covariances commute) are compared to
+    ``rtol``.
 
     Example:
       >>> import numpy as np
@@ -86,9 +88,9 @@ def check_form(model: str, covariances, rtol: float) -> None:
     """
     cov = np.asarray(covariances, np.float64)
     if cov.ndim < 3:
+        # On the axes: the shape is compared axis by axis (the orientation is fixed).
         d = cov.shape[-1] if cov.ndim == 2 else 1
-        variances = cov if cov.ndim == 2 else np.repeat(cov[:, None], d, axis=1)
-        values = -np.sort(-variances, axis=1)
+        values = cov if cov.ndim == 2 else np.repeat(cov[:, None], d, axis=1)
         commute = True
     else:
         values = np.linalg.eigvalsh(cov)[:, ::-1]
@@ -97,13 +99,18 @@ def check_form(model: str, covariances, rtol: float) -> None:
         commute = np.allclose(products, np.swapaxes(products, 0, 1), rtol=0, atol=rtol * scale**2)
     volume = np.exp(np.mean(np.log(values), axis=1))
     shape = values / volume[:, None]
+    if cov.ndim == 3 and model[1:] == "EE":  # one shape on one set of axes: equal Σₖ / λₖ
+        normalised = cov / volume[:, None, None]
+        same_shape = np.allclose(normalised, normalised[0], rtol=0, atol=rtol * np.max(np.abs(normalised)))
+    else:
+        same_shape = np.allclose(shape, shape[0], rtol=rtol, atol=0)
 
     def refuse(what):
         raise ValueError(f"`covariances` do not have model {model}'s form: {what}.")
 
     if model[0] == "E" and not np.allclose(volume, volume[0], rtol=rtol, atol=0):
         refuse(f"the volumes |Σₖ|^(1/D) differ ({', '.join(f'{v:.6g}' for v in volume)}); {model} asks that they be equal")
-    if model[1] == "E" and not np.allclose(shape, shape[0], rtol=rtol, atol=0):
+    if model[1] == "E" and not same_shape:
         refuse(f"the shapes (eigenvalues over the volume) differ between components; {model} asks that they be equal")
     if model[1] == "I" and not np.allclose(shape, 1.0, rtol=rtol, atol=0):
         refuse(f"a covariance is not a multiple of the identity; {model} asks that each be")
