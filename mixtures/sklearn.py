@@ -47,6 +47,7 @@ from mixtures._src.core import blocks
 from mixtures._src.core.progress import Progress
 from mixtures._src.core.family import Family
 from mixtures._src.fitting.fit import fit as _mx_fit
+from mixtures._src.families.gaussian import models as _models
 from mixtures._src.families.gaussian.family import Gaussian, GaussianParams
 from mixtures._src.fitting.init import initialize
 from mixtures._src.core.mixture import Mixture
@@ -61,7 +62,7 @@ INIT_PARAMS = {
     "random": "random",
     "random_from_data": "random_from_data",
 }
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical") + _models.MODELS
 
 
 class _Outcome(NamedTuple):
@@ -429,7 +430,16 @@ class GaussianMixture(_MixtureEstimator):
 
     Args:
       n_components: number of components K.
-      covariance_type: "full", "tied", "diag" or "spherical".
+      covariance_type: "full", "tied", "diag" or "spherical", as in
+        scikit-learn; or one of mclust's fourteen models (see
+        :class:`mixtures.Gaussian`), "EII", "VII", "EEI", "VEI", "EVI",
+        "VVI", "EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV", whose
+        attributes take the model's layout: (K,) for EII and VII, (K, D)
+        for EEI, VEI, EVI and VVI, (K, D, D) for the others (EEE too: one
+        copy per component, where "tied" keeps scikit-learn's (D, D)).
+        ``precisions_init`` for these is in that layout and must have the
+        model's form (checked to 1e-6 relative); ``bic`` and ``aic`` count
+        mclust's free parameters.
       tol: a restart stops when the mean log-likelihood changes by less than this.
       reg_covar: non-negative number added to the covariance diagonal.
       max_iter: maximum number of EM iterations per restart; 0 only initialises.
@@ -453,7 +463,8 @@ class GaussianMixture(_MixtureEstimator):
     Attributes:
       weights_: (K,) mixing weights.
       means_: (K, n_features) means.
-      covariances_: (K, D, D) full, (D, D) tied, (K, D) diag or (K,) spherical.
+      covariances_: (K, D, D) full, (D, D) tied, (K, D) diag or (K,) spherical
+        (mclust's models: their layout, see ``covariance_type``).
       precisions_: the inverse covariances, same layout.
       precisions_cholesky_: upper-triangular U with precision = U Uᵀ, same layout.
       converged_: whether the kept restart converged.
@@ -473,6 +484,9 @@ class GaussianMixture(_MixtureEstimator):
       ((2, 2), (2, 2, 2), True)
       >>> bool((gm.predict(x) == gm.predict_proba(x).argmax(axis=1)).all())
       True
+      >>> eii = GaussianMixture(n_components=2, covariance_type="EII", random_state=0).fit(x)
+      >>> eii.covariances_.shape, bool(eii.covariances_[0] == eii.covariances_[1])  # mclust's layout: (K,)
+      ((2,), True)
     """
 
     def __init__(
@@ -523,6 +537,12 @@ class GaussianMixture(_MixtureEstimator):
         weights = None if self.weights_init is None else _check_weights(self.weights_init, k)
         means = None if self.means_init is None else _array(self.means_init, "means_init", (k, d))
         chol = None if self.precisions_init is None else _precisions_cholesky(self.precisions_init, cov, k, d)
+        if chol is not None and cov in _models.MODELS:
+            # Of the model's form, as make_params checks it (the iterative M-steps start from it).
+            try:
+                family.make_params(np.zeros((k, d)), _covariances_of(chol, _is_matrix(cov)))
+            except ValueError as err:
+                raise ValueError(f"`precisions_init` for covariance_type={cov!r}: {err}") from None
         if weights is None and means is None and chol is None:
             return None
         if chol is not None and cov == "tied":
@@ -542,7 +562,7 @@ class GaussianMixture(_MixtureEstimator):
             raise ValueError(
                 f"`n_components` ({self.n_components}) must stay {k} for warm_start to continue the previous fit."
             )
-        expected = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[self.covariance_type]
+        expected = _layout_shape(self.covariance_type, k, d)
         if np.shape(self.precisions_cholesky_) != expected:
             raise ValueError(
                 f"`covariance_type` ({self.covariance_type!r}) must stay that of the previous fit for "
@@ -556,12 +576,9 @@ class GaussianMixture(_MixtureEstimator):
             # Every component the last M-step updated holds the shared factor: take the heaviest's.
             chol = chol[int(np.argmax(weights))]
         u = chol.astype(np.float64)
-        if self.covariance_type in ("full", "tied"):
-            inverse = np.linalg.inv(u)  # U⁻¹; the covariance is U⁻ᵀ U⁻¹
-            covariances = np.swapaxes(inverse, -1, -2) @ inverse
-            precisions = u @ np.swapaxes(u, -1, -2)
-        else:
-            covariances, precisions = 1.0 / u**2, u**2
+        matrices = _is_matrix(self.covariance_type)
+        covariances = _covariances_of(u, matrices)
+        precisions = u @ np.swapaxes(u, -1, -2) if matrices else u**2
         self.weights_ = weights
         self.means_ = np.asarray(mixture.params.means)
         self.covariances_ = covariances.astype(chol.dtype)
@@ -817,11 +834,32 @@ def _check_weights(value, k: int, name: str = "weights_init") -> np.ndarray:
     return weights
 
 
+def _layout_shape(covariance_type: str, k: int, d: int) -> tuple:
+    """The shape of the covariance attributes: scikit-learn's four layouts, or an mclust model's."""
+    if covariance_type == "tied":
+        return (d, d)
+    layout = _models.layout(_models.ALIASES.get(covariance_type, covariance_type))
+    return {"full": (k, d, d), "diag": (k, d), "spherical": (k,)}[layout]
+
+
+def _is_matrix(covariance_type: str) -> bool:
+    """Whether the layout holds matrices (tied, or a full layout) rather than variances."""
+    return covariance_type == "tied" or _models.layout(_models.ALIASES.get(covariance_type, covariance_type)) == "full"
+
+
+def _covariances_of(u: np.ndarray, matrices: bool) -> np.ndarray:
+    """Covariances from precision factors U: U⁻ᵀ U⁻¹ for matrices, 1/U² for variances."""
+    if matrices:
+        inverse = np.linalg.inv(u)  # U⁻¹; the covariance is U⁻ᵀ U⁻¹
+        return np.swapaxes(inverse, -1, -2) @ inverse
+    return 1.0 / u**2
+
+
 def _precisions_cholesky(value, covariance_type: str, k: int, d: int) -> np.ndarray:
-    """The upper-triangular U with precision = U Uᵀ (scikit-learn's layout), from precisions."""
-    shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[covariance_type]
+    """The upper-triangular U with precision = U Uᵀ (the covariance_type's layout), from precisions."""
+    shape = _layout_shape(covariance_type, k, d)
     precisions = _array(value, "precisions_init", shape)
-    if covariance_type in ("diag", "spherical"):
+    if not _is_matrix(covariance_type):
         if np.any(precisions <= 0):
             raise ValueError(f"`precisions_init` for covariance_type={covariance_type!r} must be positive.")
         return np.sqrt(precisions)
