@@ -32,7 +32,7 @@ K = 3
 
 
 def three_clusters(seed=0):
-    """A large round cluster, a long one at 30° and a small one at −60°: 300 rows."""
+    """A large round cluster, a long one at 30° and a small one at −20°: 300 rows."""
     rng = np.random.default_rng(seed)
 
     def cluster(n, centre, sds, degrees):
@@ -44,7 +44,7 @@ def three_clusters(seed=0):
         [
             cluster(120, np.array([0.0, 0.0]), np.array([1.6, 1.6]), 0.0),
             cluster(120, np.array([6.0, 4.0]), np.array([2.2, 0.35]), 30.0),
-            cluster(60, np.array([5.5, -3.0]), np.array([0.9, 0.2]), -60.0),
+            cluster(60, np.array([5.5, -3.0]), np.array([0.9, 0.2]), -20.0),
         ]
     )
 
