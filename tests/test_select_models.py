@@ -151,7 +151,7 @@ BAD = [
     ("models_number", dict(models=3), TypeError, ["`models`", "received 3"]),
     ("models_empty", dict(models=[]), ValueError, ["`models`", "at least one"]),
     ("models_item", dict(models=["full", None]), TypeError, ["`models[1]`", "string"]),
-    ("models_unknown", dict(models=["diag", "ful"]), ValueError, ["`models[1]`", "'full'", "'spherical'", "'ful'"]),
+    ("models_unknown", dict(models=["diag", "ful"]), ValueError, ["`models[1]`", "VVV, spherical, diag, tied, full", "'ful'"]),
     ("models_twice", dict(models=["full", "diag", "full"]), ValueError, ["`models`", "twice", "at 0 and 2"]),
 ]
 
@@ -203,7 +203,7 @@ def test_cli_models_with_a_given_k_picks_the_model_at_that_k(at_two, capsys):
 @pytest.mark.parametrize("options, words", [
     (["--family", "poisson", "--models", "all"], ["--models", "--family gaussian", "poisson"]),
     (["--covariance", "diag", "--models", "full"], ["--models", "--covariance"]),
-    (["--models", "full,ful"], ["--models", "'ful'", "spherical, diag, tied, full"]),
+    (["--models", "full,ful"], ["--models", "'ful'", "EII, VII", "spherical, diag, tied, full"]),
     (["--models", "full,,diag"], ["--models", "'full,,diag'"]),
     (["--models", "diag,full,diag"], ["--models", "'diag' twice"]),
     (["-k", 2, "--models", "all", "--checkpoint", "fit.ckpt"], ["--checkpoint", "--models"]),

@@ -173,7 +173,7 @@ def make_model_families(args, data) -> list:
     Raises:
       CommandError: --models with another family or with --covariance, an empty, unknown or repeated name.
     """
-    from mixtures._src.fitting.models import accepted_models, all_models
+    from mixtures._src.fitting.models import all_models, model_families
 
     if args.family != "gaussian":
         raise CommandError(f"--models names covariance models of --family gaussian, not {args.family}.")
@@ -187,18 +187,9 @@ def make_model_families(args, data) -> list:
             f"--models must be 'all' or comma-separated model names such as {','.join(all_models(cls)[:2])}; "
             f"received {text!r}."
         )
-    seen = {}
-    for name in names:
-        try:
-            model = cls(covariance=name)
-        except (TypeError, ValueError):
-            raise CommandError(
-                f"--models: {name!r} is not a covariance model of --family gaussian; the models are "
-                f"{', '.join(accepted_models(cls))} (or all)."
-            ) from None
-        if model in seen:
-            twice = f"{name!r} twice" if seen[model] == name else f"one model twice, as {seen[model]!r} and {name!r}"
-            raise CommandError(f"--models names {twice}; give each once.")
-        seen[model] = name
+    try:
+        model_families(cls, names)
+    except (TypeError, ValueError) as error:
+        raise CommandError(f"--models: {error}") from None
     make_family(args, data)  # the other family options, checked once and named alone
     return [make_family(argparse.Namespace(**{**vars(args), "family_covariance": name}), data) for name in names]

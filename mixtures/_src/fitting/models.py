@@ -97,12 +97,12 @@ def model_families(family, models) -> tuple[Family, ...]:
             built = family(covariance=name)
         except (TypeError, ValueError):
             raise ValueError(
-                f"`models[{i}]` must be a covariance model mx.Gaussian accepts, one of {accepted_models(family)}; "
-                f"received {name!r}."
+                f"`models[{i}]` must be a covariance model mx.Gaussian accepts, one of "
+                f"{', '.join(accepted_models(family))}; received {name!r}."
             ) from None
         if built in families:
             first = families.index(built)
-            same = "twice" if names[first] == name else f"twice, as {names[first]!r} and {name!r}"
-            raise ValueError(f"`models` names one model {same} (at {first} and {i}); give each once.")
+            same = f"{name!r} twice" if names[first] == name else f"one model twice, as {names[first]!r} and {name!r}"
+            raise ValueError(f"`models` names {same} (at {first} and {i}); give each once.")
         families.append(built)
     return tuple(families)
