@@ -5,11 +5,19 @@ models from mclust's own starting responsibilities, on Old Faithful, iris and th
 5 columns of wine, for K = 1..5 (written by ``tests/mclust/make_reference.R``; see
 ``tests/mclust/README.md``). This module checks that the file is self-consistent (shapes,
 BIC = 2 logL - p log n, the parameter counts, each model's constraints on its
-covariances, the nested hierarchical starts, Mclust's choice by BIC), and that the four
-models mixtures already has, VVV / EEE / VII / VVI = "full" / "tied" / "spherical" /
-"diag", fitted in float64 from the same responsibilities without regularisation, reach
-mclust's fixed point: log-likelihoods within 1e-10 relative, parameters within 1e-5.
+covariances, the nested hierarchical starts, Mclust's choice by BIC), and then mixtures
+against it, for every model, data set and K, in float64 without regularisation:
+
+- from the same start (the M-step of mclust's z), mixtures reaches mclust's fixed point:
+  log-likelihoods within 1e-11 relative, parameters within 1e-5, the same parameter
+  count and BIC; except VVE, whose M-step in mclust is inexact: there mixtures' fixed
+  point is checked to be a stationary point of the log-likelihood (an autodiff gradient
+  of a direct implementation) and mclust's reported parameters not to be one;
+- from its own default start (kmeans++, 10 restarts, all K of a model in one
+  ``mx.select``), mixtures reaches at least mclust's log-likelihood, except on nine
+  listed (data set, model, K), where it stays short.
 """
+
 
 from __future__ import annotations
 
@@ -36,9 +44,11 @@ EXISTING = {"VVV": "full", "EEE": "tied", "VII": "spherical", "VVI": "diag"}
 DATASETS = ("old_faithful", "iris", "wine5")
 KS = (1, 2, 3, 4, 5)
 # Measured (mclust stopping at a relative log-likelihood change of 1e-15, mixtures at a
-# change of 1e-14 in the mean log-likelihood): log-likelihoods within 3e-14 relative,
-# parameters within 9e-7 of the largest entry of each array (Old Faithful, VVV, K = 5).
-LOGLIK_RTOL = 1e-10
+# change of 1e-14 in the mean log-likelihood), over the 13 models other than VVE: the
+# log-likelihoods within 1.6e-13 relative (EVV, iris, K = 4), the parameters within 2.4e-6
+# of the largest entry of each array (the weights of EVE, iris, K = 5; covariances 8.6e-7,
+# means 1.7e-7).
+LOGLIK_RTOL = 1e-11
 PARAM_RTOL = 1e-5
 SAME_START_TOL = 1e-14  # on the mean log-likelihood per row
 SAME_START_MAX_ITER = 20_000
@@ -285,19 +295,25 @@ def start_covariances(model: str, x: np.ndarray, z: np.ndarray) -> np.ndarray:
     return cov[:, :, None] * np.eye(d) if layout == "diag" else cov
 
 
+def padded(weights, means, sigma, family) -> mx.Mixture:
+    """A mixture padded to K_MAX components by switched-off copies of the first (one compilation for every K)."""
+    pad = K_MAX - len(weights)
+    return mx.Mixture(
+        np.concatenate([weights, np.zeros(pad)]),
+        family.make_params(np.concatenate([means, np.repeat(means[:1], pad, axis=0)]),
+                           np.concatenate([sigma, np.repeat(sigma[:1], pad, axis=0)])),
+        family,
+    )
+
+
 def padded_start(name: str, model: str, k: int) -> mx.Mixture:
     """mclust's start for K = k, padded to K_MAX components by switched-off copies of the first."""
     x = data(name)
     n, d = x.shape
     z = np.array(reference()["datasets"][name]["z"][str(k)], dtype=np.float64)
     counts, means, _ = class_scatter(x, z)
-    sigma = start_covariances(model, x, z)
-    pad = K_MAX - k
-    weights = np.concatenate([counts / n, np.zeros(pad)])
-    means = np.concatenate([means, np.repeat(means[:1], pad, axis=0)])
-    sigma = np.concatenate([sigma, np.repeat(sigma[:1], pad, axis=0)])
     family = mx.Gaussian(model, reg_covar=0.0)  # mclust has no regularisation
-    return mx.Mixture(weights, family.make_params(means, in_layout(family.layout, sigma)), family)
+    return padded(counts / n, means, in_layout(family.layout, start_covariances(model, x, z)), family)
 
 
 @functools.partial(jax.jit, static_argnames="options")
@@ -342,17 +358,27 @@ def same_start(name: str, model: str) -> dict:
     return fits
 
 
-def relative_errors(ours: dict, ref: dict) -> dict:
-    """|ours − mclust| relative to mclust's largest entry, per parameter array, and the relative log-likelihood error."""
-    errors = {"loglik": abs(ours["loglik"] - ref["loglik"]) / abs(ref["loglik"])}
-    for mine, theirs in (("weights", "pro"), ("means", "mean"), ("sigma", "sigma")):
-        theirs = np.asarray(ref[theirs])
-        errors[mine] = float(np.abs(ours[mine] - theirs).max() / np.abs(theirs).max())
-    return errors
+# Measured at 8 s or more in a full run of this file on 2 workers (each case compiles its
+# own programs; the machine was shared, load about 5 on 2 cores).
+SLOW_FIXED_POINT = {("wine5", "EVE")}
+SLOW_DEFAULT_START = {
+    ("old_faithful", "EII"), ("old_faithful", "EEI"), ("old_faithful", "VEI"), ("old_faithful", "EVI"),
+    ("old_faithful", "VVI"), ("old_faithful", "EEE"), ("old_faithful", "VEE"),
+    ("iris", "EEI"), ("iris", "VEI"), ("iris", "VEE"), ("iris", "EVE"), ("iris", "VVE"), ("iris", "EEV"),
+    ("wine5", "VEE"), ("wine5", "EVE"), ("wine5", "VVE"), ("wine5", "EEV"), ("wine5", "VEV"), ("wine5", "EVV"),
+    ("wine5", "VVV"),
+}
 
 
-@pytest.mark.parametrize("model", [m for m in MODELS if m != "VVE"])
-@pytest.mark.parametrize("name", DATASETS)
+def cases(models_, slow):
+    return [
+        pytest.param(name, model, marks=[pytest.mark.slow] if (name, model) in slow else [])
+        for name in DATASETS
+        for model in models_
+    ]
+
+
+@pytest.mark.parametrize(("name", "model"), cases([m for m in MODELS if m != "VVE"], SLOW_FIXED_POINT))
 def test_mixtures_reaches_mclust_fixed_point(name, model):
     n, d = data(name).shape
     fits = same_start(name, model)
@@ -371,15 +397,16 @@ def test_mixtures_reaches_mclust_fixed_point(name, model):
         for mine, theirs in (("weights", "pro"), ("means", "mean"), ("sigma", "sigma")):
             theirs = np.asarray(ref[theirs])
             np.testing.assert_allclose(
-                ours[mine], theirs, rtol=PARAM_RTOL, atol=PARAM_RTOL * np.abs(theirs).max(), err_msg=f"{mine} of {where}"
+                ours[mine], theirs, rtol=PARAM_RTOL, atol=PARAM_RTOL * np.abs(theirs).max(),
+                err_msg=f"{mine} of {where}",
             )
         _check_constraints(model, ours["sigma"])
 
 
 # -- VVE: mclust's M-step is inexact; mixtures' fixed point is a stationary point ----------
 #
-# mclust 6.0.0's VVE M-step does not reach the minimum over the common orientation (its inner
-# tolerance does not change its result, README.md), so its EM stops at parameters where the
+# mclust 6.0.0's VVE M-step does not reach the minimum over the common orientation (even with
+# its inner tolerance tightened to 1e-13, README.md), so its EM stops at parameters where the
 # log-likelihood still rises: from the same start mixtures ends higher, by 0.07 (Old Faithful,
 # K = 2) to 24 (iris, K = 3), except on iris with K = 5, where it ends 17 lower, at another
 # stationary point. Instead of mclust's values, the test checks stationarity, with the
@@ -415,7 +442,8 @@ def log_likelihood_gradient(x, weights, means, orientations, parts):
         mu = means + jnp.einsum("kij,kj->ki", orientations, jnp.sqrt(parts) * steps)
         c = parts * jnp.exp(log_parts)
         y = jnp.einsum("kji,nkj->nki", rotated, x[:, None, :] - mu[None])  # in each component's axes
-        log_density = -0.5 * (d * jnp.log(2 * jnp.pi) + jnp.sum(jnp.log(c), axis=-1)[None] + jnp.sum(y**2 / c[None], axis=-1))
+        mahalanobis = jnp.sum(y**2 / c[None], axis=-1)
+        log_density = -0.5 * (d * jnp.log(2 * jnp.pi) + jnp.sum(jnp.log(c), axis=-1)[None] + mahalanobis)
         log_weights = jax.nn.log_softmax(jnp.log(weights) + logits)
         return jnp.sum(jax.nn.logsumexp(log_weights[None] + log_density, axis=1))
 
@@ -431,17 +459,6 @@ def stationarity(x, weights, means, orientations, parts, *, shared: bool):
     return float(value), max(float(jnp.max(jnp.abs(g))) for g in (logits, steps, skew, log_parts)) / len(x)
 
 
-def padded(weights, means, sigma, family) -> mx.Mixture:
-    """A mixture padded to K_MAX components by switched-off copies of the first (one compilation for every K)."""
-    pad = K_MAX - len(weights)
-    return mx.Mixture(
-        np.concatenate([weights, np.zeros(pad)]),
-        family.make_params(np.concatenate([means, np.repeat(means[:1], pad, axis=0)]),
-                           np.concatenate([sigma, np.repeat(sigma[:1], pad, axis=0)])),
-        family,
-    )
-
-
 # Measured: at mixtures' VVE fixed points the largest gradient entry over N is 1e-14 (K = 1,
 # the closed form) to 5.9e-7 (wine5, K = 5); at mclust's reported VVE parameters, for K ≥ 2,
 # 0.069 (iris, K = 2) to 4.0 (wine5, K = 3); one mixtures EM step from mclust's parameters
@@ -453,6 +470,7 @@ EM_GAIN = 1e-2
 VVE_LOWER = {("iris", 5)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", DATASETS)
 def test_vve_fixed_point_is_stationary_and_mclust_is_not(name):
     x = data(name)
@@ -484,7 +502,8 @@ def test_vve_fixed_point_is_stationary_and_mclust_is_not(name):
         # (b) mclust's reported parameters are not: the same gradient is far from zero ...
         theirs = np.array(ref["scale"])[:, None] * np.array(ref["shape"])
         orientations = np.broadcast_to(np.array(ref["orientation"]), (k, d, d))
-        value, gradient = stationarity(x, np.array(ref["pro"]), np.array(ref["mean"]), orientations, theirs, shared=True)
+        pro, mean = np.array(ref["pro"]), np.array(ref["mean"])
+        value, gradient = stationarity(x, pro, mean, orientations, theirs, shared=True)
         assert value == pytest.approx(ref["loglik"], rel=1e-12), where
         assert gradient > NOT_STATIONARY, where
         # ... and one EM step of mixtures from them raises the log-likelihood by far more than rounding.
@@ -505,3 +524,53 @@ def test_gradient_vanishes_at_vvv_fixed_points(name):
         values, vectors = np.linalg.eigh(ours["sigma"])
         _, gradient = stationarity(x, ours["weights"], ours["means"], vectors, values, shared=False)
         assert gradient < STATIONARY, f"{name} VVV K={k}"
+
+
+# -- mixtures from its own default start --------------------------------------------------
+#
+# mx.select fits K = 1..5 of one model in one compiled batch, N_INIT kmeans++ restarts each
+# (key 0), and keeps each K's best restart. Measured: every (data set, model, K) reaches
+# mclust's log-likelihood from mclust's start to within 5.7e-10 relative (tol = 1e-10 on the
+# mean stops a few 1e-7 short on slowly converging fits: Old Faithful, VEI, K = 4), except
+# the nine below, where none of the 10 restarts does (nor of 20: the same nine, EEV K = 4 then
+# 4.58 short). wine5 is raw: magnesium (about 100, spread 14) dominates the Euclidean
+# distances of kmeans++, where mclust's start is its model-based hierarchical clustering.
+N_INIT = 10
+DEFAULT_START_TOL = 1e-10
+DEFAULT_START_RTOL = 1e-8
+# (data set, model, K): mixtures' best log-likelihood minus mclust's, measured.
+SHORT_OF_MCLUST = {
+    ("old_faithful", "EVE", 5): -0.0471,
+    ("wine5", "VEI", 2): -5.27,
+    ("wine5", "VVI", 2): -5.94,
+    ("wine5", "VEE", 2): -0.380,
+    ("wine5", "EEV", 3): -0.0537,
+    ("wine5", "EEV", 4): -6.10,
+    ("wine5", "VEV", 3): -0.367,
+    ("wine5", "EVV", 3): -0.642,
+    ("wine5", "EVV", 4): -0.269,
+}
+
+
+@pytest.mark.parametrize(("name", "model"), cases(MODELS, SLOW_DEFAULT_START))
+def test_default_start_reaches_mclust_log_likelihood(name, model):
+    x = data(name)
+    n = len(x)
+    with ALLOW_RANK_PROMOTION():
+        selection = mx.select(
+            x, mx.Gaussian(model, reg_covar=0.0), KS, key=jax.random.key(0), n_init=N_INIT,
+            tol=DEFAULT_START_TOL, max_iter=3000,
+        )
+    for row in selection.table:
+        k = row["n_components"]
+        ref = fit_of(name, model, k)
+        where = f"{name} {model} K={k}"
+        assert row["converged"], where
+        if ref["loglik"] is None:  # mclust refused it
+            continue
+        ours = row["log_likelihood"] * n
+        short = SHORT_OF_MCLUST.get((name, model, k))
+        if short is None:
+            assert ours >= ref["loglik"] - DEFAULT_START_RTOL * abs(ref["loglik"]), where
+        else:  # still short (else remove it from the list), and by no more than measured
+            assert ref["loglik"] + 2 * short < ours < ref["loglik"], where
