@@ -214,11 +214,6 @@ def test_mclust_choice_by_bic(name):
 # per (data set, model, K): 42 compilations instead of 210.
 
 K_MAX = max(KS)
-# mixtures' M-steps of VEI, VEE, EVE, VVE, EEV, VEV and EVV broadcast implicitly across ranks
-# ((K, 1, 1) against (D, D) in Gaussian._constrained_m_step's scatter, (K, D) against (D,) in
-# VEI's objective in models._diagonal), which the suite's jax_numpy_rank_promotion="raise"
-# refuses. Until they are made explicit, the fitting here runs under this context.
-ALLOW_RANK_PROMOTION = functools.partial(jax.numpy_rank_promotion, "allow")
 CLOSED_FORM = ("EII", "VII", "EEI", "EVI", "VVI", "EEE", "EEV", "EVV", "VVV")
 
 
@@ -290,8 +285,7 @@ def start_covariances(model: str, x: np.ndarray, z: np.ndarray) -> np.ndarray:
     layout = models.layout(model)
     if layout == "diag":
         w_p, previous = (np.diagonal(a, axis1=1, axis2=2) for a in (w_p, previous))
-    with ALLOW_RANK_PROMOTION():
-        cov = np.asarray(_iterative_covariances(model, w_p, counts_p, previous))[:k]
+    cov = np.asarray(_iterative_covariances(model, w_p, counts_p, previous))[:k]
     return cov[:, :, None] * np.eye(d) if layout == "diag" else cov
 
 
@@ -339,8 +333,7 @@ def same_start(name: str, model: str) -> dict:
     family = starts[0].family
     stacked = jax.tree.map(lambda *a: jnp.stack(a), *starts)
     options = engine.EMOptions(chunk_size=n, max_iter=SAME_START_MAX_ITER)
-    with ALLOW_RANK_PROMOTION():
-        result = jax.device_get(_fit_from(stacked, jnp.asarray(x), options))
+    result = jax.device_get(_fit_from(stacked, jnp.asarray(x), options))
     fits = {}
     for i, k in enumerate(KS):
         params = jax.tree.map(lambda a: jnp.asarray(a[i, :k]), result.mixture.params)
@@ -508,9 +501,8 @@ def test_vve_fixed_point_is_stationary_and_mclust_is_not(name):
         assert gradient > NOT_STATIONARY, where
         # ... and one EM step of mixtures from them raises the log-likelihood by far more than rounding.
         start = padded(np.array(ref["pro"]), np.array(ref["mean"]), np.array(ref["sigma"]), family)
-        with ALLOW_RANK_PROMOTION():
-            after, before = mx.em_step(start, x)
-            gain = (float(after.score(x)) - float(before)) * n
+        after, before = mx.em_step(start, x)
+        gain = (float(after.score(x)) - float(before)) * n
         assert float(before) * n == pytest.approx(ref["loglik"], rel=1e-12), where
         assert gain > EM_GAIN, where
 
@@ -556,11 +548,10 @@ SHORT_OF_MCLUST = {
 def test_default_start_reaches_mclust_log_likelihood(name, model):
     x = data(name)
     n = len(x)
-    with ALLOW_RANK_PROMOTION():
-        selection = mx.select(
-            x, mx.Gaussian(model, reg_covar=0.0), KS, key=jax.random.key(0), n_init=N_INIT,
-            tol=DEFAULT_START_TOL, max_iter=3000,
-        )
+    selection = mx.select(
+        x, mx.Gaussian(model, reg_covar=0.0), KS, key=jax.random.key(0), n_init=N_INIT,
+        tol=DEFAULT_START_TOL, max_iter=3000,
+    )
     for row in selection.table:
         k = row["n_components"]
         ref = fit_of(name, model, k)
