@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
+import json
 import os
+import pathlib
 import stat
 
 import jax
@@ -145,3 +148,20 @@ def non_regular_path(tmp, kind):
             pytest.skip("creating a device node needs root")
         os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 7))  # like /dev/full
     return path
+
+
+MCLUST_REFERENCE = pathlib.Path(__file__).resolve().parent / "mclust" / "reference.json"
+
+
+@functools.cache
+def mclust_reference() -> dict:
+    """tests/mclust/reference.json: R mclust's fits (see tests/mclust/README.md)."""
+    with open(MCLUST_REFERENCE) as f:
+        return json.load(f)
+
+
+@functools.cache
+def mclust_data(name: str) -> np.ndarray:
+    """The data set ``name`` of the mclust reference, as mclust read it (float64)."""
+    path = MCLUST_REFERENCE.parent.parent.parent / mclust_reference()["datasets"][name]["path"]
+    return np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64)

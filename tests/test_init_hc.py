@@ -9,8 +9,6 @@ installed, one fresh random data set is also compared with mclust's whole tree.
 
 from __future__ import annotations
 
-import functools
-import json
 import pathlib
 import shutil
 import subprocess
@@ -21,11 +19,11 @@ import numpy as np
 import pytest
 
 import mixtures as mx
+from tests.helpers import mclust_data, mclust_reference
 from mixtures._src.fitting import hierarchical
 from mixtures._src.fitting.init import initialize, tree_classes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-REFERENCE = ROOT / "tests" / "mclust" / "reference.json"
 DATASETS = ("old_faithful", "iris", "wine5")
 KS = (1, 2, 3, 4, 5)
 FAMILY = mx.Gaussian("full", reg_covar=0.0)  # mclust's VVV without regularisation
@@ -33,16 +31,7 @@ TIGHT = dict(tol=1e-14, max_iter=20000)
 LOGLIK_RTOL = 1e-10  # measured: 2e-14 at most (Old Faithful, K = 5)
 
 
-@functools.cache
-def reference() -> dict:
-    with open(REFERENCE) as f:
-        return json.load(f)
-
-
-@functools.cache
-def data(name: str) -> np.ndarray:
-    path = ROOT / reference()["datasets"][name]["path"]
-    return np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64)
+reference, data = mclust_reference, mclust_data
 
 
 def mclust_classes(name: str, k: int) -> np.ndarray:

@@ -22,7 +22,6 @@ against it, for every model, data set and K, in float64 without regularisation:
 from __future__ import annotations
 
 import functools
-import json
 import math
 import pathlib
 
@@ -32,12 +31,12 @@ import numpy as np
 import pytest
 
 import mixtures as mx
+from tests.helpers import mclust_data, mclust_reference
 from mixtures import engine
 from mixtures._src.families.gaussian import models
 from mixtures._src.families.gaussian.models import constrained_covariances
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-REFERENCE = ROOT / "tests" / "mclust" / "reference.json"
 MODELS = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV")
 # mclust's models that mixtures' Gaussian already has.
 EXISTING = {"VVV": "full", "EEE": "tied", "VII": "spherical", "VVI": "diag"}
@@ -54,16 +53,7 @@ SAME_START_TOL = 1e-14  # on the mean log-likelihood per row
 SAME_START_MAX_ITER = 20_000
 
 
-@functools.cache
-def reference() -> dict:
-    with open(REFERENCE) as f:
-        return json.load(f)
-
-
-@functools.cache
-def data(name: str) -> np.ndarray:
-    path = ROOT / reference()["datasets"][name]["path"]
-    return np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64)
+reference, data = mclust_reference, mclust_data
 
 
 def fits(name: str):

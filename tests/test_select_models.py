@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import mixtures as mx
-from mixtures.cli import CommandError, main
+from mixtures.cli import main
 from mixtures._src.fitting import selection
 from mixtures._src.fitting.grid import criterion_grid
 from mixtures._src.fitting.models import all_models, model_families
