@@ -121,7 +121,7 @@ def run(args) -> int:
         print(f"Data: {args.data}, {n} rows x {d} columns ({', '.join(data.columns)}), {dtype}")
         restarts_each = f"{restarts} restart{'s' * (restarts > 1)} each"
         if grid:
-            print(f"\nEvery covariance model with every K ({restarts_each}):\n")
+            print(f"\n{len(families)} covariance models × K ({restarts_each}):\n")
             print(selection.grid(args.criterion))
         elif selection is not None:
             print(f"\n{args.criterion.upper()} of each K ({restarts_each}):\n")
