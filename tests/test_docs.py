@@ -149,6 +149,17 @@ def test_tutorial_pages_embed_their_figures(site):
         assert f'src="../../figures/{figure}"' in html, page
 
 
+def test_text_files_hold_no_control_characters():
+    """A stray control character (a Python escape like "\\v" or "\\a" written into a page) shows as nothing or junk."""
+    files = [ROOT / "README.md", *ROOT.glob("docs/**/*.md"), *ROOT.glob("mixtures/**/*.py"),
+             *ROOT.glob("examples/*.py"), *ROOT.glob("benchmarks/*.py")]
+    assert len(files) > 20
+    for path in files:
+        text = path.read_text()
+        bad = sorted({hex(ord(c)) for c in text if ord(c) < 32 and c not in "\n\t"})
+        assert not bad, f"{path.relative_to(ROOT)}: control characters {bad}"
+
+
 # -- formulas ---------------------------------------------------------------------
 
 # Pages with formulas; each must show typeset math.
@@ -592,6 +603,7 @@ PAGE_SETUP = {
         "import jax\nimport mixtures as mx\n"
         "x = mx.datasets.load_old_faithful()\n"
     ), ("jax", "mx", "x")),
+    "docs/models.md": (False, [], "", ()),
     "docs/priors.md": (False, [], "", ()),
     "docs/scaling.md": (False, [write_data_npy], (
         "import numpy as np\nimport mixtures as mx\n"
