@@ -9,10 +9,12 @@ and drawn as its 1- and 2-standard-deviation ellipses with its BIC. Only
 the models that let volume, shape and orientation vary where the clusters
 do can follow all three; the others show what their constraints give up.
 
-Writes docs/figures/covariance_models.png and prints the models' BIC and log-likelihood, lowest BIC first.
-Run: python examples/covariance_models.py
+Writes covariance_models.png into the output directory and prints the models'
+BIC and log-likelihood, lowest BIC first.
+Run: python examples/covariance_models.py [output directory, default docs/figures]
 """
 
+import sys
 from pathlib import Path
 
 import jax
@@ -78,4 +80,4 @@ def main(out=FIGURES):
 
 
 if __name__ == "__main__":
-    main()
+    main(*sys.argv[1:])

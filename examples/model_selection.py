@@ -7,10 +7,11 @@
 2. Old Faithful: BIC, AIC and ICL for K = 1…6 and the four Gaussian
    covariance types, all from one call of ``select``.
 
-Writes docs/figures/restarts.png and docs/figures/bic_old_faithful.png.
-Run: python examples/model_selection.py
+Writes restarts.png and bic_old_faithful.png into the output directory.
+Run: python examples/model_selection.py [output directory, default docs/figures]
 """
 
+import sys
 from pathlib import Path
 
 import jax
@@ -38,7 +39,8 @@ def grid_clusters(seed=0, per_cluster=50, spacing=10.0):
     return np.repeat(centres, per_cluster, axis=0) + rng.standard_normal((9 * per_cluster, 2))
 
 
-def restarts(x):
+def restarts(x, out):
+    """Final log-likelihoods of 20 restarts per seeding; draws them into ``out``/restarts.png."""
     print(f"1. Restarts: {x.shape[0]} points in 9 separated clusters, K = 9, Gaussian('full')")
     finals = {}
     for init in ("random_from_data", "kmeans++"):
@@ -61,11 +63,12 @@ def restarts(x):
     ax.set_ylabel(f"restarts (of {N_RESTARTS} per method)")
     ax.set_title("9 separated clusters, K = 9: where single EM starts end")
     ax.legend(loc="upper left", frameon=False)
-    fig.savefig(FIGURES / "restarts.png", dpi=120)
+    fig.savefig(out / "restarts.png", dpi=120)
     plt.close(fig)
 
 
-def bic_versus_k(x):
+def bic_versus_k(x, out):
+    """BIC, AIC and ICL for K = 1..6 and four covariance types; draws BIC into ``out``/bic_old_faithful.png."""
     print("\n2. Old Faithful: criteria for K = 1..6 and four covariance types (5 restarts each, k-means++)")
     families = [mx.Gaussian(c) for c in COVARIANCES]
     s = select(x, families, range(1, 7), key=jax.random.key(0), n_init=5, tol=1e-6, max_iter=500)
@@ -96,16 +99,17 @@ def bic_versus_k(x):
     axes[1].set_xlim(1.7, 6.3)
     axes[1].set_title("zoom on K ≥ 2 (spherical is off the scale)")
     axes[0].legend(frameon=False)
-    fig.savefig(FIGURES / "bic_old_faithful.png", dpi=120)
+    fig.savefig(out / "bic_old_faithful.png", dpi=120)
     plt.close(fig)
 
 
-def main():
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    restarts(grid_clusters())
-    bic_versus_k(mx.datasets.load_old_faithful())
-    print(f"\nfigures written to {FIGURES}")
+def main(out_dir=FIGURES):
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    restarts(grid_clusters(), out)
+    bic_versus_k(mx.datasets.load_old_faithful(), out)
+    print(f"\nfigures written to {out}")
 
 
 if __name__ == "__main__":
-    main()
+    main(*sys.argv[1:])

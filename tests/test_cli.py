@@ -137,6 +137,18 @@ def test_predict_prints_what_the_loaded_model_predicts(fitted):
     np.testing.assert_allclose(proba, model.responsibilities(x), rtol=1e-12, atol=1e-300)
 
 
+def test_predict_into_a_closed_pipe_stops_quietly(fitted):
+    """`mixtures predict ... | head`: when the reader has gone, the command stops with 141 and prints no error."""
+    tmp, _, _ = fitted
+    command = [sys.executable, "-m", "mixtures.cli", "predict", str(tmp / "model.mixture"), str(tmp / "blobs.csv"),
+               "--columns", "2,3", "--proba"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader leaves before the first line (JAX's import alone takes longer)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 141, stderr.decode()
+    assert stderr == b""
+
+
 def test_info_describes_the_model_file(fitted):
     tmp, _, _ = fitted
     model = mx.load(tmp / "model.mixture")
@@ -342,14 +354,23 @@ def test_demo_offers_every_covariance_model():
 
 
 @pytest.mark.slow
-def test_examples_run():
-    """Every example script but the tutorials', which tests/test_docs.py runs and checks against its pages."""
+def test_examples_run(tmp_path):
+    """Every example script but the tutorials', which tests/test_docs.py runs and checks against its pages.
+
+    Those that draw a figure take its directory as their argument: here a temporary one, so that
+    the run leaves docs/figures as committed.
+    """
     scripts = sorted(p for p in ROOT.joinpath("examples").glob("*.py") if not p.name.startswith("tutorial_"))
     assert scripts
     for script in scripts:
-        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+        draws = "savefig" in script.read_text()
+        out_dir = tmp_path / script.stem
+        out = subprocess.run([sys.executable, str(script), *([str(out_dir)] if draws else [])],
+                             capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, (script, out.stderr)
         assert "log-likelihood" in out.stdout, script
+        if draws:
+            assert list(out_dir.glob("*.png")), f"{script.name} wrote no figure into {out_dir}"
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -63,7 +64,9 @@ def main(argv=None) -> int:
 
     Returns:
       The exit status: 0 on success, 2 for invalid input, 1 when a file
-      cannot be read or written; errors are one line on standard error.
+      cannot be read or written, 130 when interrupted, 141 (quietly) when
+      the reader of standard output closed it; errors are one line on
+      standard error.
 
     Example:
       >>> from mixtures.cli import main
@@ -99,7 +102,13 @@ def _interrupts_noted():
 def _run(argv, debug: bool) -> int:
     try:
         args = _build_parser().parse_args(argv)
-        return args.run(args)
+        status = args.run(args)
+        sys.stdout.flush()  # a reader that left early (`| head`) shows here, not as an error at exit
+        return status
+    except BrokenPipeError:
+        # The reader of standard output closed it: stop quietly, as SIGPIPE stops other tools.
+        _discard_stdout()
+        return 141  # 128 + SIGPIPE: what a shell reports for a tool its closed pipe stopped
     except Exception as e:
         if debug:
             raise
@@ -111,6 +120,17 @@ def _run(argv, debug: bool) -> int:
         done = " ".join(getattr(interrupt, "__notes__", []))
         print(f"mixtures: interrupted{'; ' + done if done else ''}", file=sys.stderr)
         return 130
+
+
+def _discard_stdout() -> None:
+    """Points standard output at the null device, so the interpreter's final flush does not fail again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a file (an in-process caller's buffer): nothing is flushed at exit
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    os.close(null)
 
 
 def _describe(error: Exception) -> tuple[int, str]:
