@@ -49,7 +49,7 @@ from mixtures._src.core.family import Family
 from mixtures._src.fitting.fit import fit as _mx_fit
 from mixtures._src.families.gaussian import models as _models
 from mixtures._src.families.gaussian.family import Gaussian, GaussianParams
-from mixtures._src.fitting.init import initialize
+from mixtures._src.fitting.init import check_method, initialize, tree_classes
 from mixtures._src.core.mixture import Mixture
 
 __all__ = ["GaussianMixture", "MixtureModel"]
@@ -61,6 +61,7 @@ INIT_PARAMS = {
     "kmeans++": "kmeans++",
     "random": "random",
     "random_from_data": "random_from_data",
+    "hc": "hc",
 }
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical") + _models.MODELS
 
@@ -330,6 +331,7 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
         """EM from a new start: ``init_params``'s, the user's, or the user's completed by ``init_params``'s."""
         k, n_init = int(self.n_components), int(self.n_init)
         method = INIT_PARAMS[self.init_params]
+        check_method(method, family)
         options = dict(max_iter=max(int(self.max_iter), 1), tol=float(self.tol), sample_weight=weights)
         if start is None and self.max_iter > 0:
             if printer is not None:
@@ -444,7 +446,9 @@ class GaussianMixture(_MixtureEstimator):
       reg_covar: non-negative number added to the covariance diagonal.
       max_iter: maximum number of EM iterations per restart; 0 only initialises.
       n_init: number of restarts.
-      init_params: "kmeans", "k-means++", "random" or "random_from_data".
+      init_params: "kmeans", "k-means++", "random", "random_from_data" or
+        "hc" (mclust's hierarchical start, see :func:`mixtures.fit`; every
+        restart starts alike from it, so use ``n_init=1``).
       weights_init: optional (K,) initial weights.
       means_init: optional (K, n_features) initial means.
       precisions_init: optional initial precision matrices (inverse
@@ -612,8 +616,9 @@ class MixtureModel(_MixtureEstimator):
       tol: a restart stops when the mean log-likelihood changes by less than this.
       max_iter: maximum number of EM iterations per restart; 0 only initialises.
       n_init: number of restarts.
-      init_params: "kmeans++" (the default), "kmeans", "random" or
-        "random_from_data" (scikit-learn's spelling "k-means++" too).
+      init_params: "kmeans++" (the default), "kmeans", "random",
+        "random_from_data" (scikit-learn's spelling "k-means++" too) or, for
+        Gaussian families, "hc" (mclust's hierarchical start).
       mixture_init: optional :class:`~mixtures.Mixture` of ``family`` to start
         from (then one restart).
       random_state: None, an int or a ``numpy.random.RandomState`` ``rng``;
@@ -784,14 +789,18 @@ def _initial_mixtures(family, k, method, key, n_init, X, weights) -> list[Mixtur
     w = None if weights is None else checks.unit_mean_weights(weights, x.dtype)
     keys = jax.random.split(key, n_init)
     chunk = blocks.default_chunk_size(k * n_init, x.shape[1])
-    starts = jax.tree.map(np.asarray, _initialize_restarts(keys, x, w, family=family, k=k, method=method, chunk=chunk))
+    classes = tree_classes(method, x, [k], weights)
+    classes = None if classes is None else classes[0]
+    starts = jax.tree.map(
+        np.asarray, _initialize_restarts(keys, x, w, classes, family=family, k=k, method=method, chunk=chunk)
+    )
     return [Mixture(checks.to_device(starts.weights[r]), jax.tree.map(lambda a: checks.to_device(a[r]), starts.params), family)
             for r in range(n_init)]
 
 
 @functools.partial(jax.jit, static_argnames=("family", "k", "method", "chunk"))
-def _initialize_restarts(keys, x, weights, *, family, k, method, chunk):
-    return jax.vmap(lambda key: initialize(method, family, k, key, x, weights, chunk))(keys)
+def _initialize_restarts(keys, x, weights, classes, *, family, k, method, chunk):
+    return jax.vmap(lambda key: initialize(method, family, k, key, x, weights, chunk, classes=classes))(keys)
 
 
 def _integer(value, name: str, low: int, allow_bool: bool = False) -> int:

@@ -190,7 +190,7 @@ CASES = [
     case("warm_vmf_direction", ValueError, r"`init.params` must be valid parameters of VonMisesFisher\(.*\): .*unit", init=Lazy(lambda: mx.Mixture(np.array([0.5, 0.5]), mx.VonMisesFisherParams(np.array([[1.0, 1.0], [0.0, 1.0]]), np.ones(2)), mx.VonMisesFisher())), x=_UNIT, family=mx.VonMisesFisher()),
     case("warm_independent_group", ValueError, r"group 1 \(columns \(1,\)\) of `init.params` must be valid parameters of Poisson", init=Lazy(lambda: mx.Mixture(np.array([0.5, 0.5]), (_gaussian_start(np.zeros((K, 1)), np.ones((K, 1)), mx.Gaussian("diag")).params, mx.PoissonParams(-np.ones((K, 1)))), _MIXED)), x=np.c_[GOOD[:, 0], _COUNTS[:, 0]], family=_MIXED),
     # -- the key ------------------------------------------------------------------------------
-    case("key_missing", TypeError, r"`key` must be a JAX PRNG key such as jax.random.key\(0\); received None", key=None),
+    case("key_missing", TypeError, r"`key` must be a JAX PRNG key such as jax.random.key\(0\): init='kmeans\+\+' draws from it .*; received None", key=None),
     case("key_int", TypeError, r"`key` must be a JAX PRNG key such as jax.random.key\(0\); received 0", key=0),
     case("key_array", ValueError, r"`key` must be a single PRNG key; received a key array of shape \(2,\)", key=Lazy(lambda: jax.random.split(jax.random.key(0)))),
     # -- options: numbers and unknown strings --------------------------------------------------

@@ -22,6 +22,7 @@ import mixtures as mx
 from tests.helpers import mclust_data, mclust_reference
 from mixtures._src.fitting import hierarchical
 from mixtures._src.fitting.init import initialize, tree_classes
+from mixtures.sklearn import GaussianMixture, MixtureModel
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATASETS = ("old_faithful", "iris", "wine5")
@@ -86,6 +87,8 @@ def test_fit_from_hc_reaches_mclusts_fixed_point_whatever_the_key():
     other = mx.fit(x, FAMILY, 3, key=jax.random.key(1), init="hc", n_init=2, **TIGHT)
     np.testing.assert_array_equal(other.mixture.params.means, result.mixture.params.means)
     assert int(other.n_iter) == int(result.n_iter)
+    keyless = mx.fit(x, FAMILY, 3, init="hc", n_init=2, **TIGHT)  # "hc" draws nothing: no key is needed
+    np.testing.assert_array_equal(keyless.mixture.params.means, result.mixture.params.means)
 
 
 def test_select_cuts_one_tree_at_every_k():
@@ -95,6 +98,21 @@ def test_select_cuts_one_tree_at_every_k():
         k = row["n_components"]
         np.testing.assert_allclose(row["log_likelihood"] * len(x), mclust_loglik("old_faithful", k), rtol=LOGLIK_RTOL)
     assert selection.n_components == 2  # mclust's Mclust picks 2 for VVV too
+    keyless = mx.select(x, FAMILY, KS, init="hc", **TIGHT)
+    assert [row["log_likelihood"] for row in keyless.table] == [row["log_likelihood"] for row in selection.table]
+
+
+def test_the_estimator_starts_from_hc():
+    """GaussianMixture(init_params="hc"): its start is the class Gaussians of mclust's partition, and EM from it mx.fit's."""
+    x = data("iris")
+    start = GaussianMixture(3, covariance_type="full", reg_covar=0.0, init_params="hc", max_iter=0).fit(x)
+    classes = mclust_classes("iris", 3)
+    found = sorted(start.means_.tolist())
+    expected = sorted(np.stack([x[classes == k].mean(axis=0) for k in range(3)]).tolist())
+    np.testing.assert_allclose(found, expected, rtol=1e-12)
+    fitted = GaussianMixture(3, covariance_type="full", reg_covar=0.0, init_params="hc", tol=1e-10, max_iter=1000).fit(x)
+    direct = mx.fit(x, FAMILY, 3, init="hc", tol=1e-10, max_iter=1000)
+    np.testing.assert_allclose(fitted.means_, direct.mixture.params.means, rtol=1e-12)
     assert reference()["datasets"]["old_faithful"]["mclust"]["VVV"]["G"] == 2
 
 
@@ -134,12 +152,20 @@ def test_more_rows_than_the_subset_start_from_the_subsets_classes(monkeypatch):
         lambda: mx.select(np.ones((10, 2)), mx.Poisson(), [1, 2], key=jax.random.key(0), init="hc"),
         lambda: mx.select(np.ones((10, 2)), [mx.Gaussian(), mx.Poisson()], [1, 2], key=jax.random.key(0), init="hc"),
         lambda: mx.fit_stream(np.ones((10, 2)), mx.Poisson(), 2, key=jax.random.key(0), init="hc"),
+        lambda: MixtureModel(mx.Poisson(), 2, init_params="hc").fit(np.ones((10, 2))),
     ],
-    ids=["fit", "select", "select-two-families", "fit_stream"],
+    ids=["fit", "select", "select-two-families", "fit_stream", "estimator"],
 )
 def test_hc_starts_gaussian_families_only(call):
     with pytest.raises(ValueError, match=r"`init='hc'` .* starts Gaussian mixtures only; received a Poisson family"):
         call()
+
+
+def test_only_hc_goes_without_a_key():
+    x = data("iris")
+    for call in (lambda: mx.fit(x, FAMILY, 3), lambda: mx.select(x, FAMILY, [1, 2])):
+        with pytest.raises(TypeError, match=r"`key` must be a JAX PRNG key .*init='kmeans\+\+' draws from it"):
+            call()
 
 
 def test_hc_refuses_labels_and_needs_its_classes():

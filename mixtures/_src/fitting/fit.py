@@ -14,7 +14,7 @@ from mixtures._src.fitting import checkpoints, devices, processes, segments
 from mixtures._src.core import progress
 from mixtures._src.engine import em as engine
 from mixtures._src.core.family import Family
-from mixtures._src.fitting.init import INIT_METHODS, check_method, initialize, tree_classes
+from mixtures._src.fitting.init import INIT_METHODS, check_method, initialize, start_key, tree_classes
 from mixtures._src.core.mixture import Mixture
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
 from mixtures._src.core.priors import DirichletPrior, Prior, check_dirichlet_prior
@@ -29,7 +29,7 @@ def fit(
     family: Family,
     n_components: int,
     *,
-    key,
+    key=None,
     init="kmeans++",
     n_init: int = 1,
     max_iter: int = 100,
@@ -96,7 +96,8 @@ def fit(
       family: the component family, e.g. ``mx.Gaussian("full")``.
       n_components: number of components K, 1 ≤ K ≤ N.
       key: a JAX PRNG key (``jax.random.key(seed)``), split into one key per
-        restart; may be None only when ``init`` is a :class:`~mixtures.Mixture`.
+        restart; may be None (the default) only when ``init`` is "hc" or a
+        :class:`~mixtures.Mixture`, which draw nothing.
       init: "kmeans++" (D² seeding and a few Lloyd iterations), "kmeans"
         (Lloyd's algorithm to convergence), "random" (random
         responsibilities), "random_from_data" (K random rows as centres),
@@ -269,7 +270,7 @@ def fit(
             start = _check_warm_start(init, family, k, d, x.dtype)
         elif isinstance(init, str) and init in INIT_METHODS:
             check_method(init, family)
-            key = checks.prng_key(key)
+            key = start_key(key, init)
             if init == "hc":
                 _check_tree_start(x, labels)
         else:

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mixtures._src.core import blocks
+from mixtures._src.core import checks
 from mixtures._src.core.posterior import Sums
 from mixtures._src.engine import em as engine
 from mixtures._src.engine.options import EMOptions, Rows
@@ -135,6 +136,29 @@ def lloyd(centres, x, weights, n_iter: int, chunk_size: int, n_active=None) -> j
     options = EMOptions(chunk_size=chunk_size, max_iter=n_iter, hard=True, update_weights=False)
     result = engine.fit_loop(start, Rows(x, weights), tol, options)
     return result.mixture.params.means
+
+
+def start_key(key, method: str):
+    """The checked PRNG key of a fit started by ``method``; with "hc", which draws nothing, None stands for a fixed key.
+
+    Example:
+      >>> import jax
+      >>> from mixtures._src.fitting.init import start_key
+      >>> start_key(None, "hc") == jax.random.key(0)
+      Array(True, dtype=bool)
+      >>> start_key(None, "kmeans++")
+      Traceback (most recent call last):
+      ...
+      TypeError: `key` must be a JAX PRNG key such as jax.random.key(0): init='kmeans++' draws from it (only init='hc' and warm starts need none); received None.
+    """
+    if key is None:
+        if method == "hc":
+            return jax.random.key(0)
+        raise TypeError(
+            f"`key` must be a JAX PRNG key such as jax.random.key(0): init={method!r} draws from it "
+            "(only init='hc' and warm starts need none); received None."
+        )
+    return checks.prng_key(key)
 
 
 def check_method(method, family) -> None:

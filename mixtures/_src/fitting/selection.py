@@ -33,7 +33,7 @@ from mixtures._src.fitting import segments
 from mixtures._src.fitting.grid import GRID_CRITERIA, SelectionGrid, criterion_grid
 from mixtures._src.fitting.models import model_families, model_name
 from mixtures._src.fitting.fit import best_restart, start_restart
-from mixtures._src.fitting.init import INIT_METHODS, check_method, tree_classes
+from mixtures._src.fitting.init import INIT_METHODS, check_method, start_key, tree_classes
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
 from mixtures._src.core.mixture import Mixture, information_criteria, log_likelihood_and_entropy
 
@@ -109,7 +109,7 @@ def select(
     family,
     n_components=range(1, 11),
     *,
-    key,
+    key=None,
     models=None,
     n_init: int = 1,
     criterion: str = "bic",
@@ -145,7 +145,8 @@ def select(
         ``sample_weight``).
       key: a JAX PRNG key; candidate i, restart j uses
         ``jax.random.split(key, (C, n_init))[i, j]`` (C candidates, sorted),
-        the same keys for every family.
+        the same keys for every family. May be None (the default) only with
+        ``init="hc"``, which draws nothing.
       models: only with ``family=mx.Gaussian`` (the class): "all", or a list
         of distinct covariance model names the Gaussian accepts ("VVV",
         "full", ...), each fitted as ``mx.Gaussian(covariance=m)`` (default
@@ -212,7 +213,7 @@ def select(
     n_init = checks.positive_int(n_init, "n_init")
     max_iter = checks.max_iter(max_iter)
     tol = checks.non_negative_float(tol, "tol")
-    key = checks.prng_key(key)
+    key = start_key(key, init)
     k_max = max(ks)
     if chunk_size is None:
         chunk = blocks.default_chunk_size(k_max * len(ks) * n_init, d)
