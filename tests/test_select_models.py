@@ -131,6 +131,23 @@ def test_grid_labels_ties_and_gaps_without_fitting():
     assert criterion_grid(twins, "bic").models == tuple(repr(row["family"]) for row in twins)
 
 
+def test_grid_marks_cells_that_stopped_at_max_iter():
+    rows = [
+        {"family": mx.Gaussian("diag"), "model": "diag", "n_components": 1, "bic": 3.0, "converged": True},
+        {"family": mx.Gaussian("diag"), "model": "diag", "n_components": 2, "bic": 2.0, "converged": False},
+        {"family": mx.Gaussian("full"), "model": "full", "n_components": 1, "bic": 2.5, "converged": False},
+        {"family": mx.Gaussian("full"), "model": "full", "n_components": 2, "bic": 4.0, "converged": True},
+    ]
+    g = criterion_grid(rows, "bic")
+    np.testing.assert_array_equal(g.converged, [[True, False], [False, True]])
+    text = str(g).splitlines()
+    assert text[0] == ("BIC, lower is better; * the best: diag with K = 2 (not converged); "
+                       "! not converged within max_iter")
+    assert text[2].split() == ["1", "3.000", "2.500!"] and text[3].split() == ["2", "2.000*", "4.000"]
+    everything = criterion_grid([dict(row, converged=True) for row in rows], "bic")
+    assert "!" not in str(everything) and "not converged" not in str(everything)
+
+
 def test_grid_rejects_an_unknown_criterion(grid):
     expected = r"`criterion` must be one of \('bic', 'aic', 'icl', 'bic_mclust'\); received 'BIC'"
     with pytest.raises(ValueError, match=expected):
@@ -153,6 +170,7 @@ BAD = [
     ("models_item", dict(models=["full", None]), TypeError, ["`models[1]`", "string"]),
     ("models_unknown", dict(models=["diag", "ful"]), ValueError, ["`models[1]`", "VVV, spherical, diag, tied, full", "'ful'"]),
     ("models_twice", dict(models=["full", "diag", "full"]), ValueError, ["`models`", "twice", "at 0 and 2"]),
+    ("models_alias", dict(models=["full", "diag", "VVV"]), ValueError, ["`models`", "one model twice, as 'full' and 'VVV'", "at 0 and 2"]),
 ]
 
 

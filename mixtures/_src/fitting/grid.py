@@ -37,6 +37,10 @@ class SelectionGrid(NamedTuple):
         (2 log L − p log N = −BIC, higher is better).
       best: (row, column) of the best cell; ties go to the earlier model,
         then the smaller K, as :func:`mixtures.select` breaks them.
+      converged: None, or a bool array of ``values``' shape, False where the
+        candidate's EM stopped at ``max_iter`` before converging; ``str``
+        marks such cells ``!`` (mclust's table has no such cells: it runs
+        EM to its tolerance).
 
     Example:
       >>> import numpy as np
@@ -56,18 +60,24 @@ class SelectionGrid(NamedTuple):
     models: tuple
     criterion: str
     best: tuple
+    converged: np.ndarray | None = None
 
     def __str__(self) -> str:
         best_row, best_col = self.best
+        stopped = np.zeros(self.values.shape, bool) if self.converged is None else ~np.asarray(self.converged, bool)
         title = _TITLES.get(self.criterion, self.criterion)
         title += f"; * the best: {self.models[best_col]} with K = {self.n_components[best_row]}"
+        if stopped[best_row, best_col]:
+            title += " (not converged)"
+        if stopped.any():
+            title += "; ! not converged within max_iter"
         cells = [[_number(v) for v in line] for line in self.values]
         labels = [str(m) for m in self.models]
         widths = [2 + max(len(label), *(len(line[j]) for line in cells)) for j, label in enumerate(labels)]
         k_width = 1 + max(len(str(k)) for k in self.n_components)
         lines = [title, (f"{'K':>{k_width}}" + "".join(f"{m:>{w}} " for m, w in zip(labels, widths))).rstrip()]
         for i, k in enumerate(self.n_components):
-            marks = ["*" if (i, j) == self.best else " " for j in range(len(labels))]
+            marks = ["*" if (i, j) == self.best else "!" if stopped[i, j] else " " for j in range(len(labels))]
             line = "".join(f"{c:>{w}}{m}" for c, w, m in zip(cells[i], widths, marks))
             lines.append((f"{k:>{k_width}}" + line).rstrip())
         return "\n".join(lines)
@@ -93,12 +103,15 @@ def criterion_grid(table: list, criterion: str) -> SelectionGrid:
     labels = [row.get("model") or row["family"].label() for row in first.values()]
     ks = sorted({row["n_components"] for row in table})
     values = np.full((len(ks), len(families)), np.nan)
+    converged = np.ones(values.shape, bool)  # a cell without a candidate has nothing to flag
     for row in table:
-        values[ks.index(row["n_components"]), families.index(row["family"])] = row[criterion]
+        cell = ks.index(row["n_components"]), families.index(row["family"])
+        values[cell] = row[criterion]
+        converged[cell] = row.get("converged", True)
     if len(set(labels)) < len(labels):
         labels = [repr(f) for f in families]
     # Best: the lowest (highest for mclust's sign), scanning each model's K in turn, NaN never.
     signed = -values if criterion == "bic_mclust" else values
     order = np.where(np.isnan(signed), np.inf, signed).T.ravel()
     col, row = divmod(int(np.argmin(order)), len(ks))
-    return SelectionGrid(values, tuple(ks), tuple(labels), criterion, (row, col))
+    return SelectionGrid(values, tuple(ks), tuple(labels), criterion, (row, col), converged)

@@ -100,8 +100,9 @@ def model_families(family, models) -> tuple[Family, ...]:
                 f"`models[{i}]` must be a covariance model mx.Gaussian accepts, one of "
                 f"{', '.join(accepted_models(family))}; received {name!r}."
             ) from None
-        if built in families:
-            first = families.index(built)
+        same_model = [f.model for f in families]
+        if built.model in same_model:  # the mclust name: "full" and "VVV" are one model
+            first = same_model.index(built.model)
             same = f"{name!r} twice" if names[first] == name else f"one model twice, as {names[first]!r} and {name!r}"
             raise ValueError(f"`models` names {same} (at {first} and {i}); give each once.")
         families.append(built)
