@@ -530,6 +530,21 @@ def test_bad_model_names_and_forms_are_named():
         mx.Gaussian("VEV").make_params(np.zeros((2, 2)), np.ones((2, 2)))
 
 
+def test_a_warm_start_of_another_form_is_refused_before_fitting():
+    """A Mixture of the constrained model built from unconstrained covariances: named, not fitted from."""
+    x, _ = shared_data()
+    family = mx.Gaussian("EVE", reg_covar=0.0)
+    covariances = random_form("EVV", np.random.default_rng(1), K, D)  # one volume, each its own axes
+    params = mx.Gaussian("full").make_params(CENTRES, covariances)
+    start = mx.Mixture(np.full(K, 1 / K), params, family)
+    with pytest.raises(ValueError, match=r"The covariances of `init.params.precisions_cholesky` \(covariance='EVE'\) "
+                                         r"do not have model EVE's form: the covariances do not share their axes"):
+        mx.fit(x, family, K, init=start)
+    # The same covariances under the unconstrained name are a valid start.
+    unconstrained = mx.Mixture(np.full(K, 1 / K), params, mx.Gaussian("full"))
+    assert np.isfinite(float(mx.fit(x, mx.Gaussian("full"), K, init=unconstrained, max_iter=1).log_likelihood))
+
+
 # -- bugs found ----------------------------------------------------------------------------------
 
 

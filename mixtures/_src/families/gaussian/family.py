@@ -186,6 +186,10 @@ class Gaussian(domain.SquaredRealData, Family):
     def check_params(self, params: GaussianParams) -> None:
         """Precision factors as :meth:`make_params` builds them: upper triangular, positive diagonal (ones for "identity").
 
+        For the constrained models (EII, EEI, VEI, EVI, EEE, VEE, EVE, VVE,
+        EEV, VEV, EVV), the covariances must also have the model's form, as
+        :meth:`make_params` asks.
+
         Example:
           >>> import numpy as np, mixtures as mx
           >>> mx.Gaussian("diag").check_params(mx.GaussianParams(np.zeros((1, 2)), np.array([[1.0, -1.0]])))
@@ -217,6 +221,20 @@ class Gaussian(domain.SquaredRealData, Family):
                 f"{where} must have a positive diagonal (positive-definite covariances); component {k} "
                 f"has {diagonal[k].tolist()}. Build warm starts with Gaussian.make_params(means, covariances)."
             )
+        if self.covariance == self.model and self.model not in ("VVV", "VVI", "VII"):
+            # The covariances the factors give, in float64, against the model's constraints.
+            # Stored factors are exact to their dtype's ε; through a full U the covariances' small
+            # eigenvalues lose about ε cond(Σₖ) more, which the tolerance allows.
+            factors = u.astype(np.float64)
+            eps = np.finfo(np.float64 if u.dtype == np.float64 else np.float32).eps
+            rtol = 1e-6 if u.dtype == np.float64 else 1e-3
+            if u.ndim == 3:
+                inverse = np.linalg.inv(factors)  # Σ = (U Uᵀ)⁻¹ = U⁻ᵀ U⁻¹
+                covariances = np.swapaxes(inverse, -1, -2) @ inverse
+                rtol += 64 * eps * float(np.max(np.linalg.cond(covariances)))
+            else:
+                covariances = 1.0 / factors**2
+            models.check_form(self.model, covariances, rtol, name=f"The covariances of {where}")
 
     def n_features(self, params: GaussianParams) -> int:
         return params.means.shape[-1]

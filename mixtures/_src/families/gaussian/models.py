@@ -69,7 +69,7 @@ def n_covariance_parameters(model: str, k: int, d: int) -> int:
     return volume + shape + orientation
 
 
-def check_form(model: str, covariances, rtol: float) -> None:
+def check_form(model: str, covariances, rtol: float, name: str = "`covariances`") -> None:
     """Raises ``ValueError`` unless the covariances (positive definite, in the layout's shape) have ``model``'s form.
 
     Volumes |Σₖ|^(1/D), shapes (the eigenvalues over the volume, sorted, or
@@ -106,7 +106,7 @@ def check_form(model: str, covariances, rtol: float) -> None:
         same_shape = np.allclose(shape, shape[0], rtol=rtol, atol=0)
 
     def refuse(what):
-        raise ValueError(f"`covariances` do not have model {model}'s form: {what}.")
+        raise ValueError(f"{name} do not have model {model}'s form: {what}.")
 
     if model[0] == "E" and not np.allclose(volume, volume[0], rtol=rtol, atol=0):
         refuse(f"the volumes |Σₖ|^(1/D) differ ({', '.join(f'{v:.6g}' for v in volume)}); {model} asks that they be equal")
