@@ -148,16 +148,21 @@ def _scipy_log_posterior(covariance, x, resp, prior, means, covs):
     return total
 
 
-@pytest.mark.parametrize("covariance", COVARIANCES)
-def test_gaussian_map_step_is_the_posterior_mode(covariance):
-    rng = np.random.default_rng(3)
+def map_problem(seed, layout):
+    """Rows, random responsibilities (K = 3) and a prior of ``layout`` for the MAP-step tests, and the generator."""
+    rng = np.random.default_rng(seed)
     x = X[::3]
-    k, d = 3, 2
+    k, d = 3, x.shape[1]
     resp = rng.dirichlet(np.ones(k), size=len(x))
     a = rng.normal(size=(d, d))
-    spd = a @ a.T + np.eye(d)
-    scale = {"full": spd, "tied": spd, "diag": np.array([0.7, 1.9]), "spherical": np.array(1.3)}
-    prior = GaussianPrior(np.array([0.5, -1.0]), np.array(0.8), np.array(d + 0.5), scale[covariance])
+    scale = {"full": a @ a.T + np.eye(d), "diag": np.array([0.7, 1.9]), "spherical": np.array(1.3)}[layout]
+    return rng, x, resp, GaussianPrior(np.array([0.5, -1.0]), np.array(0.8), np.array(d + 0.5), scale)
+
+
+@pytest.mark.parametrize("covariance", COVARIANCES)
+def test_gaussian_map_step_is_the_posterior_mode(covariance):
+    rng, x, resp, prior = map_problem(3, "full" if covariance == "tied" else covariance)
+    k = resp.shape[1]
     family = mx.Gaussian(covariance, reg_covar=0.0)
     previous = _start(family, x, [3, 17, 40]).params  # the statistics' shift: arbitrary means
     prior = family.check_prior(prior, jnp.asarray(x))
@@ -224,14 +229,9 @@ def _scipy_log_posterior_of_model(model, x, resp, prior, means, dense):
 def test_map_step_of_the_other_models_is_the_posterior_mode_of_their_form(model):
     from mixtures._src.families.gaussian import models
 
-    rng = np.random.default_rng(4)
-    x = X[::3]
-    k, d = 3, 2
-    resp = rng.dirichlet(np.ones(k), size=len(x))
-    a = rng.normal(size=(d, d))
     layout = models.layout(model)
-    scale = {"full": a @ a.T + np.eye(d), "diag": np.array([0.7, 1.9]), "spherical": np.array(1.3)}[layout]
-    prior = GaussianPrior(np.array([0.5, -1.0]), np.array(0.8), np.array(d + 0.5), scale)
+    rng, x, resp, prior = map_problem(4, layout)
+    k, d = resp.shape[1], x.shape[1]
     family = mx.Gaussian(model, reg_covar=0.0)
     unit = {"full": np.broadcast_to(np.eye(d), (k, d, d)), "diag": np.ones((k, d)), "spherical": np.ones(k)}[layout]
     previous = family.make_params(x[[3, 17, 40]], unit)
