@@ -35,10 +35,26 @@ def _data():
     return scope["x"]
 
 
+# Children start with Ctrl-C as a terminal gives it: deliverable, at Python's default handler. A
+# child inherits its parent's blocked and ignored signals, and the test worker's need not be a
+# shell's (one CI run had the children of one worker ignore SIGINT altogether).
+AS_FROM_A_SHELL = (
+    "import signal\n"
+    "signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+)
+
+
+def _sigint_state() -> str:
+    """This process's SIGINT handler and whether it is blocked: what a child inherits."""
+    blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    return f"(the test process's SIGINT: handler {signal.getsignal(signal.SIGINT)!r}, blocked {blocked})"
+
+
 def _run_python(code, **kwargs):
     return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, **kwargs,
+        [sys.executable, "-c", AS_FROM_A_SHELL + textwrap.dedent(code)], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, **kwargs,
     )
 
 
@@ -199,7 +215,8 @@ def test_ctrl_c_stops_the_command_line_and_writes_no_model_and_the_same_command_
     data = tmp_path / "data.csv"
     np.savetxt(data, x, delimiter=",")
     model, checkpoint = tmp_path / "model.mix", tmp_path / "fit.ckpt"
-    fit = [sys.executable, "-m", "mixtures.cli", "fit", str(data), "-k", "4", "--max-iter", "3000", "--tol", "0"]
+    cli = AS_FROM_A_SHELL + "import runpy\nrunpy.run_module('mixtures.cli', run_name='__main__', alter_sys=True)\n"
+    fit = [sys.executable, "-c", cli, "fit", str(data), "-k", "4", "--max-iter", "3000", "--tol", "0"]
     command = fit + ["--progress", "--out", str(model), "--checkpoint", str(checkpoint), "--checkpoint-every", "5"]
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
@@ -210,7 +227,7 @@ def test_ctrl_c_stops_the_command_line_and_writes_no_model_and_the_same_command_
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=120)
     waited = time.monotonic() - sent
-    assert child.returncode == 130, err
+    assert child.returncode == 130, f"{err} {_sigint_state()}"
     assert "mixtures: interrupted; mx.fit was interrupted after" in err and "The checkpoint" in err
     assert not model.exists()
     assert waited < 10, waited
