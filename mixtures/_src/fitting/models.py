@@ -88,7 +88,7 @@ def model_families(family, models) -> tuple[Family, ...]:
         names = tuple(models)
         if not names:
             raise ValueError("`models` must name at least one covariance model (or be \"all\"); received none.")
-    families = []
+    families, seen = [], []  # seen: the mclust names of families, in order
     for i, name in enumerate(names):
         if not isinstance(name, str):
             raise TypeError(f"`models[{i}]` must be a covariance model name (a string) such as {everything[0]!r}; "
@@ -100,10 +100,10 @@ def model_families(family, models) -> tuple[Family, ...]:
                 f"`models[{i}]` must be a covariance model mx.Gaussian accepts, one of "
                 f"{', '.join(accepted_models(family))}; received {name!r}."
             ) from None
-        same_model = [f.model for f in families]
-        if built.model in same_model:  # the mclust name: "full" and "VVV" are one model
-            first = same_model.index(built.model)
+        if built.model in seen:  # the mclust name: "full" and "VVV" are one model
+            first = seen.index(built.model)
             same = f"{name!r} twice" if names[first] == name else f"one model twice, as {names[first]!r} and {name!r}"
             raise ValueError(f"`models` names {same} (at {first} and {i}); give each once.")
         families.append(built)
+        seen.append(built.model)
     return tuple(families)
