@@ -222,18 +222,13 @@ class Gaussian(domain.SquaredRealData, Family):
                 f"has {diagonal[k].tolist()}. Build warm starts with Gaussian.make_params(means, covariances)."
             )
         if self.covariance == self.model and self.model not in ("VVV", "VVI", "VII"):
-            # The covariances the factors give, in float64, against the model's constraints.
-            # Stored factors are exact to their dtype's ε; through a full U the covariances' small
-            # eigenvalues lose about ε cond(Σₖ) more, which the tolerance allows.
-            factors = u.astype(np.float64)
+            # The covariances the factors give, against the model's constraints. Through a full U
+            # their small eigenvalues lose about ε cond(Σₖ), which the tolerance allows.
+            covariances = np.asarray(params.covariances, np.float64)
             eps = np.finfo(np.float64 if u.dtype == np.float64 else np.float32).eps
             rtol = 1e-6 if u.dtype == np.float64 else 1e-3
             if u.ndim == 3:
-                inverse = np.linalg.inv(factors)  # Σ = (U Uᵀ)⁻¹ = U⁻ᵀ U⁻¹
-                covariances = np.swapaxes(inverse, -1, -2) @ inverse
                 rtol += 64 * eps * float(np.max(np.linalg.cond(covariances)))
-            else:
-                covariances = 1.0 / factors**2
             models.check_form(self.model, covariances, rtol, name=f"The covariances of {where}")
 
     def n_features(self, params: GaussianParams) -> int:
