@@ -56,7 +56,7 @@ def as_data(x, name: str = "x", n_features: int | None = None):
     return to_device(as_host_data(x, name, n_features))
 
 
-def as_host_data(x, name: str = "x", n_features: int | None = None) -> np.ndarray:
+def as_host_data(x, name: str = "x", n_features: int | None = None, *, allow_missing: bool = False) -> np.ndarray:
     """:func:`as_data` on the host: the checked (N, D) NumPy array in its compute dtype.
 
     Example:
@@ -67,7 +67,7 @@ def as_host_data(x, name: str = "x", n_features: int | None = None) -> np.ndarra
       >>> as_host_data(np.array([[0.0, np.nan]], np.float32), "batches[2]")
       Traceback (most recent call last):
       ...
-      ValueError: `batches[2]` must contain only finite values in float32; received nan at row 0, column 1.
+      ValueError: `batches[2]` must contain only finite values in float32; received nan at row 0, column 1; NaN marks a missing entry only with missing="marginalize".
     """
     if isinstance(x, jax.Array):
         held_here(x, name)
@@ -85,12 +85,19 @@ def as_host_data(x, name: str = "x", n_features: int | None = None) -> np.ndarra
     values = np.asarray(arr)
     with np.errstate(over="ignore", under="ignore"):
         converted = values.astype(target, copy=False)  # checked in the dtype it is computed in
-    if not np.all(np.isfinite(converted)):
-        bad = np.argwhere(~np.isfinite(converted))[0]
+    bad = ~np.isfinite(converted)
+    if allow_missing:
+        bad &= ~np.isnan(values)
+    if np.any(bad):
+        bad = np.argwhere(bad)[0]
+        hint = (
+            " (too large for float32: enable JAX's x64 mode for float64)." if np.isfinite(values[bad[0], bad[1]])
+            else "; NaN marks a missing entry only with missing=\"marginalize\"." if np.isnan(values[bad[0], bad[1]])
+            else "."
+        )
         raise ValueError(
             f"`{name}` must contain only finite values in {target}; received "
-            f"{values[bad[0], bad[1]]} at row {bad[0]}, column {bad[1]}"
-            + (" (too large for float32: enable JAX's x64 mode for float64)." if np.isfinite(values[bad[0], bad[1]]) else ".")
+            f"{values[bad[0], bad[1]]} at row {bad[0]}, column {bad[1]}" + hint
         )
     return converted
 

@@ -183,6 +183,72 @@ class Family(abc.ABC):
         del params, x, weights, posterior, chunk_size, axes, mode
         return None
 
+    # -- optional: rows with missing entries (``missing="marginalize"``) ----------------------
+
+    handles_missing: ClassVar[bool] = False
+    """Whether the family implements :meth:`log_prob_observed` and :meth:`accumulate_observed`.
+
+    With it, the fitting functions and a mixture's methods take rows with
+    missing entries (NaN) under ``missing="marginalize"``: the E-step uses
+    the density of each row's observed entries, and the M-step the
+    statistics' conditional expectation given them, so EM climbs the
+    observed-data likelihood (exact under missing-at-random). Without it,
+    ``missing="marginalize"`` is refused on the host.
+    """
+
+    def log_prob_observed(self, params: Params, x: jax.Array, max_missing: int) -> jax.Array:
+        """Log-densities of each row's observed entries under every component.
+
+        Args:
+          params: parameters with a leading component axis of size K.
+          x: rows, shape (B, D), NaN at the missing entries (a row with
+            nothing observed has log-density 0).
+          max_missing: static, at least the number of missing entries of any
+            row of the data.
+
+        Returns:
+          Array of shape (B, K) with entry [n, k] = log p(xₙ,ₒ | θₖ), the
+          marginal density of row n's observed entries.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("full")
+          >>> p = g.make_params(np.zeros((1, 2)), np.array([[[1.0, 0.5], [0.5, 2.0]]]))
+          >>> x = np.array([[0.0, np.nan]])
+          >>> round(float(g.log_prob_observed(p, x, 1)[0, 0]), 4)  # N(0; 0, 1): -log √(2π)
+          -0.9189
+        """
+        del params, x, max_missing
+        raise NotImplementedError(f"{type(self).__name__} does not take rows with missing entries.")
+
+    def accumulate_observed(self, params: Params, x: jax.Array, resp: jax.Array, max_missing: int) -> Stats:
+        """The statistics of :meth:`accumulate`, their expectation given each row's observed entries.
+
+        Each row's statistics under component k are replaced by their
+        conditional expectation given its observed entries and zₙ = k, under
+        ``params`` (the current parameters): the M-step of these is the
+        exact EM step for the observed-data likelihood.
+
+        Args:
+          params: the current parameters (leading axis K).
+          x: rows, shape (B, D), NaN at the missing entries.
+          resp: responsibilities times row weights, shape (B, K).
+          max_missing: as for :meth:`log_prob_observed`.
+
+        Returns:
+          Statistics with the structure and shapes :meth:`accumulate` returns.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("diag")
+          >>> p = g.make_params(np.zeros((1, 2)), np.ones((1, 2)))
+          >>> s = g.accumulate_observed(p, np.array([[2.0, np.nan]]), np.ones((1, 1)), 1)
+          >>> s.first.tolist(), s.second.tolist()  # the missing entry: E[y] = 0, E[y²] = 1
+          ([[2.0, 0.0]], [[4.0, 1.0]])
+        """
+        del params, x, resp, max_missing
+        raise NotImplementedError(f"{type(self).__name__} does not take rows with missing entries.")
+
     @abc.abstractmethod
     def m_step(self, stats: Stats, counts: jax.Array, previous: Params) -> Params:
         """Parameters maximising the expected complete-data log-likelihood.

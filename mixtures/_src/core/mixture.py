@@ -13,6 +13,7 @@ from jax import lax
 
 from mixtures._src.core import checks
 from mixtures._src.core import blocks
+from mixtures._src.core import incomplete
 from mixtures._src.core.family import Family
 from mixtures._src.core.posterior import responsibilities_from_log_probs
 
@@ -102,27 +103,42 @@ class Mixture:
         """Floating dtype of the parameters; data is computed in this dtype."""
         return self.weights.dtype
 
-    def _data(self, x):
-        """Rows checked as :func:`mixtures.fit` checks them (the family's domain too, unless traced)."""
+    def _rows(self, x, missing):
+        """Checked rows and M, the most missing entries of a row (0 without ``missing``, or with no NaN)."""
+        if not incomplete.check_missing(missing, self.family):
+            return self._data(x), 0
+        self._data_shape()
+        rows = incomplete.incomplete_rows(x, self.family, "x", self.n_features, drop=False)
+        return checks.to_device(rows.x.astype(self.dtype)), rows.max_missing
+
+    def _data_shape(self):
         if np.ndim(self.weights) != 1:
             raise ValueError(
                 f"`weights` has shape {tuple(np.shape(self.weights))}, a batch of mixtures; this method needs one "
                 "mixture, with `weights` of shape (K,): take one with jax.tree.map(lambda a: a[i], mixture), "
                 "or jax.vmap the method."
             )
+
+    def _data(self, x):
+        """Rows checked as :func:`mixtures.fit` checks them (the family's domain too, unless traced)."""
+        self._data_shape()
         if checks.is_traced(x):
             return checks.as_data(x, "x", n_features=self.n_features).astype(self.dtype)
         host = checks.as_host_data(x, "x", n_features=self.n_features)
         self.family.check_data(host)
         return checks.to_device(host).astype(self.dtype)
 
-    def log_prob(self, x, *, chunk_size: int | None = None) -> jax.Array:
+    def log_prob(self, x, *, chunk_size: int | None = None, missing: str | None = None) -> jax.Array:
         """Log-density log p(xₙ) of each row.
 
         Args:
           x: (N, D) data.
           chunk_size: rows per block (memory O(chunk_size × K × D)); default
             chosen from K and D.
+          missing: None (NaN is refused) or "marginalize": NaN marks a
+            missing entry, and each row is taken by its observed entries (the
+            marginal density over them; a row with nothing observed gets the
+            mixing weights). See :func:`mixtures.fit`.
 
         Returns:
           (N,) log-densities.
@@ -134,15 +150,19 @@ class Mixture:
           >>> float(m.log_prob(np.zeros((1, 1)))[0]).__round__(4)  # -log √(2π)
           -0.9189
         """
-        x = self._data(x)
-        return rows_log_prob(self, x, self._chunk(chunk_size))
+        x, max_missing = self._rows(x, missing)
+        return rows_log_prob(self, x, self._chunk(chunk_size), max_missing)
 
-    def responsibilities(self, x, *, chunk_size: int | None = None) -> jax.Array:
+    def responsibilities(self, x, *, chunk_size: int | None = None, missing: str | None = None) -> jax.Array:
         """Posterior probabilities rₙₖ = p(zₙ = k | xₙ) (the soft clustering).
 
         Args:
           x: (N, D) data.
           chunk_size: rows per block.
+          missing: None (NaN is refused) or "marginalize": NaN marks a
+            missing entry, and each row is taken by its observed entries (the
+            marginal density over them; a row with nothing observed gets the
+            mixing weights). See :func:`mixtures.fit`.
 
         Returns:
           (N, K) responsibilities; each row sums to one.
@@ -154,15 +174,19 @@ class Mixture:
           >>> m.responsibilities(np.array([[0.0], [5.0]])).round(3).tolist()
           [[0.5, 0.5], [0.0, 1.0]]
         """
-        x = self._data(x)
-        return _responsibilities(self, x, self._chunk(chunk_size))
+        x, max_missing = self._rows(x, missing)
+        return _responsibilities(self, x, self._chunk(chunk_size), max_missing)
 
-    def predict(self, x, *, chunk_size: int | None = None) -> jax.Array:
+    def predict(self, x, *, chunk_size: int | None = None, missing: str | None = None) -> jax.Array:
         """Hard clustering: argmaxₖ rₙₖ for each row.
 
         Args:
           x: (N, D) data.
           chunk_size: rows per block.
+          missing: None (NaN is refused) or "marginalize": NaN marks a
+            missing entry, and each row is taken by its observed entries (the
+            marginal density over them; a row with nothing observed gets the
+            mixing weights). See :func:`mixtures.fit`.
 
         Returns:
           (N,) int32 component indices.
@@ -174,8 +198,123 @@ class Mixture:
           >>> m.predict(np.array([[-1.0], [3.0]])).tolist()
           [0, 1]
         """
-        x = self._data(x)
-        return _predict(self, x, self._chunk(chunk_size))
+        x, max_missing = self._rows(x, missing)
+        return _predict(self, x, self._chunk(chunk_size), max_missing)
+
+    def impute(self, x, *, key: jax.Array | None = None, n: int | None = None, chunk_size: int | None = None) -> jax.Array:
+        """Rows with their missing entries (NaN) filled in, from the observed entries.
+
+        Without ``key``: each missing entry is replaced by its conditional
+        mean E[xₘ | xₒ] = Σₖ rₙₖ E[xₘ | xₒ, zₙ = k] under the mixture (the
+        responsibilities rₙₖ those of the observed entries). With ``key`` and
+        ``n``: ``n`` multiple imputations, draws from the conditional
+        distribution p(xₘ | xₒ) (a component drawn from rₙₖ, then the missing
+        entries from that component's conditional). Observed entries are
+        returned as given. Gaussian families (``family.conditional_rows``).
+
+        Args:
+          x: (N, D) rows, NaN at the missing entries.
+          key: optional JAX PRNG key for multiple imputations.
+          n: the number of imputations (with ``key``).
+          chunk_size: rows per block.
+
+        Returns:
+          (N, D), or (n, N, D) with ``key``.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("full")
+          >>> m = mx.Mixture(np.array([1.0]), g.make_params(np.zeros((1, 2)), np.array([[[1.0, 0.8], [0.8, 1.0]]])), g)
+          >>> m.impute(np.array([[1.0, np.nan]])).round(6).tolist()  # 0.8 · 1
+          [[1.0, 0.8]]
+        """
+        conditional = getattr(self.family, "conditional_rows", None)
+        if conditional is None:
+            raise TypeError(f"impute: {type(self.family).__name__} has no conditional_rows (Gaussian families have).")
+        if (key is None) != (n is None):
+            raise ValueError("impute: give both `key` and `n` for multiple imputations, or neither for the conditional mean.")
+        if key is not None:
+            key = checks.prng_key(key)
+            n = checks.positive_int(n, "n")
+        rows, max_missing = self._rows(x, "marginalize")
+        if max_missing == 0:
+            return rows if key is None else jnp.broadcast_to(rows, (n,) + rows.shape)
+        chunk = self._chunk(chunk_size)
+        if key is None:
+            return _impute_mean(self, rows, chunk, max_missing)
+        return _impute_draws(self, rows, key, n, max_missing)
+
+    def condition(self, values, *, observed) -> Mixture:
+        """The conditional mixture of the other columns given ``values`` at the columns ``observed``.
+
+        p(xₘ | xₒ) = Σₖ wₖ p(xₘ | xₒ, k) with wₖ ∝ πₖ p(xₒ | θₖ): for Gaussian
+        components (Gaussian mixture regression), each p(xₘ | xₒ, k) is
+        Gaussian with mean μₘ + Σₘₒ Σₒₒ⁻¹ (xₒ − μₒ) and covariance
+        Σₘₘ − Σₘₒ Σₒₒ⁻¹ Σₒₘ; for families with independent columns it is the
+        component's marginal over the other columns. Computed on the host in
+        float64, returned in the mixture's dtype.
+
+        Args:
+          values: (len(observed),) the observed values, one point.
+          observed: distinct column indices, in the order of ``values``.
+
+        Returns:
+          A :class:`Mixture` over the remaining columns, in increasing order.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("full")
+          >>> m = mx.Mixture(np.array([1.0]), g.make_params(np.zeros((1, 2)), np.array([[[1.0, 0.8], [0.8, 1.0]]])), g)
+          >>> c = m.condition([1.0], observed=[0])
+          >>> c.params.means.round(6).tolist(), c.params.covariances.round(6).tolist()
+          ([[0.8]], [[[0.36]]])
+        """
+        self._data_shape()
+        cols = _columns(observed, self.n_features, "observed")
+        others = [j for j in range(self.n_features) if j not in cols]
+        if not others:
+            raise ValueError("`observed` names every column: nothing is left to condition.")
+        point = np.full((1, self.n_features), np.nan)
+        given = np.asarray(values, dtype=np.float64).reshape(-1)
+        if given.shape != (len(cols),):
+            raise ValueError(f"`values` must hold {len(cols)} values, one per observed column; received shape {np.shape(values)}.")
+        point[0, cols] = given
+        rows, max_missing = self._rows(point, "marginalize")
+        log_w = np.asarray(component_log_probs(self, rows, max_missing)[0], np.float64)
+        weights = np.exp(log_w - np.max(log_w))
+        weights = weights / weights.sum()
+        conditional = getattr(self.family, "condition", None)
+        if conditional is not None:
+            family, params = conditional(self.params, cols, given)
+        else:
+            family, params = self._marginal(others)
+        return Mixture(jnp.asarray(weights, self.dtype), jax.tree.map(lambda a: jnp.asarray(a, self.dtype), params), family)
+
+    def marginal(self, dims) -> Mixture:
+        """The mixture's marginal over the columns ``dims`` (same weights, each component's marginal).
+
+        Args:
+          dims: distinct column indices, in the order wanted.
+
+        Returns:
+          A :class:`Mixture` over ``len(dims)`` columns.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("diag")
+          >>> m = mx.Mixture(np.array([1.0]), g.make_params(np.array([[0.0, 1.0, 2.0]]), np.array([[1.0, 4.0, 9.0]])), g)
+          >>> m.marginal([2]).params.means.tolist()
+          [[2.0]]
+        """
+        self._data_shape()
+        family, params = self._marginal(_columns(dims, self.n_features, "dims"))
+        return Mixture(self.weights, params, family)
+
+    def _marginal(self, cols):
+        found = self.family.marginal(self.params, cols)
+        if found is None:
+            raise TypeError(f"{type(self.family).__name__} has no marginal over a subset of its columns.")
+        return found
 
     def sample(self, n: int, *, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Draws by the generative process: zₙ ~ Categorical(π), then xₙ ~ p(x | θ_zₙ).
@@ -225,13 +364,17 @@ class Mixture:
         k_active = int(np.count_nonzero(np.asarray(self.weights) > 0))
         return self.family.n_free_parameters(k_active, self.n_features) + k_active - 1
 
-    def score(self, x, *, sample_weight=None, chunk_size: int | None = None) -> jax.Array:
+    def score(self, x, *, sample_weight=None, chunk_size: int | None = None, missing: str | None = None) -> jax.Array:
         """Mean log-likelihood per sample, Σₙ wₙ log p(xₙ) / Σₙ wₙ (scikit-learn's ``score``).
 
         Args:
           x: (N, D) data.
           sample_weight: optional (N,) non-negative row weights.
           chunk_size: rows per block; default chosen from K and D.
+          missing: None (NaN is refused) or "marginalize": NaN marks a
+            missing entry, and each row is taken by its observed entries (the
+            marginal density over them; a row with nothing observed gets the
+            mixing weights). See :func:`mixtures.fit`.
 
         Returns:
           A scalar in the mixture's dtype.
@@ -244,10 +387,10 @@ class Mixture:
           >>> round(float(m.score(x, sample_weight=np.array([3.0, 0.0]))), 4)  # only x = 0 counts
           -0.9189
         """
-        x = self._data(x)
+        x, max_missing = self._rows(x, missing)
         weights = checks.as_sample_weight(sample_weight, x.shape[0], dtype=x.dtype)
         total = x.shape[0] if weights is None else jnp.sum(weights)
-        return _score(self, x, weights, self._chunk(chunk_size)) / total
+        return _score(self, x, weights, self._chunk(chunk_size), max_missing) / total
 
     def bic(self, x, *, sample_weight=None, chunk_size: int | None = None) -> jax.Array:
         """Bayesian information criterion, BIC = −2 log L + p log N (lower is better).
@@ -340,9 +483,14 @@ class Mixture:
         return checks.positive_int(chunk_size, "chunk_size")
 
 
-def component_log_probs(mixture: Mixture, x: jax.Array) -> jax.Array:
-    """(B, K) log πₖ + log p(xₙ | θₖ) for a block of rows."""
-    return mixture.family.log_prob_components(mixture.params, x) + jnp.log(mixture.weights)[None, :]
+def component_log_probs(mixture: Mixture, x: jax.Array, max_missing: int = 0) -> jax.Array:
+    """(B, K) log πₖ + log p(xₙ | θₖ) for a block of rows (of the observed entries, with ``max_missing`` > 0)."""
+    family = mixture.family
+    if max_missing:
+        logp = family.log_prob_observed(mixture.params, x, max_missing)
+    else:
+        logp = family.log_prob_components(mixture.params, x)
+    return logp + jnp.log(mixture.weights)[None, :]
 
 
 def block_responsibilities(mixture: Mixture, x: jax.Array, hard: bool = False, labels=None):
@@ -443,34 +591,34 @@ def _criteria(mixture, x, weights, n_parameters, chunk_size):
     return information_criteria(log_likelihood, entropy, n_samples, n_parameters)
 
 
-@functools.partial(jax.jit, static_argnames="chunk_size")
-def _score(mixture, x, weights, chunk_size):
+@functools.partial(jax.jit, static_argnames=("chunk_size", "max_missing"))
+def _score(mixture, x, weights, chunk_size, max_missing=0):
     def block(rows, w, idx):
-        ll = jax.nn.logsumexp(component_log_probs(mixture, rows), axis=1)
+        ll = jax.nn.logsumexp(component_log_probs(mixture, rows, max_missing), axis=1)
         return jnp.sum(jnp.where(w > 0, w * ll, 0.0))
 
     return blocks.sum_over_chunks(block, x, weights, chunk_size)
 
 
-@functools.partial(jax.jit, static_argnames="chunk_size")
-def rows_log_prob(mixture, x, chunk_size):
+@functools.partial(jax.jit, static_argnames=("chunk_size", "max_missing"))
+def rows_log_prob(mixture, x, chunk_size, max_missing=0):
     """(N,) log p(xₙ) of device rows already checked (or deliberately unchecked, as a figure's mesh), block by block."""
     return blocks.map_over_chunks(
-        lambda rows: jax.nn.logsumexp(component_log_probs(mixture, rows), axis=1), x, chunk_size
+        lambda rows: jax.nn.logsumexp(component_log_probs(mixture, rows, max_missing), axis=1), x, chunk_size
     )
 
 
-@functools.partial(jax.jit, static_argnames="chunk_size")
-def _responsibilities(mixture, x, chunk_size):
+@functools.partial(jax.jit, static_argnames=("chunk_size", "max_missing"))
+def _responsibilities(mixture, x, chunk_size, max_missing=0):
     return blocks.map_over_chunks(
-        lambda rows: block_responsibilities(mixture, rows)[0], x, chunk_size
+        lambda rows: responsibilities_from_log_probs(component_log_probs(mixture, rows, max_missing))[0], x, chunk_size
     )
 
 
-@functools.partial(jax.jit, static_argnames="chunk_size")
-def _predict(mixture, x, chunk_size):
+@functools.partial(jax.jit, static_argnames=("chunk_size", "max_missing"))
+def _predict(mixture, x, chunk_size, max_missing=0):
     return blocks.map_over_chunks(
-        lambda rows: jnp.argmax(component_log_probs(mixture, rows), axis=1).astype(jnp.int32),
+        lambda rows: jnp.argmax(component_log_probs(mixture, rows, max_missing), axis=1).astype(jnp.int32),
         x,
         chunk_size,
     )
@@ -489,3 +637,48 @@ def _sample(mixture, key, n):
 
     x = lax.map(draw, (z, keys), batch_size=min(n, 4096))
     return x, z.astype(jnp.int32)
+
+
+def _columns(dims, n_features: int, name: str) -> list[int]:
+    """Distinct column indices in 0..D−1 (host)."""
+    try:
+        cols = [int(c) for c in np.asarray(dims).reshape(-1)]
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` must be a sequence of column indices; received {dims!r}.") from None
+    if not cols or len(set(cols)) != len(cols) or min(cols) < 0 or max(cols) >= n_features:
+        raise ValueError(f"`{name}` must be distinct column indices in 0..{n_features - 1}; received {dims!r}.")
+    return cols
+
+
+@functools.partial(jax.jit, static_argnames=("chunk_size", "max_missing"))
+def _impute_mean(mixture, x, chunk_size, max_missing):
+    def fill(rows):
+        logp, means, _ = mixture.family.conditional_rows(mixture.params, rows, max_missing)
+        resp = responsibilities_from_log_probs(logp + jnp.log(mixture.weights)[None, :])[0]
+        mean = jnp.einsum("bk,kbd->bd", resp, means, precision=lax.Precision.HIGHEST)
+        return jnp.where(jnp.isnan(rows), mean, rows)
+
+    return blocks.map_over_chunks(fill, x, chunk_size)
+
+
+@functools.partial(jax.jit, static_argnames=("n", "max_missing"))
+def _impute_draws(mixture, x, key, n, max_missing):
+    """``n`` draws of the missing entries, all rows at once (memory O(K × N × D) per draw)."""
+    m = min(max_missing, x.shape[-1])
+
+    def one(draw_key):
+        def fill(rows, row_key):
+            logp, means, deviation = mixture.family.conditional_rows(mixture.params, rows, max_missing)
+            logits = logp + jnp.log(mixture.weights)[None, :]
+            key_z, key_e = jax.random.split(row_key)
+            z = jax.random.categorical(key_z, logits, axis=-1)  # (B,)
+            k = mixture.weights.shape[0]
+            noise = jax.random.normal(key_e, (k, rows.shape[0], m), rows.dtype)
+            value = means + deviation(noise)  # (K, B, D)
+            chosen = jnp.take_along_axis(value, z[None, :, None], axis=0)[0]
+            return jnp.where(jnp.isnan(rows), chosen, rows)
+
+        return fill(x, draw_key)
+
+    return jax.vmap(one)(jax.random.split(key, n))
+

@@ -76,8 +76,11 @@ class FitResult(NamedTuple):
 def accumulate(mixture: Mixture, rows: Rows, options: EMOptions, *, once: bool = False) -> Sums:
     """E-step and accumulation over all rows, block by block.
 
-    Where the family offers :meth:`~mixtures.Family.fast_sums` (and
-    ``options.fast`` is not "never"), its pass; otherwise the generic one:
+    With ``options.missing`` (rows with missing entries, NaN), per block the
+    family's :meth:`~mixtures.Family.log_prob_observed` and
+    :meth:`~mixtures.Family.accumulate_observed`. Otherwise, where the family
+    offers :meth:`~mixtures.Family.fast_sums` (and ``options.fast`` is not
+    "never"), its pass; otherwise the generic one:
     per block of ``options.chunk_size`` rows, the family's log-densities, the
     responsibilities (hard with ``options.hard``; a labelled row's one-hot at
     its label, with its complete-data term log π_l p(xₙ | θ_l)), and the
@@ -104,6 +107,15 @@ def accumulate(mixture: Mixture, rows: Rows, options: EMOptions, *, once: bool =
     """
     family = mixture.family
     posterior = Posterior(jnp.log(mixture.weights), options.hard, rows.labels)
+    if options.missing:
+
+        def observed_block(x, w, index):
+            logp = family.log_prob_observed(mixture.params, x, options.missing)
+            resp, ll_sum = posterior.weighted(logp, index, w)
+            stats = family.accumulate_observed(mixture.params, x, resp, options.missing)
+            return Sums(jnp.sum(resp, axis=0), stats, ll_sum)
+
+        return blocks.sum_over_chunks(observed_block, rows.x, rows.weights, options.chunk_size, options.axes)
     if options.fast != "never":
         mode = "once" if once else options.fast
         sums = family.fast_sums(

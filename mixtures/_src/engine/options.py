@@ -48,6 +48,10 @@ class EMOptions:
         any size) or "never" (the engine's generic pass).
       axes: the named axes the program is traced under (restarts side by
         side, rows split over devices).
+      missing: 0 for complete rows; otherwise the rows hold NaN at missing
+        entries and this is at least the number of missing entries of any
+        row (the family's observed-entry hooks are used, see
+        :attr:`~mixtures.Family.handles_missing`).
 
     Example:
       >>> from mixtures.engine import EMOptions
@@ -62,6 +66,7 @@ class EMOptions:
     report: bool = False
     fast: str = "auto"
     axes: Axes = Axes()
+    missing: int = 0
 
     def __post_init__(self):
         for name in ("chunk_size", "max_iter"):
@@ -71,6 +76,8 @@ class EMOptions:
         for name in ("hard", "update_weights", "report"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"`{name}` must be True or False; received {getattr(self, name)!r}.")
+        if isinstance(self.missing, bool) or not isinstance(self.missing, int) or self.missing < 0:
+            raise ValueError(f"`missing` must be a non-negative int; received {self.missing!r}.")
         if self.fast not in FAST_MODES:
             raise ValueError(f"`fast` must be one of {FAST_MODES}; received {self.fast!r}.")
         if not isinstance(self.axes, Axes):

@@ -14,6 +14,7 @@ from mixtures._src.fitting import checkpoints, devices, processes, segments
 from mixtures._src.core import progress
 from mixtures._src.engine import em as engine
 from mixtures._src.core.family import Family
+from mixtures._src.core.incomplete import check_missing, incomplete_rows
 from mixtures._src.fitting.init import INIT_METHODS, check_method, initialize, start_key, tree_classes
 from mixtures._src.core.mixture import Mixture
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
@@ -44,6 +45,7 @@ def fit(
     mesh=None,
     checkpoint=None,
     checkpoint_every: int | None = None,
+    missing: str | None = None,
 ) -> engine.FitResult:
     """Fits a K-component mixture of ``family`` to ``x`` by EM.
 
@@ -180,6 +182,19 @@ def fit(
         written when 30 seconds have passed since the last. Each writes the
         state and the history so far (and ends a segment): every few
         iterations of a fast fit slows it several times.
+      missing: None (the default: NaN in ``x`` is refused) or "marginalize":
+        NaN marks a missing entry, and EM uses each row's observed entries
+        only, which is exact when entries are missing at random (see
+        ``docs/missing.md``): the E-step takes the density of the observed
+        entries, the M-step the statistics' conditional expectation given
+        them. For :class:`~mixtures.Gaussian` (every covariance model) and
+        the families whose columns are independent given the component. A
+        row with nothing observed is left out (with a warning); a column with
+        nothing observed is refused. The initialisation runs on the rows with
+        each missing entry set to its column's median. With no NaN in ``x``
+        the fit is the complete-data fit, bit for bit. Rows split over the
+        devices of several processes (a ``jax.Array`` not held here) are
+        refused with it: pass this process's rows as a host array.
 
     Interrupting:
       The EM iterations run as a sequence of compiled calls, each sized to
@@ -224,28 +239,43 @@ def fit(
             f"`family` must be a mixtures.Family such as mx.Gaussian(); received {family!r}."
         )
     checks.hashable_family(family)
+    incomplete = None
     # With x spread over processes, all of them raise if any one's checks do (none waits in the
     # compiled program for a process that never comes).
     with processes.agreed_checks(x):
         split = devices.row_split(x, mesh)  # None: one device
-        if split is None:
-            x = checks.as_data(x, "x")
-        if checks.is_traced(x):
-            raise TypeError("`x` must be a concrete array: mx.fit validates on the host and cannot be traced.")
-        if split is None:
-            family.check_data(np.asarray(x))
-        elif devices.keeps_placement(x, split):
-            x = devices.check_sharded_rows(x, family)  # shard by shard: never gathered
+        if check_missing(missing, family):
+            if checks.is_traced(x):
+                raise TypeError("`x` must be a concrete array: mx.fit validates on the host and cannot be traced.")
+            if isinstance(x, jax.Array) and not x.is_fully_addressable:
+                raise ValueError(
+                    '`missing="marginalize"` needs the rows on the host: `x` spans the devices of several '
+                    "processes; pass each process's rows as a NumPy array (with `mesh`)."
+                )
+            n_given = np.shape(x)[0] if np.ndim(x) == 2 else None
+            incomplete = incomplete_rows(x, family)  # the family's domain checked on the observed entries
+            x = incomplete.x if split is not None else checks.to_device(incomplete.x)
         else:
-            x = checks.as_host_data(x, "x")
-            family.check_data(x)
+            if split is None:
+                x = checks.as_data(x, "x")
+            if checks.is_traced(x):
+                raise TypeError("`x` must be a concrete array: mx.fit validates on the host and cannot be traced.")
+            if split is None:
+                family.check_data(np.asarray(x))
+            elif devices.keeps_placement(x, split):
+                x = devices.check_sharded_rows(x, family)  # shard by shard: never gathered
+            else:
+                x = checks.as_host_data(x, "x")
+                family.check_data(x)
         n, d = x.shape
         k = checks.positive_int(n_components, "n_components", upper=n, upper_name="the number of samples N")
         n_init = checks.positive_int(n_init, "n_init")
         max_iter = checks.max_iter(max_iter)
         tol = checks.non_negative_float(tol, "tol")
+        # Restarts run side by side under vmap; a row missing M entries holds M + 1 D-vectors per component.
+        widen = 1 if incomplete is None else 1 + incomplete.max_missing
         chunk = (
-            blocks.default_chunk_size(k * n_init, d)  # restarts run side by side under vmap
+            blocks.default_chunk_size(k * n_init, d * widen)
             if chunk_size is None
             else checks.positive_int(chunk_size, "chunk_size")
         )
@@ -253,10 +283,18 @@ def fit(
             n_init, n_components=k, n_features=d, history=min(max_iter, segments.SEGMENT), chunk_size=chunk, n_rows=n,
             itemsize=np.dtype(x.dtype).itemsize,
         )
-        weights = checks.as_sample_weight(sample_weight, n)
+        if incomplete is None:
+            weights = checks.as_sample_weight(sample_weight, n)
+            labels = checks.as_labels(labels, n, k)
+        else:
+            # Given for all the rows; the rows with nothing observed are left out with theirs.
+            weights = checks.as_sample_weight(sample_weight, n_given)
+            labels = checks.as_labels(labels, n_given, k)
+            kept = incomplete.kept
+            weights = None if weights is None else checks.to_device(np.asarray(weights)[kept])
+            labels = None if labels is None else checks.to_device(np.asarray(labels)[kept])
         if weights is not None:
             checks.components_within_rows(k, int(np.count_nonzero(np.asarray(weights) > 0)))
-        labels = checks.as_labels(labels, n, k)
         if not isinstance(assignment, str) or assignment not in ASSIGNMENTS:
             raise ValueError(f"`assignment` must be one of {ASSIGNMENTS}; received {assignment!r}.")
         if not isinstance(update_weights, bool):
@@ -281,30 +319,36 @@ def fit(
                 "(x spans several processes): pass an explicit prior."
             )
         prior = check_prior(prior, family, x, k, weights)
-        if split is None or not devices.keeps_placement(x, split):
+        if incomplete is not None:
+            family.check_methods(incomplete.filled)
+        elif split is None or not devices.keeps_placement(x, split):
             # Last, as they evaluate the family's own methods: a mistake in them is named here.
             family.check_methods(np.asarray(x))
             if isinstance(init, Mixture) and getattr(family, "make_params", None) is None:
                 # No checked constructor states the parameter space: ask the densities.
-                _check_warm_start_densities(start, np.asarray(x))
+                _check_warm_start_densities(start, np.asarray(x) if incomplete is None else incomplete.filled)
 
     # Everything is valid: only now are arrays made for the compiled program.
-    classes = None if isinstance(init, Mixture) else tree_classes(init, x, [k], weights)
+    # With missing entries the initialisation sees the filled rows, the EM iterations the observed entries.
+    x_init = x if incomplete is None or incomplete.max_missing == 0 else incomplete.filled
+    classes = None if isinstance(init, Mixture) else tree_classes(init, x_init, [k], weights)
     classes = None if classes is None else classes[0]
     tol = checks.to_device(tol, x.dtype)
     options = EMOptions(
         chunk_size=chunk, max_iter=max_iter, hard=assignment == "hard", update_weights=update_weights,
-        report=callback is not None,
+        report=callback is not None, missing=0 if incomplete is None else incomplete.max_missing,
     )
+    init_options = options.replace(missing=0)
     plan = None if split is None else devices.RowPlan(*split, n)
     if plan is not None:
         rows = _place_rows(plan, x, weights, labels, prior)
+        init_rows = rows if x_init is x else _place_rows(plan, x_init, weights, labels, prior)
         if isinstance(init, Mixture):
             begin = functools.partial(_start_from, start, batched=True)
         else:
             begin = functools.partial(
-                _start_restarts_on_mesh, jax.random.split(key, n_init), rows, classes, family=family, k=k,
-                method=init, options=options, plan=plan, weighted=weights is not None,
+                _start_restarts_on_mesh, jax.random.split(key, n_init), init_rows, classes, family=family, k=k,
+                method=init, options=init_options, plan=plan, weighted=weights is not None,
             )
     else:
         if weights is not None:
@@ -314,12 +358,13 @@ def fit(
                 checks.unit_mean_weights(weights, x.dtype) if prior is None else checks.to_device(weights, x.dtype)
             )
         rows = Rows(x, weights, labels)
+        init_rows = rows if x_init is x else Rows(checks.to_device(x_init), weights, labels)
         if isinstance(init, Mixture):
             begin = functools.partial(_start_from, start)
         else:
             begin = functools.partial(
-                _start_restarts, jax.random.split(key, n_init), rows, classes, family=family, k=k, method=init,
-                options=options,
+                _start_restarts, jax.random.split(key, n_init), init_rows, classes, family=family, k=k, method=init,
+                options=init_options,
             )
     saving = None
     if checkpoint is not None:

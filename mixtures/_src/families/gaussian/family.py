@@ -14,6 +14,7 @@ from mixtures._src.core import checks
 from mixtures._src.core import domain
 from mixtures._src.core.family import Family
 from mixtures._src.families.gaussian import fast
+from mixtures._src.families.gaussian import missing
 from mixtures._src.families.gaussian import models
 from mixtures._src.families.gaussian.params import (
     GaussianParams,
@@ -279,6 +280,31 @@ class Gaussian(domain.SquaredRealData, Family):
         large enough to repay their compilation.
         """
         return fast.sums(self, params, x, weights, posterior, chunk_size=chunk_size, axes=axes, mode=mode)
+
+    # -- rows with missing entries -------------------------------------------
+
+    handles_missing = True
+
+    def log_prob_observed(self, params: GaussianParams, x, max_missing: int):
+        """The marginal density of each row's observed entries (see :mod:`mixtures._src.families.gaussian.missing`)."""
+        return missing.complete(self.layout, self.log_det(params.precisions_cholesky, x.shape[-1]), params, x, max_missing).log_probs
+
+    def accumulate_observed(self, params: GaussianParams, x, resp, max_missing: int) -> GaussianStats:
+        """Whitened statistics completed by the missing entries' conditional means and covariances."""
+        done = missing.complete(self.layout, self.log_det(params.precisions_cholesky, x.shape[-1]), params, x, max_missing)
+        return missing.stats(self.layout, resp, done, ~jnp.isnan(x))
+
+    def conditional_rows(self, params: GaussianParams, x, max_missing: int):
+        """Per component, each row's observed-entry log-density, its conditional mean, and a conditional draw.
+
+        Returns ``(log_probs, means, draw)``: (B, K) log p(xₒ | θₖ); (K, B, D)
+        E[x | xₒ, k] (the observed entries as given); ``draw(noise)`` maps
+        (K, B, M) standard normal noise to (K, B, D) deviations from those
+        means distributed as x − E[x | xₒ, k] given xₒ and k.
+        """
+        done = missing.complete(self.layout, self.log_det(params.precisions_cholesky, x.shape[-1]), params, x, max_missing)
+        means, draw = missing.conditional_moments(self.layout, params, done, x, max_missing)
+        return done.log_probs, means, draw
 
     # -- EM -----------------------------------------------------------------
 
@@ -639,6 +665,38 @@ class Gaussian(domain.SquaredRealData, Family):
         chosen = np.asarray(list(columns), dtype=np.intp)
         full = Gaussian("full", reg_covar=self.reg_covar)
         return full, full.make_params(means[:, chosen], covariances[:, chosen[:, None], chosen[None, :]])
+
+    def condition(self, params: GaussianParams, observed, values) -> tuple[Gaussian, GaussianParams]:
+        """Each component's conditional over the other columns given ``values`` at ``observed`` (host, float64).
+
+        Mean μₘ + Σₘₒ Σₒₒ⁻¹ (xₒ − μₒ), covariance Σₘₘ − Σₘₒ Σₒₒ⁻¹ Σₒₘ, as a
+        Gaussian("full"); the other columns in increasing order.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> g = mx.Gaussian("full")
+          >>> family, p = g.condition(g.make_params(np.zeros((1, 2)), np.array([[[2.0, 1.0], [1.0, 2.0]]])), [1], [2.0])
+          >>> p.means.tolist(), p.covariances.round(6).tolist()
+          ([[1.0]], [[[1.5]]])
+        """
+        means = np.asarray(params.means, np.float64)
+        k, d = means.shape
+        cov = np.asarray(params.covariances, np.float64)
+        if cov.ndim == 2:
+            cov = cov[:, :, None] * np.eye(d)
+        elif cov.ndim == 1:
+            cov = cov[:, None, None] * np.eye(d)
+        o = np.asarray(list(observed), np.intp)
+        m = np.asarray([j for j in range(d) if j not in set(o.tolist())], np.intp)
+        s_oo = cov[:, o[:, None], o[None, :]]
+        s_mo = cov[:, m[:, None], o[None, :]]
+        gain = np.swapaxes(np.linalg.solve(s_oo, np.swapaxes(s_mo, 1, 2)), 1, 2)  # Σₘₒ Σₒₒ⁻¹
+        offset = np.asarray(values, np.float64)[None, :] - means[:, o]
+        cond_means = means[:, m] + np.einsum("kij,kj->ki", gain, offset)
+        cond_cov = cov[:, m[:, None], m[None, :]] - np.einsum("kij,klj->kil", gain, s_mo)
+        cond_cov = 0.5 * (cond_cov + np.swapaxes(cond_cov, 1, 2))
+        full = Gaussian("full", reg_covar=self.reg_covar)
+        return full, full.make_params(cond_means.astype(np.asarray(params.means).dtype), cond_cov)
 
     def extent(self, params: GaussianParams) -> tuple[np.ndarray, np.ndarray]:
         """The means and the standard deviations of every column."""

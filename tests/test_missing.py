@@ -1,0 +1,300 @@
+"""Rows with missing entries (``missing="marginalize"``): exact EM on the observed-data likelihood.
+
+Oracles: SciPy's multivariate normal on each row's observed entries; NumPy
+conditional moments; the complete-data fit when nothing is missing (bit for
+bit); for K = 1 a direct numerical maximisation of the observed-data
+likelihood; for K = 2 the gradient (JAX autodiff of a direct implementation,
+rows grouped by their pattern) vanishing at the fitted parameters, and a
+log-likelihood at least that of mean imputation followed by a complete-data fit.
+"""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.optimize
+from scipy.stats import multivariate_normal
+
+import mixtures as mx
+from mixtures._src.families.gaussian import missing as gaussian_missing
+
+jax.config.update("jax_enable_x64", True)
+
+K, D, N = 2, 3, 240
+
+
+def _data(seed=0, rate=0.25, n=N):
+    rng = np.random.default_rng(seed)
+    means = np.array([[0.0, 0.0, 0.0], [4.0, 3.0, -2.0]])
+    covs = np.array([[[2.0, 0.8, 0.3], [0.8, 1.0, -0.2], [0.3, -0.2, 0.5]], [[1.0, -0.5, 0.0], [-0.5, 1.5, 0.4], [0.0, 0.4, 1.0]]])
+    z = rng.integers(0, 2, n)
+    x = np.stack([rng.multivariate_normal(means[k], covs[k]) for k in z])
+    holes = rng.random(x.shape) < rate
+    holes[np.all(holes, axis=1), 0] = False  # every row keeps an entry
+    incomplete = x.copy()
+    incomplete[holes] = np.nan
+    return x, incomplete
+
+
+def _full_covariances(params, d):
+    cov = np.asarray(params.covariances, np.float64)
+    if cov.ndim == 2:
+        return cov[:, :, None] * np.eye(d)
+    if cov.ndim == 1:
+        return cov[:, None, None] * np.eye(d)
+    return cov
+
+
+def _random_params(family, rng, k=K, d=D):
+    a = rng.normal(size=(k, d, d))
+    cov = a @ np.swapaxes(a, 1, 2) + np.eye(d)
+    layout = {"full": cov, "diag": np.diagonal(cov, axis1=1, axis2=2), "spherical": cov[:, 0, 0]}[family.layout]
+    return family.make_params(rng.normal(size=(k, d)), layout)
+
+
+def _scipy_log_probs(means, covs, x):
+    out = np.zeros((len(x), len(means)))
+    for n, row in enumerate(x):
+        o = ~np.isnan(row)
+        for k in range(len(means)):
+            out[n, k] = multivariate_normal(means[k][o], covs[k][np.ix_(o, o)]).logpdf(row[o]) if o.any() else 0.0
+    return out
+
+
+@pytest.mark.parametrize("covariance", ["full", "diag", "spherical", "tied"])
+@pytest.mark.parametrize("unrolled", [True, False])
+def test_observed_log_density_and_statistics_match_direct_conditionals(covariance, unrolled, monkeypatch):
+    if not unrolled:
+        monkeypatch.setattr(gaussian_missing, "UNROLLED", 0)  # the batched library factorisation
+    rng = np.random.default_rng(1)
+    g = mx.Gaussian(covariance)
+    d = 5
+    params = _random_params(g, rng, k=3, d=d) if covariance != "tied" else g.make_params(
+        rng.normal(size=(3, d)), np.eye(d) + 0.3
+    )
+    x = rng.normal(size=(30, d)) * 2
+    x[rng.random(x.shape) < 0.35] = np.nan
+    x[4] = np.nan  # nothing observed: density 1
+    m = int(np.isnan(x).sum(axis=1).max())
+    means, covs = np.asarray(params.means), _full_covariances(params, d)
+    logp = np.asarray(g.log_prob_observed(params, x, m))
+    np.testing.assert_allclose(logp, _scipy_log_probs(means, covs, x), rtol=1e-12, atol=1e-12)
+    # E[y] and E[y yᵀ] (whitened by the full precision factor) from NumPy's conditional moments.
+    resp = rng.random((30, 3))
+    stats = g.accumulate_observed(params, x, resp, m)
+    u = np.asarray(mx.Gaussian("full").make_params(means, covs).precisions_cholesky)
+    first, second = np.zeros((3, d)), np.zeros((3, d, d))
+    for n, row in enumerate(x):
+        o = ~np.isnan(row)
+        for k in range(3):
+            r, c = np.zeros(d), np.zeros((d, d))
+            r[o] = row[o] - means[k][o]
+            s = covs[k]
+            solve = (lambda b: np.linalg.solve(s[np.ix_(o, o)], b)) if o.any() else (lambda b: np.zeros_like(b))
+            r[~o] = s[np.ix_(~o, o)] @ solve(r[o])
+            c[np.ix_(~o, ~o)] = s[np.ix_(~o, ~o)] - s[np.ix_(~o, o)] @ solve(s[np.ix_(o, ~o)])
+            y = r @ u[k]
+            first[k] += resp[n, k] * y
+            second[k] += resp[n, k] * (np.outer(y, y) + u[k].T @ c @ u[k])
+    np.testing.assert_allclose(np.asarray(stats.first), first, rtol=1e-11, atol=1e-11)
+    expected = second if g.layout == "full" else np.diagonal(second, axis1=1, axis2=2)
+    np.testing.assert_allclose(np.asarray(stats.second), expected, rtol=1e-11, atol=1e-11)
+
+
+def test_no_missing_entry_is_the_complete_data_fit_bit_for_bit():
+    x, _ = _data()
+    plain = mx.fit(x, mx.Gaussian("full"), K, key=jax.random.key(0), n_init=2)
+    marginalized = mx.fit(x, mx.Gaussian("full"), K, key=jax.random.key(0), n_init=2, missing="marginalize")
+    np.testing.assert_array_equal(np.asarray(plain.history), np.asarray(marginalized.history))
+    for a, b in zip(jax.tree.leaves(plain.mixture), jax.tree.leaves(marginalized.mixture)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _observed_log_likelihood(weights, means, covs, x):
+    """Σₙ log Σₖ πₖ N(xₙ,ₒ; μₖₒ, Σₖₒₒ), rows grouped by which entries they observe (JAX, differentiable)."""
+    with jax.numpy_rank_promotion("allow"):  # inside jax.scipy's logpdf
+        return _by_pattern(weights, means, covs, x)
+
+
+def _by_pattern(weights, means, covs, x):
+    observed = ~np.isnan(x)
+    total = 0.0
+    for pattern in np.unique(observed, axis=0):
+        rows = np.all(observed == pattern, axis=1)
+        o = np.flatnonzero(pattern)
+        xo = jnp.asarray(x[rows][:, o])
+        per = [
+            jnp.log(weights[k]) + jax.scipy.stats.multivariate_normal.logpdf(xo, means[k][o], covs[k][np.ix_(o, o)])
+            for k in range(len(means))
+        ]
+        total = total + jnp.sum(jax.nn.logsumexp(jnp.stack(per, axis=1), axis=1))
+    return total
+
+
+def _unpack(theta, k, d):
+    logits = theta[:k]
+    means = theta[k : k + k * d].reshape(k, d)
+    rest = theta[k + k * d :].reshape(k, -1)
+    low = jnp.zeros((k, d, d)).at[:, *np.tril_indices(d)].set(rest)
+    low = low.at[:, np.arange(d), np.arange(d)].set(jnp.exp(low[:, np.arange(d), np.arange(d)]))
+    return jax.nn.softmax(logits), means, low @ jnp.swapaxes(low, 1, 2)
+
+
+def _pack(weights, means, covs):
+    low = np.linalg.cholesky(covs)
+    d = means.shape[1]
+    low[:, np.arange(d), np.arange(d)] = np.log(low[:, np.arange(d), np.arange(d)])
+    rest = low[:, *np.tril_indices(d)]
+    return np.concatenate([np.log(weights), means.ravel(), rest.ravel()])
+
+
+def test_one_component_reaches_the_direct_maximum_of_the_observed_likelihood():
+    _, x = _data(seed=2)
+    fit = mx.fit(x, mx.Gaussian("full", reg_covar=0.0), 1, key=jax.random.key(0), tol=1e-12, max_iter=2000, missing="marginalize")
+    assert bool(fit.converged)
+
+    def negative(theta):
+        w, mu, cov = _unpack(jnp.asarray(theta), 1, D)
+        return -_observed_log_likelihood(w, mu, cov, x)
+
+    start = _pack(np.ones(1), np.nanmean(x, axis=0)[None], np.diag(np.nanvar(x, axis=0))[None])
+    best = scipy.optimize.minimize(jax.jit(negative), start, jac=jax.jit(jax.grad(negative)), method="BFGS", options={"gtol": 1e-9})
+    _, mu, cov = _unpack(jnp.asarray(best.x), 1, D)
+    n = np.count_nonzero(~np.all(np.isnan(x), axis=1))
+    assert float(fit.log_likelihood) * n >= -best.fun - 1e-7
+    np.testing.assert_allclose(np.asarray(fit.mixture.params.means), np.asarray(mu), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(fit.mixture.params.covariances), np.asarray(cov), atol=1e-5)
+
+
+def test_two_components_stop_where_the_observed_likelihood_gradient_vanishes():
+    _, x = _data(seed=3)
+    fit = mx.fit(x, mx.Gaussian("full", reg_covar=0.0), K, key=jax.random.key(0), tol=1e-13, max_iter=5000, missing="marginalize")
+    m = fit.mixture
+    theta = _pack(np.asarray(m.weights), np.asarray(m.params.means), np.asarray(m.params.covariances))
+    grad = jax.grad(lambda t: _observed_log_likelihood(*_unpack(t, K, D), x))(jnp.asarray(theta))
+    assert float(jnp.max(jnp.abs(grad))) < 1e-4 * N
+    # The fitted value is the direct implementation's log-likelihood at the fitted parameters.
+    direct = float(_observed_log_likelihood(np.asarray(m.weights), np.asarray(m.params.means), np.asarray(m.params.covariances), x))
+    np.testing.assert_allclose(float(fit.log_likelihood) * N, direct, rtol=1e-10)
+    # At least as high as filling the holes with column means and fitting the complete rows.
+    filled = np.where(np.isnan(x), np.nanmean(x, axis=0), x)
+    imputed = mx.fit(filled, mx.Gaussian("full", reg_covar=0.0), K, key=jax.random.key(0), tol=1e-10, max_iter=1000).mixture
+    by_imputation = float(
+        _observed_log_likelihood(np.asarray(imputed.weights), np.asarray(imputed.params.means), np.asarray(imputed.params.covariances), x)
+    )
+    assert direct >= by_imputation
+
+
+@pytest.mark.parametrize("covariance", ["full", "diag", "spherical", "tied", "VEV", "EVE", "identity"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_history_never_falls(covariance, dtype):
+    _, x = _data(seed=4, rate=0.3)
+    with jax.enable_x64(dtype == np.float64):
+        fit = mx.fit(x.astype(dtype), mx.Gaussian(covariance), 3, key=jax.random.key(1), n_init=2, tol=0.0, max_iter=40, missing="marginalize")
+        history = np.asarray(fit.history, np.float64)
+    assert np.all(np.isfinite(history))
+    scale = np.finfo(dtype).eps * 64 * np.abs(history[1:])
+    assert np.all(np.diff(history) >= -scale)
+
+
+def test_mixture_methods_take_the_observed_entries():
+    _, x = _data(seed=5)
+    fit = mx.fit(x, mx.Gaussian("full"), K, key=jax.random.key(0), missing="marginalize")
+    m = fit.mixture
+    weights, means, covs = np.asarray(m.weights), np.asarray(m.params.means), np.asarray(m.params.covariances)
+    per = _scipy_log_probs(means, covs, x) + np.log(weights)
+    total = np.logaddexp.reduce(per, axis=1)
+    np.testing.assert_allclose(np.asarray(m.log_prob(x, missing="marginalize")), total, rtol=1e-12)
+    resp = np.exp(per - total[:, None])
+    np.testing.assert_allclose(np.asarray(m.responsibilities(x, missing="marginalize")), resp, atol=1e-12)
+    np.testing.assert_array_equal(np.asarray(m.predict(x, missing="marginalize")), np.argmax(per, axis=1))
+    np.testing.assert_allclose(float(m.score(x, missing="marginalize")), total.mean(), rtol=1e-12)
+    # The fit's own log-likelihood is the mean over its rows.
+    np.testing.assert_allclose(float(fit.log_likelihood), total.mean(), rtol=1e-10)
+    # A row with nothing observed gets the weights.
+    empty = np.full((1, D), np.nan)
+    np.testing.assert_allclose(np.asarray(m.responsibilities(empty, missing="marginalize"))[0], weights, rtol=1e-12)
+    # Imputation: Σₖ rₙₖ (μₖₘ + Σₖₘₒ Σₖₒₒ⁻¹ (xₒ − μₖₒ)), observed entries untouched.
+    imputed = np.asarray(m.impute(x))
+    for n, row in enumerate(x):
+        o = ~np.isnan(row)
+        expected = row.copy()
+        if not o.all():
+            cond = [means[k][~o] + covs[k][np.ix_(~o, o)] @ np.linalg.solve(covs[k][np.ix_(o, o)], row[o] - means[k][o]) for k in range(K)]
+            expected[~o] = np.einsum("k,kd->d", resp[n], np.array(cond))
+        np.testing.assert_allclose(imputed[n], expected, rtol=1e-11, atol=1e-11)
+        np.testing.assert_array_equal(imputed[n][o], row[o])
+
+
+def test_multiple_imputations_draw_from_the_conditional():
+    g = mx.Gaussian("full")
+    cov = np.array([[[1.0, 0.6, 0.2], [0.6, 2.0, 0.5], [0.2, 0.5, 1.0]], [[1.0, -0.3, 0.0], [-0.3, 1.0, 0.1], [0.0, 0.1, 3.0]]])
+    m = mx.Mixture(np.array([0.3, 0.7]), g.make_params(np.array([[0.0, 1.0, 2.0], [1.0, -1.0, 0.0]]), cov), g)
+    row = np.array([[0.5, np.nan, np.nan]])
+    draws = np.asarray(m.impute(row, key=jax.random.key(0), n=20000))[:, 0]
+    assert draws.shape == (20000, 3) and np.all(draws[:, 0] == 0.5)
+    cond = m.condition([0.5], observed=[0])
+    # Moments of the conditional mixture: mean Σ w μ, covariance Σ w (Σ + μμᵀ) − mean meanᵀ.
+    w, mu, s = np.asarray(cond.weights), np.asarray(cond.params.means), np.asarray(cond.params.covariances)
+    mean = w @ mu
+    second = np.einsum("k,kij->ij", w, s + mu[:, :, None] * mu[:, None, :]) - np.outer(mean, mean)
+    np.testing.assert_allclose(draws[:, 1:].mean(axis=0), mean, atol=0.05)
+    np.testing.assert_allclose(np.cov(draws[:, 1:].T), second, atol=0.1)
+
+
+def test_condition_and_marginal_are_gaussian_mixture_regression():
+    g = mx.Gaussian("full")
+    cov = np.array([[[2.0, 0.8, 0.3], [0.8, 1.0, -0.2], [0.3, -0.2, 0.5]], [[1.0, -0.5, 0.0], [-0.5, 1.5, 0.4], [0.0, 0.4, 1.0]]])
+    means = np.array([[0.0, 0.0, 0.0], [4.0, 3.0, -2.0]])
+    m = mx.Mixture(np.array([0.4, 0.6]), g.make_params(means, cov), g)
+    cond = m.condition([1.5, 0.2], observed=[2, 0])
+    o, rest = [2, 0], [1]
+    value = np.array([1.5, 0.2])
+    log_w = np.log([0.4, 0.6]) + np.array([multivariate_normal(means[k][o], cov[k][np.ix_(o, o)]).logpdf(value) for k in range(2)])
+    np.testing.assert_allclose(np.asarray(cond.weights), np.exp(log_w - np.logaddexp.reduce(log_w)), rtol=1e-10)
+    for k in range(2):
+        gain = cov[k][np.ix_(rest, o)] @ np.linalg.inv(cov[k][np.ix_(o, o)])
+        np.testing.assert_allclose(np.asarray(cond.params.means)[k], means[k][rest] + gain @ (value - means[k][o]), rtol=1e-10)
+        np.testing.assert_allclose(
+            np.asarray(cond.params.covariances)[k], cov[k][np.ix_(rest, rest)] - gain @ cov[k][np.ix_(o, rest)], rtol=1e-10
+        )
+    marginal = m.marginal([2, 1])
+    np.testing.assert_allclose(np.asarray(marginal.params.covariances), cov[:, [2, 1]][:, :, [2, 1]], rtol=1e-12)
+    x = np.array([[0.3, 1.0], [2.0, -1.0]])
+    holes = np.array([[np.nan, 1.0, 0.3], [np.nan, -1.0, 2.0]])
+    np.testing.assert_allclose(np.asarray(marginal.log_prob(x)), np.asarray(m.log_prob(holes, missing="marginalize")), rtol=1e-12)
+
+
+def test_bad_input_gets_a_clear_error():
+    _, x = _data()
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match=r'`missing` must be None .* or "marginalize"'):
+        mx.fit(x, mx.Gaussian(), 2, key=key, missing="drop")
+    with pytest.raises(ValueError, match=r'NaN marks a missing entry only with missing="marginalize"'):
+        mx.fit(x, mx.Gaussian(), 2, key=key)
+    with pytest.raises(TypeError, match=r"cannot take rows with missing entries"):
+        mx.fit(x, mx.VonMisesFisher(), 2, key=key, missing="marginalize")
+    never = x.copy()
+    never[:, 1] = np.nan
+    with pytest.raises(ValueError, match=r"column 1 has no observed entry"):
+        mx.fit(never, mx.Gaussian(), 2, key=key, missing="marginalize")
+    infinite = x.copy()
+    infinite[3, 0] = np.inf
+    with pytest.raises(ValueError, match=r"received inf at row 3, column 0"):
+        mx.fit(infinite, mx.Gaussian(), 2, key=key, missing="marginalize")
+    with pytest.raises(ValueError, match=r"give both `key` and `n`"):
+        mx.Mixture(np.ones(1), mx.Gaussian("diag").make_params(np.zeros((1, 3)), np.ones((1, 3))), mx.Gaussian("diag")).impute(x, n=3)
+
+
+def test_rows_with_nothing_observed_are_left_out_with_a_warning():
+    _, x = _data(seed=6)
+    blank = np.vstack([x, np.full((2, D), np.nan)])
+    weights = np.concatenate([np.ones(N), [5.0, 5.0]])
+    with pytest.warns(UserWarning, match=r"2 rows with no observed entry .* left out of the fit"):
+        with_blank = mx.fit(blank, mx.Gaussian(), K, key=jax.random.key(0), sample_weight=weights, missing="marginalize")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        without = mx.fit(x, mx.Gaussian(), K, key=jax.random.key(0), missing="marginalize")
+    np.testing.assert_allclose(float(with_blank.log_likelihood), float(without.log_likelihood), rtol=1e-12)
