@@ -298,3 +298,81 @@ def test_rows_with_nothing_observed_are_left_out_with_a_warning():
         warnings.simplefilter("error")
         without = mx.fit(x, mx.Gaussian(), K, key=jax.random.key(0), missing="marginalize")
     np.testing.assert_allclose(float(with_blank.log_likelihood), float(without.log_likelihood), rtol=1e-12)
+
+
+def _counts(seed=7, rate=0.3):
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([rng.poisson([2.0, 5.0, 1.0], size=(150, 3)), rng.poisson([9.0, 1.0, 4.0], size=(100, 3))]).astype(float)
+    holes = rng.random(x.shape) < rate
+    holes[np.all(holes, axis=1), 0] = False
+    incomplete = x.copy()
+    incomplete[holes] = np.nan
+    return incomplete
+
+
+def test_independent_columns_one_component_is_each_columns_observed_mean():
+    x = _counts()
+    fit = mx.fit(x, mx.Poisson(), 1, key=jax.random.key(0), tol=0.0, max_iter=200, missing="marginalize")
+    np.testing.assert_allclose(np.asarray(fit.mixture.params.rates)[0], np.nanmean(x, axis=0), rtol=1e-12)
+
+
+def test_independent_columns_two_components_stop_at_a_stationary_point():
+    from scipy.stats import poisson
+
+    x = _counts(seed=8)
+    fit = mx.fit(x, mx.Poisson(), 2, key=jax.random.key(0), tol=0.0, max_iter=3000, missing="marginalize")
+    history = np.asarray(fit.history)
+    assert np.all(np.diff(history) >= -1e-13 * np.abs(history[1:]))
+    observed = ~np.isnan(x)
+    filled = np.where(observed, x, 0.0)
+
+    def log_likelihood(theta):
+        weights = jax.nn.softmax(theta[:2])
+        rates = jnp.exp(theta[2:].reshape(2, 3))
+        per = filled[:, None, :] * jnp.log(rates)[None] - rates[None] - jax.scipy.special.gammaln(filled + 1)[:, None, :]
+        per = jnp.sum(jnp.where(observed[:, None, :], per, 0.0), axis=-1)
+        return jnp.sum(jax.nn.logsumexp(per + jnp.log(weights)[None], axis=1))
+
+    m = fit.mixture
+    theta = jnp.concatenate([jnp.log(m.weights), jnp.log(m.params.rates).ravel()])
+    assert float(jnp.max(jnp.abs(jax.grad(log_likelihood)(theta)))) < 1e-6 * len(x)
+    # The direct log-likelihood (SciPy's pmf) is the fit's.
+    direct = np.logaddexp.reduce(
+        np.log(np.asarray(m.weights))[None]
+        + np.stack([np.where(observed, poisson.logpmf(filled, np.asarray(m.params.rates)[k]), 0.0).sum(axis=1) for k in range(2)], axis=1),
+        axis=1,
+    ).sum()
+    np.testing.assert_allclose(float(fit.log_likelihood) * len(x), direct, rtol=1e-11)
+
+
+def test_a_product_family_takes_missing_entries_in_each_group():
+    counts = _counts(seed=9)
+    _, real = _data(seed=9, n=len(counts))
+    x = np.concatenate([real[:, :2], counts[:, :1]], axis=1)
+    x[np.all(np.isnan(x), axis=1), 0] = 0.0
+    family = mx.Independent(((mx.Gaussian("full"), (0, 1)), (mx.Poisson(), (2,))))
+    assert family.handles_missing and not mx.Independent(((mx.Gaussian(), (0,)), (mx.VonMisesFisher(), (1, 2)))).handles_missing
+    fit = mx.fit(x, family, 2, key=jax.random.key(0), tol=0.0, max_iter=30, missing="marginalize")
+    history = np.asarray(fit.history)
+    assert np.all(np.isfinite(history)) and np.all(np.diff(history) >= -1e-12 * np.abs(history[1:]))
+    # Its density is the product of the groups' observed-entry densities.
+    m = fit.mixture
+    gauss = mx.Mixture(np.ones(1), jax.tree.map(lambda a: a[:1], m.params[0]), mx.Gaussian("full"))
+    pois = mx.Mixture(np.ones(1), jax.tree.map(lambda a: a[:1], m.params[1]), mx.Poisson())
+    one = mx.Mixture(np.ones(1), jax.tree.map(lambda a: a[:1], m.params), family)
+    np.testing.assert_allclose(
+        np.asarray(one.log_prob(x, missing="marginalize")),
+        np.asarray(gauss.log_prob(x[:, :2], missing="marginalize")) + np.asarray(pois.log_prob(x[:, 2:], missing="marginalize")),
+        rtol=1e-12,
+    )
+
+
+def test_select_compares_candidates_on_the_observed_entries():
+    _, x = _data(seed=10)
+    chosen = mx.select(x, mx.Gaussian, [1, 2, 3], models=["full", "diag"], key=jax.random.key(0), missing="marginalize")
+    assert chosen.n_components == 2
+    for row, result in zip(chosen.table, chosen.results):
+        m = result.mixture
+        total = float(jnp.sum(m.log_prob(x, missing="marginalize")))
+        np.testing.assert_allclose(row["log_likelihood"] * len(x), total, rtol=1e-9)
+        np.testing.assert_allclose(row["bic"], -2 * total + m.n_parameters * np.log(len(x)), rtol=1e-9)

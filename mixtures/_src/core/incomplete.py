@@ -52,9 +52,8 @@ def check_missing(missing, family=None) -> bool:
     if family is not None and not family.handles_missing:
         raise TypeError(
             f'`missing="marginalize"`: {type(family).__name__} cannot take rows with missing entries '
-            "(its handles_missing is False); the families that can are Gaussian, and those whose columns are "
-            "independent given the component (Poisson, Bernoulli, Exponential, Gamma, Categorical, Independent "
-            "of these)."
+            "(its handles_missing is False); the families that can are Gaussian (every covariance model), Poisson, "
+            "Bernoulli, Exponential, and Independent products of these."
         )
     return True
 

@@ -225,7 +225,7 @@ class Mixture:
           >>> import numpy as np, mixtures as mx
           >>> g = mx.Gaussian("full")
           >>> m = mx.Mixture(np.array([1.0]), g.make_params(np.zeros((1, 2)), np.array([[[1.0, 0.8], [0.8, 1.0]]])), g)
-          >>> m.impute(np.array([[1.0, np.nan]])).round(6).tolist()  # 0.8 · 1
+          >>> np.asarray(m.impute(np.array([[1.0, np.nan]]))).round(6).tolist()  # 0.8 · 1
           [[1.0, 0.8]]
         """
         conditional = getattr(self.family, "conditional_rows", None)
@@ -266,7 +266,7 @@ class Mixture:
           >>> g = mx.Gaussian("full")
           >>> m = mx.Mixture(np.array([1.0]), g.make_params(np.zeros((1, 2)), np.array([[[1.0, 0.8], [0.8, 1.0]]])), g)
           >>> c = m.condition([1.0], observed=[0])
-          >>> c.params.means.round(6).tolist(), c.params.covariances.round(6).tolist()
+          >>> np.asarray(c.params.means).round(6).tolist(), np.asarray(c.params.covariances).round(6).tolist()
           ([[0.8]], [[[0.36]]])
         """
         self._data_shape()
@@ -523,7 +523,7 @@ def where_components(mask: jax.Array, new, old):
     return jax.tree.map(pick, new, old)
 
 
-def log_likelihood_and_entropy(mixture: Mixture, x, weights, chunk_size: int):
+def log_likelihood_and_entropy(mixture: Mixture, x, weights, chunk_size: int, max_missing: int = 0):
     """Σₙ wₙ log p(xₙ) and the classification entropy −Σₙ wₙ log maxₖ rₙₖ, block by block.
 
     Pure and jit/vmap-compatible; no (N, K) array is formed beyond one block.
@@ -534,6 +534,8 @@ def log_likelihood_and_entropy(mixture: Mixture, x, weights, chunk_size: int):
       x: (N, D) data in the mixture's dtype.
       weights: (N,) row weights or None.
       chunk_size: rows per block.
+      max_missing: 0, or (rows with NaN at missing entries) at least the
+        number of missing entries of any row: each row's observed entries.
 
     Returns:
       ``(log_likelihood, entropy)``, two scalars (sums, not means).
@@ -549,7 +551,7 @@ def log_likelihood_and_entropy(mixture: Mixture, x, weights, chunk_size: int):
     """
 
     def block(rows, w, idx):
-        logp = component_log_probs(mixture, rows)
+        logp = component_log_probs(mixture, rows, max_missing)
         ll = jax.nn.logsumexp(logp, axis=1)
         log_r = logp - jnp.where(jnp.isfinite(ll), ll, 0.0)[:, None]
         entropy = -jnp.max(log_r, axis=1)  # −log r of the hard cluster

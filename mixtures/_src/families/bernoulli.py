@@ -194,6 +194,11 @@ class Bernoulli(ExponentialFamily):
     support = "integer"
     density_on_the_plane = False
     independent_columns = True
+    handles_missing = True
+
+    def stat_columns(self, n_features: int) -> np.ndarray:
+        """T(x) = x: entry j is column j."""
+        return np.arange(n_features)
 
     def parameter_table(self, params: BernoulliParams, columns) -> list:
         """p(x = 1) of every column: "p(c=1)"."""

@@ -193,6 +193,11 @@ class Exponential(ExponentialFamily):
     # -- describing itself to the front ends ------------------------------------------------
 
     independent_columns = True
+    handles_missing = True
+
+    def stat_columns(self, n_features: int) -> np.ndarray:
+        """T(x) = x: entry j is column j."""
+        return np.arange(n_features)
 
     def extent(self, params: ExponentialParams) -> tuple[np.ndarray, np.ndarray]:
         """The means 1/λ, which are also the standard deviations."""

@@ -138,6 +138,28 @@ class Independent(Family):
             total = part if total is None else total + part
         return total
 
+    # -- rows with missing entries -------------------------------------------
+
+    @property
+    def handles_missing(self) -> bool:
+        """Whether every group's family takes rows with missing entries."""
+        return all(family.handles_missing for family, _ in self.components)
+
+    def log_prob_observed(self, params: tuple, x, max_missing: int) -> jax.Array:
+        """The sum of each group's density of its observed entries (a group with nothing observed adds 0)."""
+        total = None
+        for (family, cols), p in zip(self.components, params):
+            part = family.log_prob_observed(p, _take(x, cols), min(max_missing, len(cols)))
+            total = part if total is None else total + part
+        return total
+
+    def accumulate_observed(self, params: tuple, x, resp, max_missing: int) -> tuple:
+        """Each group's expected statistics given its observed entries; a tuple."""
+        return tuple(
+            family.accumulate_observed(p, _take(x, cols), resp, min(max_missing, len(cols)))
+            for (family, cols), p in zip(self.components, params)
+        )
+
     # -- EM -----------------------------------------------------------------
 
     def accumulate(self, params: tuple, x, resp) -> tuple:

@@ -214,6 +214,11 @@ class Poisson(ExponentialFamily):
     support = "integer"
     density_on_the_plane = False
     independent_columns = True
+    handles_missing = True
+
+    def stat_columns(self, n_features: int) -> np.ndarray:
+        """T(x) = x: entry j is column j."""
+        return np.arange(n_features)
 
 
 def log_pmf(x, rates):

@@ -187,8 +187,10 @@ def fit(
         only, which is exact when entries are missing at random (see
         ``docs/missing.md``): the E-step takes the density of the observed
         entries, the M-step the statistics' conditional expectation given
-        them. For :class:`~mixtures.Gaussian` (every covariance model) and
-        the families whose columns are independent given the component. A
+        them. For :class:`~mixtures.Gaussian` (every covariance model),
+        :class:`~mixtures.Poisson`, :class:`~mixtures.Bernoulli`,
+        :class:`~mixtures.Exponential` and :class:`~mixtures.Independent`
+        products of these (``family.handles_missing``). A
         row with nothing observed is left out (with a warning); a column with
         nothing observed is refused. The initialisation runs on the rows with
         each missing entry set to its column's median. With no NaN in ``x``

@@ -33,6 +33,7 @@ from mixtures._src.fitting import segments
 from mixtures._src.fitting.grid import GRID_CRITERIA, SelectionGrid, criterion_grid
 from mixtures._src.fitting.models import model_families, model_name
 from mixtures._src.fitting.fit import best_restart, start_restart
+from mixtures._src.core.incomplete import check_missing, incomplete_rows
 from mixtures._src.fitting.init import INIT_METHODS, check_method, start_key, tree_classes
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
 from mixtures._src.core.mixture import Mixture, information_criteria, log_likelihood_and_entropy
@@ -118,6 +119,7 @@ def select(
     tol: float = DEFAULT_TOL,
     sample_weight=None,
     chunk_size: int | None = None,
+    missing: str | None = None,
 ) -> Selection:
     """Fits every candidate (family, K) and returns the one with the lowest criterion.
 
@@ -166,6 +168,10 @@ def select(
         then Σₙ wₙ.
       chunk_size: rows per block; by default chosen so that the batched
         (C·R, rows, K_max, D) temporaries hold about 2²⁰ elements.
+      missing: None (NaN refused) or "marginalize": NaN marks a missing
+        entry and every candidate is fitted on each row's observed entries,
+        as :func:`mixtures.fit` does; the criteria use the observed-data
+        log-likelihood, and N is the number of rows with an observed entry.
 
     Interrupting:
       As in :func:`mixtures.fit`, the iterations run as compiled calls of
@@ -198,11 +204,25 @@ def select(
         )
     for f in families:
         check_method(init, f)
-    x = checks.as_data(x, "x")
+    incomplete = None
+    if any(check_missing(missing, f) for f in families):
+        if checks.is_traced(x):
+            raise TypeError("`x` must be a concrete array: mx.select validates on the host and cannot be traced.")
+        n_given = np.shape(x)[0] if np.ndim(x) == 2 else None
+        incomplete = incomplete_rows(x, families[0])
+        for f in families[1:]:
+            f.check_data(incomplete.filled)
+        x = checks.to_device(incomplete.x)
+    else:
+        x = checks.as_data(x, "x")
     if checks.is_traced(x):
         raise TypeError("`x` must be a concrete array: mx.select validates on the host and cannot be traced.")
     n, d = x.shape
-    weights = checks.as_sample_weight(sample_weight, n)
+    if incomplete is None:
+        weights = checks.as_sample_weight(sample_weight, n)
+    else:
+        weights = checks.as_sample_weight(sample_weight, n_given)
+        weights = None if weights is None else np.asarray(weights)[incomplete.kept]
     if weights is None:
         upper, upper_name, n_samples = n, "the number of samples N", float(n)
     else:
@@ -215,17 +235,20 @@ def select(
     tol = checks.non_negative_float(tol, "tol")
     key = start_key(key, init)
     k_max = max(ks)
+    max_missing = 0 if incomplete is None else incomplete.max_missing
     if chunk_size is None:
-        chunk = blocks.default_chunk_size(k_max * len(ks) * n_init, d)
+        chunk = blocks.default_chunk_size(k_max * len(ks) * n_init, d * (1 + max_missing))
     else:
         chunk = checks.positive_int(chunk_size, "chunk_size")
     checks.restarts_fit_in_memory(  # every candidate's restarts run side by side
         n_init * len(ks), n_components=k_max, n_features=d, history=min(max_iter, segments.SEGMENT), chunk_size=chunk,
         n_rows=x.shape[0], itemsize=np.dtype(x.dtype).itemsize, name=f"`n_init` × {len(ks)} candidates",
     )
-    host_x = np.asarray(x)
-    for f in families:
-        f.check_data(host_x)
+    # With missing entries the initialisation and the checks see the filled rows, the EM iterations x.
+    host_x = np.asarray(x) if incomplete is None else incomplete.filled
+    if incomplete is None:
+        for f in families:
+            f.check_data(host_x)
 
     for f in families:
         f.check_methods(host_x)  # last, as it evaluates the family's own methods
@@ -240,11 +263,12 @@ def select(
 
     n_active = checks.to_device(ks, np.int32)
     table, results = [], []
-    options = EMOptions(chunk_size=chunk, max_iter=max_iter)
+    options = EMOptions(chunk_size=chunk, max_iter=max_iter, missing=max_missing)
+    x_init = x if incomplete is None else checks.to_device(incomplete.filled)
     for f in families:
         begin = functools.partial(
-            _start_candidates, keys, n_active, classes, x, fit_weights, family=f, k_max=k_max, method=init,
-            options=options,
+            _start_candidates, keys, n_active, classes, x_init, fit_weights, family=f, k_max=k_max, method=init,
+            options=options.replace(missing=0),
         )
 
         def advance(states, first, until):
@@ -375,7 +399,7 @@ def _finish_candidates(states, x, fit_weights, weights, tol, *, options):
         return best_restart(segments.finish_all(states_k, rows, tol, options.replace(axes=axes)))
 
     fitted, best = blocks.vmap_restarts(candidate, options.axes)(states)
-    sums = jax.vmap(lambda m: log_likelihood_and_entropy(m, x, weights, options.chunk_size))(fitted.mixture)
+    sums = jax.vmap(lambda m: log_likelihood_and_entropy(m, x, weights, options.chunk_size, options.missing))(fitted.mixture)
     return fitted, best, *sums
 
 

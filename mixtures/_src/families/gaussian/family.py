@@ -676,7 +676,7 @@ class Gaussian(domain.SquaredRealData, Family):
           >>> import numpy as np, mixtures as mx
           >>> g = mx.Gaussian("full")
           >>> family, p = g.condition(g.make_params(np.zeros((1, 2)), np.array([[[2.0, 1.0], [1.0, 2.0]]])), [1], [2.0])
-          >>> p.means.tolist(), p.covariances.round(6).tolist()
+          >>> np.asarray(p.means).round(6).tolist(), np.asarray(p.covariances).round(6).tolist()
           ([[1.0]], [[[1.5]]])
         """
         means = np.asarray(params.means, np.float64)
