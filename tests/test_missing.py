@@ -18,6 +18,7 @@ import scipy.optimize
 from scipy.stats import multivariate_normal
 
 import mixtures as mx
+from mixtures import engine
 from mixtures._src.families.gaussian import missing as gaussian_missing
 
 jax.config.update("jax_enable_x64", True)
@@ -376,3 +377,45 @@ def test_select_compares_candidates_on_the_observed_entries():
         total = float(jnp.sum(m.log_prob(x, missing="marginalize")))
         np.testing.assert_allclose(row["log_likelihood"] * len(x), total, rtol=1e-9)
         np.testing.assert_allclose(row["bic"], -2 * total + m.n_parameters * np.log(len(x)), rtol=1e-9)
+
+
+def test_fit_stream_is_the_in_memory_fit():
+    _, x = _data(seed=11)
+    x[5] = np.nan  # nothing observed: weight zero in the stream, left out in memory
+    family = mx.Gaussian("full")
+    with pytest.warns(UserWarning, match="1 row with no observed entry"):
+        whole = mx.fit(x, family, K, key=jax.random.key(0), tol=1e-10, missing="marginalize")
+    with pytest.warns(UserWarning, match="1 row with no observed entry"):
+        streamed = mx.fit_stream(
+            x, family, K, init=whole.mixture, key=None, batch_size=50, tol=1e-10, max_iter=3, missing="marginalize"
+        )
+    with pytest.warns(UserWarning, match="1 row with no observed entry"):
+        again = mx.fit(x, family, K, init=whole.mixture, tol=1e-10, max_iter=3, missing="marginalize")
+    np.testing.assert_allclose(np.asarray(streamed.history), np.asarray(again.history), rtol=1e-12)
+    for a, b in zip(jax.tree.leaves(streamed.mixture), jax.tree.leaves(again.mixture)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match=r"`batches\[0:50\]` must contain only finite values.*NaN marks a missing entry"):
+        mx.fit_stream(x, family, K, key=jax.random.key(0), batch_size=50)
+
+
+def test_online_em_takes_incomplete_batches():
+    from mixtures.online import fit_online, online_em
+
+    _, x = _data(seed=12, n=2000)
+    batch = mx.fit(x, mx.Gaussian("full"), K, key=jax.random.key(0), missing="marginalize")
+    online = fit_online(x, mx.Gaussian("full"), K, key=jax.random.key(0), batch_size=100, n_epochs=3, missing="marginalize")
+    assert np.all(np.isfinite(online.history))
+    order = np.argsort(np.asarray(online.mixture.params.means)[:, 0])
+    reference = np.argsort(np.asarray(batch.mixture.params.means)[:, 0])
+    np.testing.assert_allclose(
+        np.asarray(online.mixture.params.means)[order], np.asarray(batch.mixture.params.means)[reference], atol=0.15
+    )
+    # The functional form: a batch with a blank row (weight zero) and missing entries.
+    opt = online_em(0.5, missing="marginalize")
+    state = opt.init(batch.mixture)
+    rows = np.vstack([x[:50], np.full((1, D), np.nan)])
+    after = opt.update(state, rows)
+    sums = engine.accumulate(batch.mixture, engine.Rows(jnp.asarray(x[:50])), engine.EMOptions(chunk_size=64, missing=D))
+    np.testing.assert_allclose(np.asarray(after.counts), np.asarray(sums.counts) / 50, rtol=1e-10)  # the blank row weighs 0
+    with pytest.raises(ValueError, match="NaN marks a missing entry"):
+        online_em(0.5).update(state, rows)

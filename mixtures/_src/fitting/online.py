@@ -58,6 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mixtures._src.core import checks
+from mixtures._src.core.incomplete import check_missing, incomplete_rows
 from mixtures._src.core import blocks
 from mixtures._src.fitting import checkpoints, segments, sources
 from mixtures._src.engine import em as engine
@@ -129,6 +130,7 @@ class _Config:
     averaging_start: int | None
     update_weights: bool
     chunk_size: int | None
+    missing: bool = False
 
 
 def polynomial_decay(power: float = 0.6, offset: float = 0.0) -> Callable[[Any], jax.Array]:
@@ -209,6 +211,7 @@ def online_em(
     averaging_start: int | None = None,
     update_weights: bool = True,
     chunk_size: int | None = None,
+    missing: str | None = None,
 ) -> OnlineEM:
     """Online EM as an optax-style pair of pure functions, ``init`` and ``update``.
 
@@ -240,6 +243,11 @@ def online_em(
         mixture's.
       chunk_size: rows per block of a minibatch's E-step (memory
         O(chunk_size × K × D)); default chosen from K and D.
+      missing: None (NaN refused) or "marginalize": NaN marks a missing
+        entry, and each row's observed entries are used (see
+        :func:`mixtures.fit`); a row with nothing observed gets weight zero.
+        ``update`` compiles once per number of missing entries that a batch's
+        rows reach at most (D for traced batches).
 
     Returns:
       An :class:`OnlineEM` ``(init, update)``.
@@ -264,7 +272,7 @@ def online_em(
       >>> round(float(mx.fit(x, g, 2, init=start, key=None).log_likelihood), 2)  # batch EM
       -4.16
     """
-    config = _configure(step_size, averaging_start, update_weights, chunk_size)
+    config = _configure(step_size, averaging_start, update_weights, chunk_size, missing)
 
     def init(mixture: Mixture, x=None, sample_weight=None) -> OnlineState:
         """Running statistics at ``mixture``: empty, or those of the sample ``x`` (jit- and vmap-compatible)."""
@@ -273,9 +281,8 @@ def online_em(
             if sample_weight is not None:
                 raise ValueError("`sample_weight` needs a sample `x` to weigh; received x=None.")
             return _init(config, mixture, None, None)
-        rows = _check_batch(mixture, x)
-        weights = checks.as_sample_weight(sample_weight, rows.shape[0], dtype=rows.dtype)
-        return _init(config, mixture, rows, weights)
+        rows, weights, max_missing = _check_batch(mixture, x, sample_weight, config.missing)
+        return _init(config, mixture, rows, weights, max_missing)
 
     def update(state: OnlineState, x, sample_weight=None) -> OnlineState:
         """One minibatch x (B, D) with optional (B,) row weights; returns the new state."""
@@ -286,9 +293,8 @@ def online_em(
                 "`state` was made by an online_em with a different `averaging_start`; "
                 "make it with this one's init."
             )
-        rows = _check_batch(state.mixture, x)
-        weights = checks.as_sample_weight(sample_weight, rows.shape[0], dtype=rows.dtype)
-        return _update(config, state, rows, weights)
+        rows, weights, max_missing = _check_batch(state.mixture, x, sample_weight, config.missing)
+        return _update(config, state, rows, weights, max_missing)
 
     return OnlineEM(init, update)
 
@@ -296,7 +302,7 @@ def online_em(
 # -- validation -----------------------------------------------------------------
 
 
-def _configure(step_size, averaging_start, update_weights, chunk_size) -> _Config:
+def _configure(step_size, averaging_start, update_weights, chunk_size, missing=None) -> _Config:
     schedule = _check_step_size(step_size)
     if averaging_start is not None:
         if isinstance(averaging_start, bool) or not isinstance(averaging_start, numbers.Integral):
@@ -308,7 +314,7 @@ def _configure(step_size, averaging_start, update_weights, chunk_size) -> _Confi
         raise TypeError(f"`update_weights` must be True or False; received {update_weights!r}.")
     if chunk_size is not None:
         chunk_size = checks.positive_int(chunk_size, "chunk_size")
-    return _Config(schedule, averaging_start, update_weights, chunk_size)
+    return _Config(schedule, averaging_start, update_weights, chunk_size, check_missing(missing))
 
 
 def _check_step_size(step_size) -> Callable:
@@ -392,22 +398,40 @@ def _check_mixture(mixture) -> None:
             raise ValueError("`mixture.params` must be finite.")
 
 
-def _check_batch(mixture: Mixture, x):
-    """The minibatch as a (B, D) array of the mixture's dtype; checked on the host unless traced."""
+def _check_batch(mixture: Mixture, x, sample_weight, missing: bool):
+    """The minibatch as a (B, D) array of the mixture's dtype, its weights and M; checked on the host unless traced.
+
+    With ``missing``, M is the most missing entries of a row with an observed
+    entry (D for a traced batch) and rows with nothing observed get weight
+    zero; else M is 0.
+    """
     d = mixture.n_features
+    if missing:
+        check_missing("marginalize", mixture.family)
     if checks.is_traced(x):
         if x.ndim != 2 or x.shape[1] != d:
             raise ValueError(f"`x` must have shape (B, {d}); received shape {tuple(x.shape)}.")
-        return x.astype(mixture.dtype)
-    rows = checks.as_data(x, "x", n_features=d)
-    mixture.family.check_data(np.asarray(rows))
-    return rows if rows.dtype == mixture.dtype else checks.to_device(np.asarray(rows), mixture.dtype)
+        rows = x.astype(mixture.dtype)
+        weights = checks.as_sample_weight(sample_weight, rows.shape[0], dtype=rows.dtype)
+        return rows, weights, d if missing else 0
+    if not missing:
+        rows = checks.as_data(x, "x", n_features=d)
+        mixture.family.check_data(np.asarray(rows))
+        rows = rows if rows.dtype == mixture.dtype else checks.to_device(np.asarray(rows), mixture.dtype)
+        return rows, checks.as_sample_weight(sample_weight, rows.shape[0], dtype=rows.dtype), 0
+    found = incomplete_rows(x, mixture.family, "x", d, drop=False)
+    rows = checks.to_device(found.x.astype(mixture.dtype))
+    weights = checks.as_sample_weight(sample_weight, rows.shape[0], dtype=rows.dtype)
+    empty = np.all(np.isnan(found.x), axis=1)
+    if empty.any():
+        weights = checks.to_device(np.where(empty, 0, 1 if weights is None else np.asarray(weights)).astype(rows.dtype))
+    return rows, weights, int(np.max(np.where(empty, 0, np.sum(np.isnan(found.x), axis=1))))
 
 
 # -- the update -----------------------------------------------------------------
 
 
-def _init(config: _Config, mixture: Mixture, x, weights) -> OnlineState:
+def _init(config: _Config, mixture: Mixture, x, weights, max_missing: int = 0) -> OnlineState:
     family = mixture.family
     dtype = mixture.dtype
     k, d = mixture.n_components, mixture.n_features
@@ -423,18 +447,18 @@ def _init(config: _Config, mixture: Mixture, x, weights) -> OnlineState:
         counts, stats = zero_counts, zeros
         mass = log_likelihood = checks.to_device(np.zeros((), dtype))
     else:
-        counts, stats, log_likelihood = _sample_stats(mixture, x, weights, config.chunk_size)
+        counts, stats, log_likelihood = _sample_stats(mixture, x, weights, config.chunk_size, max_missing)
         mass = checks.to_device(np.ones((), dtype))
     if config.averaging_start is None:
         return OnlineState(mixture, counts, stats, mass, step, log_likelihood)
     return OnlineState(mixture, counts, stats, mass, step, log_likelihood, mixture, zero_counts, zeros)
 
 
-@functools.partial(jax.jit, static_argnames="chunk_size")
-def _sample_stats(mixture: Mixture, x, weights, chunk_size):
+@functools.partial(jax.jit, static_argnames=("chunk_size", "max_missing"))
+def _sample_stats(mixture: Mixture, x, weights, chunk_size, max_missing=0):
     """Per-row counts, statistics and mean log-likelihood of the sample x under ``mixture``."""
-    chunk = chunk_size or blocks.default_chunk_size(mixture.n_components, mixture.n_features)
-    sums = engine.accumulate(mixture, Rows(x, weights), EMOptions(chunk_size=chunk), once=True)
+    chunk = chunk_size or blocks.default_chunk_size(mixture.n_components, mixture.n_features * (1 + max_missing))
+    sums = engine.accumulate(mixture, Rows(x, weights), EMOptions(chunk_size=chunk, missing=max_missing), once=True)
     total = jnp.asarray(x.shape[0], x.dtype) if weights is None else jnp.sum(weights)
     return sums.counts / total, jax.tree.map(lambda s: s / total, sums.stats), sums.log_likelihood / total
 
@@ -446,13 +470,13 @@ def _cast(a, dtype):
     return checks.to_device(a, dtype if np.issubdtype(a.dtype, np.floating) else None)
 
 
-@functools.partial(jax.jit, static_argnames="config")
-def _update(config: _Config, state: OnlineState, x, weights) -> OnlineState:
+@functools.partial(jax.jit, static_argnames=("config", "max_missing"))
+def _update(config: _Config, state: OnlineState, x, weights, max_missing: int = 0) -> OnlineState:
     mixture = state.mixture
     family = mixture.family
     dtype = mixture.dtype
-    chunk = config.chunk_size or blocks.default_chunk_size(mixture.n_components, mixture.n_features)
-    sums = engine.accumulate(mixture, Rows(x, weights), EMOptions(chunk_size=chunk))
+    chunk = config.chunk_size or blocks.default_chunk_size(mixture.n_components, mixture.n_features * (1 + max_missing))
+    sums = engine.accumulate(mixture, Rows(x, weights), EMOptions(chunk_size=chunk, missing=max_missing))
     total = jnp.asarray(x.shape[0], dtype) if weights is None else jnp.sum(weights)
     has_rows = total > 0
 
@@ -575,6 +599,7 @@ def fit_online(
     prior=None,
     checkpoint=None,
     checkpoint_every: int | None = None,
+    missing: str | None = None,
 ) -> OnlineResult:
     """Fits a K-component mixture by online EM, one pass (or ``n_epochs``) over batches of the data.
 
@@ -650,6 +675,10 @@ def fit_online(
         refused (``ValueError``) and left as it is. One process only.
       checkpoint_every: batches (updates) between checkpoints; by default
         one is written when 30 seconds have passed since the last.
+      missing: None (NaN refused) or "marginalize": NaN marks a missing
+        entry, as in :func:`mixtures.fit` (which fits the initialisation
+        sample so); a row with nothing observed gets weight zero; a column
+        with nothing observed in any batch is refused.
 
     Interrupting:
       The host regains control between batches, so Ctrl-C
@@ -687,16 +716,17 @@ def fit_online(
             "`prior` must be None: online EM fits by maximum likelihood only (a conjugate prior weighs against "
             "a number of rows, which a stream does not fix); use mx.fit_stream for MAP-EM."
         )
-    config = _configure(step_size, averaging_start, update_weights, chunk_size)
+    config = _configure(step_size, averaging_start, update_weights, chunk_size, missing)
     checkpoint, checkpoint_every = checkpoints.check_checkpoint(checkpoint, checkpoint_every)
     warm = isinstance(init, Mixture)
     if warm:
         _refuse_gradient_family(init.family, "init.family")
     source, seen, key, positive_in_sample = streaming.scan_for_fit(
         batches, family, k, init=init, n_init=n_init, key=key, batch_size=batch_size,
-        sample_weight=sample_weight, sample_size=sample_size, digest=checkpoint is not None,
+        sample_weight=sample_weight, sample_size=sample_size, digest=checkpoint is not None, missing=missing,
     )
     d = seen.n_features
+    max_missing = seen.max_missing
     dtype = seen.sample.dtype
     rows = seen.max_rows
     n_batches = seen.n_batches
@@ -715,11 +745,15 @@ def fit_online(
         """The start: mx.fit on the sample (unless warm), and the sample's statistics under it."""
         mixture = start
         if not warm:
+            x0, w0 = host
+            if config.missing:  # the sample's rows with nothing observed (weight zero) are left out
+                seen_rows = ~np.all(np.isnan(x0), axis=1)
+                x0, w0 = x0[seen_rows], None if w0 is None else w0[seen_rows]
             mixture = fitting.fit(
-                host[0], family, k, key=key, init=init, n_init=n_init, max_iter=init_max_iter,
-                sample_weight=host[1], update_weights=update_weights, chunk_size=chunk_size,
+                x0, family, k, key=key, init=init, n_init=n_init, max_iter=init_max_iter,
+                sample_weight=w0, update_weights=update_weights, chunk_size=chunk_size, missing=missing,
             ).mixture
-        return _init(config, mixture, sample, sample_weights)
+        return _init(config, mixture, sample, sample_weights, max_missing)
 
     saving = None
     if checkpoint is not None:
@@ -749,7 +783,7 @@ def fit_online(
                         continue  # consumed before the checkpoint: read (and validated), not used again
                     x, w = sources.padded(batch, rows, source.name)
                     previous = state
-                    state = _update(config, previous, jax.device_put(x), jax.device_put(w))
+                    state = _update(config, previous, jax.device_put(x), jax.device_put(w), max_missing)
                     # The next batch is read while this one is computed, and no further: waiting for the
                     # previous update keeps memory one batch ahead; its estimate is kept as a Python float.
                     if pending:

@@ -17,6 +17,7 @@ import hashlib
 import mmap
 import os
 import types
+import warnings
 from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
@@ -24,7 +25,7 @@ import numpy as np
 from mixtures._src.core import checks
 from mixtures._src.fitting import checkpoints
 
-__all__ = ["Batch", "Scan", "Source", "as_source", "default_batch_size", "padded", "scan"]
+__all__ = ["Batch", "Holes", "Scan", "Source", "as_source", "default_batch_size", "padded", "scan"]
 
 # A batch holds about this many values (16 MiB of float32).
 DEFAULT_BATCH_ELEMENTS = 1 << 22
@@ -67,6 +68,11 @@ class Source:
         self.n_features = n_features
         self.block_rows = block_rows
         self._methods_checked = False  # the family's own methods, on the first whole pass only
+        self.holes = None  # with missing entries: a Holes, set by take_missing()
+
+    def take_missing(self) -> None:
+        """Lets the batches hold NaN at missing entries (``missing="marginalize"``); see :class:`Holes`."""
+        self.holes = Holes()
 
     def batches(self) -> Iterator[Batch]:
         """One pass: every batch validated (shape, dtype, finite values, the family's domain, weights).
@@ -78,7 +84,7 @@ class Source:
         items = self._read()
         try:
             for i, item in enumerate(items):
-                batch = _validate(item, self._label(i, item), d, self._family, not self._methods_checked)
+                batch = _validate(item, self._label(i, item), d, self._family, not self._methods_checked, self.holes)
                 d = batch.x.shape[1]
                 if dtype is None:
                     dtype = batch.x.dtype
@@ -205,6 +211,8 @@ class Scan(NamedTuple):
       digest: with ``digest=True``, the SHA-256 hex digest of every batch in
         order (its rows' and weights' dtype, shape and bytes, as validated:
         batch boundaries count); else None.
+      max_missing: with missing entries, the most any row with an observed
+        entry misses; else 0.
     """
 
     n_rows: int
@@ -216,6 +224,7 @@ class Scan(NamedTuple):
     sample: np.ndarray
     sample_weights: np.ndarray | None
     digest: str | None = None
+    max_missing: int = 0
 
 
 def scan(source: Source, sample_size: int, seed, digest: bool = False) -> Scan:
@@ -278,12 +287,27 @@ def scan(source: Source, sample_size: int, seed, digest: bool = False) -> Scan:
         n_batches += 1
     if n == 0:
         raise ValueError(f"`{source.name}` yielded no rows.")
+    holes = source.holes
+    if holes is not None:
+        holes.counting = False
+        never = np.flatnonzero(np.isnan(holes.fill))
+        if never.size:
+            raise ValueError(
+                f"`{source.name}`: column {int(never[0])} has no observed entry (all NaN): nothing can be learnt "
+                "of it; remove the column."
+            )
+        if holes.n_empty:
+            warnings.warn(
+                f"`{source.name}`: {holes.n_empty} row{'s' if holes.n_empty > 1 else ''} with no observed entry "
+                f"(all NaN) count{'' if holes.n_empty > 1 else 's'} for nothing (weight zero).",
+                stacklevel=4,
+            )
     if n_positive == 0:
         raise ValueError(f"`{source.name}` must have at least one row of positive `sample_weight`; all are zero.")
     source.n_features = sample.shape[1]  # later passes hold every batch to it
     return Scan(
         n, sample.shape[1], n_positive, total, max_rows, n_batches, sample, weights if has_weights else None,
-        None if hashed is None else hashed.hexdigest(),
+        None if hashed is None else hashed.hexdigest(), 0 if holes is None else holes.max_missing,
     )
 
 
@@ -325,23 +349,67 @@ def padded(batch: Batch, rows: int, name: str = "batches") -> tuple[np.ndarray, 
 # -- reading ------------------------------------------------------------------
 
 
-def _validate(item, name: str, n_features: int | None, family, methods: bool = True) -> Batch:
+class Holes:
+    """What a source with missing entries (NaN) has seen: a value per column for checking batches, and counts.
+
+    A batch's missing entries are filled, for the family's domain check only,
+    with the batch's column median, or (for a column with nothing observed in
+    the batch) the last observed value of that column in an earlier batch; a
+    batch whose column has no observed value yet is checked on its other
+    columns' rows once such a value is known (on the next pass, before its
+    rows are used by an EM iteration). Rows with nothing observed are given
+    weight zero: they count for nothing.
+    """
+
+    def __init__(self):
+        self.fill = None  # (D,) the last observed value of each column, NaN while none
+        self.max_missing = 0  # over rows with an observed entry
+        self.n_empty = 0  # rows with nothing observed, counted on the first pass
+        self.counting = True
+
+    def filled(self, x: np.ndarray) -> np.ndarray:
+        """``x`` with its missing entries filled for checking (NaN where no value is known yet)."""
+        observed = ~np.isnan(x)
+        if self.fill is None:
+            self.fill = np.full(x.shape[1], np.nan)
+        out = x.copy()
+        for j in np.flatnonzero(~observed.all(axis=0)):
+            column = np.sort(x[observed[:, j], j])
+            value = column[(column.size - 1) // 2] if column.size else self.fill[j]
+            out[~observed[:, j], j] = value
+        seen = observed.any(axis=0)
+        self.fill = np.where(seen, out[np.argmax(observed, axis=0), np.arange(x.shape[1])], self.fill)
+        return out
+
+
+def _validate(item, name: str, n_features: int | None, family, methods: bool = True, holes: Holes | None = None) -> Batch:
     if isinstance(item, tuple):
         if len(item) != 2:
             raise ValueError(f"`{name}` must be an (B, D) array or an (x, sample_weight) pair; received a tuple of {len(item)}.")
         x, w = item
     else:
         x, w = item, None
-    x = checks.as_host_data(x, name)
+    x = checks.as_host_data(x, name, allow_missing=holes is not None)
     if n_features is not None and x.shape[1] != n_features:
         raise ValueError(
             f"`{name}` must have {n_features} features (columns), as the earlier batches; received {x.shape[1]}."
         )
-    family.check_data(x)
-    if methods:  # every pass re-reads the same rows: the family's methods are checked on the first
-        family.check_methods(x)
+    checked = x if holes is None else holes.filled(x)
+    unchecked = holes is not None and np.isnan(checked).any()
+    if not unchecked:
+        family.check_data(checked)
+        if methods:  # every pass re-reads the same rows: the family's methods are checked on the first
+            family.check_methods(checked)
     if w is not None:
         w = _batch_weights(w, x.shape[0], f"{name} sample_weight", x.dtype)
+    if holes is not None:
+        n_missing = np.sum(np.isnan(x), axis=1)
+        empty = n_missing == x.shape[1]
+        if holes.counting:
+            holes.n_empty += int(np.count_nonzero(empty))
+            holes.max_missing = max(holes.max_missing, int(np.max(np.where(empty, 0, n_missing))))
+        if empty.any():
+            w = np.where(empty, 0, np.ones(x.shape[0], x.dtype) if w is None else w).astype(x.dtype)
     return Batch(x, w)
 
 

@@ -27,6 +27,7 @@ from mixtures._src.engine import em as engine
 from mixtures._src.fitting import fit as fitting
 from mixtures._src.core.progress import Progress
 from mixtures._src.core.family import Family
+from mixtures._src.core.incomplete import check_missing
 from mixtures._src.fitting.init import INIT_METHODS, check_method, tree_classes
 from mixtures._src.core.mixture import Mixture
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
@@ -56,6 +57,7 @@ def fit_stream(
     callback=None,
     checkpoint=None,
     checkpoint_every: int | None = None,
+    missing: str | None = None,
 ) -> engine.FitResult:
     """Fits a K-component mixture by exact EM, reading the data in batches on every iteration.
 
@@ -128,6 +130,11 @@ def fit_stream(
         refused (``ValueError``) and left as it is. One process only.
       checkpoint_every: EM iterations between checkpoints; by default one is
         written when 30 seconds have passed since the last.
+      missing: None (NaN refused) or "marginalize": NaN marks a missing
+        entry, as in :func:`mixtures.fit`. A row with nothing observed gets
+        weight zero (with a warning after the first pass); a column with
+        nothing observed in any batch is refused; the initialisation sample
+        has its missing entries set to the sample's column medians.
 
     Interrupting:
       The host regains control between batches, so Ctrl-C
@@ -177,12 +184,13 @@ def fit_stream(
     warm = isinstance(init, Mixture)
     source, seen, key, _ = scan_for_fit(
         batches, family, k, init=init, n_init=n_init, key=key, batch_size=batch_size,
-        sample_weight=sample_weight, sample_size=sample_size, digest=checkpoint is not None,
+        sample_weight=sample_weight, sample_size=sample_size, digest=checkpoint is not None, missing=missing,
     )
     n, d = seen.n_rows, seen.n_features
     dtype = seen.sample.dtype
     start = fitting._check_warm_start(init, family, k, d, dtype) if warm else None
-    sample = checks.to_device(seen.sample)
+    # With missing entries the initialisation sees the sample filled, the EM iterations the observed entries.
+    sample = checks.to_device(seen.sample if source.holes is None else source.holes.filled(seen.sample))
     sample_weights = seen.sample_weights
     prior = fitting.check_prior(prior, family, sample, k, sample_weights)
 
@@ -192,12 +200,14 @@ def fit_stream(
     scale = 1.0 if prior is not None or seen.sample_weights is None else n / seen.total_weight
     if sample_weights is not None:
         sample_weights = checks.to_device(sample_weights * scale, dtype)
-    chunk = chunk_size or blocks.default_chunk_size(k * n_init, d)
+    chunk = chunk_size or blocks.default_chunk_size(k * n_init, d * (1 + seen.max_missing))
     checks.restarts_fit_in_memory(
         n_init, n_components=k, n_features=d, history=0, chunk_size=chunk, n_rows=n,
         itemsize=np.dtype(dtype).itemsize,
     )
-    options = EMOptions(chunk_size=chunk, hard=assignment == "hard", update_weights=update_weights)
+    options = EMOptions(
+        chunk_size=chunk, hard=assignment == "hard", update_weights=update_weights, missing=seen.max_missing
+    )
     rows = seen.max_rows
     total = checks.to_device(seen.total_weight * scale if seen.sample_weights is not None else float(n), dtype)
     digest = seen.digest
@@ -243,7 +253,7 @@ def fit_stream(
             x, w = initial["x"], initial["weights"]
             classes = tree_classes(init, x, [k], w)
             classes = None if classes is None else classes[0]
-            mixtures = _initial(keys, x, w, classes, family=family, k=k, method=init, options=options)
+            mixtures = _initial(keys, x, w, classes, family=family, k=k, method=init, options=options.replace(missing=0))
         return _begin(mixtures)
 
     def start_and_let_go():  # called at most once, after any look at the shapes: the sample goes with it
@@ -308,7 +318,7 @@ def fit_stream(
 
 def scan_for_fit(
     batches, family, k: int, *, init, n_init: int, key, batch_size, sample_weight, sample_size: int,
-    digest: bool = False,
+    digest: bool = False, missing=None,
 ):
     """The host-side start of a fit over a source: checks ``init`` and ``key``, scans once, checks K.
 
@@ -333,7 +343,10 @@ def scan_for_fit(
     else:
         raise ValueError(f"`init` must be one of {INIT_METHODS} or a mixtures.Mixture; received {init!r}.")
     seed = 0 if key is None else np.asarray(jax.random.key_data(checks.prng_key(key))).ravel()
+    take_missing = check_missing(missing, family)
     source = sources.as_source(batches, family, batch_size=batch_size, sample_weight=sample_weight)
+    if take_missing:
+        source.take_missing()
     seen = sources.scan(source, sample_size, seed, digest=digest)
     if k > seen.n_rows:
         raise ValueError(f"`n_components` ({k}) must be at most the number of samples N ({seen.n_rows}).")
