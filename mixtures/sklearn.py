@@ -46,6 +46,7 @@ from mixtures._src.core import checks
 from mixtures._src.core import blocks
 from mixtures._src.core.progress import Progress
 from mixtures._src.core.family import Family
+from mixtures._src.core.incomplete import check_missing, incomplete_rows
 from mixtures._src.fitting.fit import fit as _mx_fit
 from mixtures._src.families.gaussian import models as _models
 from mixtures._src.families.gaussian.family import Gaussian, GaussianParams
@@ -80,6 +81,12 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
     fitted parameters are kept as NumPy attributes and rebuilt as a
     :class:`~mixtures.Mixture`.
     """
+
+    def __sklearn_tags__(self):
+        """scikit-learn's tags; ``allow_nan`` with ``missing="marginalize"``."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self.missing == "marginalize"
+        return tags
 
     @abc.abstractmethod
     def _make_family(self) -> Family:
@@ -163,7 +170,7 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
         """
         X = self._fit(X, sample_weight)
         with jax.enable_x64(True):
-            return np.asarray(self._fitted_mixture().predict(X), dtype=np.int64)
+            return np.asarray(self._fitted_mixture().predict(X, missing=self.missing), dtype=np.int64)
 
     def predict(self, X):
         """The most probable component of each row.
@@ -176,7 +183,7 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
         """
         X = self._check_X(X)
         with jax.enable_x64(True):
-            return np.asarray(self._fitted_mixture().predict(X), dtype=np.int64)
+            return np.asarray(self._fitted_mixture().predict(X, missing=self.missing), dtype=np.int64)
 
     def predict_proba(self, X):
         """Posterior probability of each component for each row (the responsibilities).
@@ -189,7 +196,7 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
         """
         X = self._check_X(X)
         with jax.enable_x64(True):
-            return np.asarray(self._fitted_mixture().responsibilities(X))
+            return np.asarray(self._fitted_mixture().responsibilities(X, missing=self.missing))
 
     def score_samples(self, X):
         """Log-likelihood log p(x) of each row under the fitted mixture.
@@ -202,7 +209,7 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
         """
         X = self._check_X(X)
         with jax.enable_x64(True):
-            return np.asarray(self._fitted_mixture().log_prob(X))
+            return np.asarray(self._fitted_mixture().log_prob(X, missing=self.missing))
 
     def score(self, X, y=None, sample_weight=None):
         """Mean log-likelihood per row, Σₙ wₙ log p(xₙ) / Σₙ wₙ (the plain mean without weights).
@@ -218,7 +225,7 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
         X = self._check_X(X)
         weights = checks.as_sample_weight(sample_weight, X.shape[0])
         with jax.enable_x64(True):
-            log_prob = np.asarray(self._fitted_mixture().log_prob(X))
+            log_prob = np.asarray(self._fitted_mixture().log_prob(X, missing=self.missing))
         return float(np.average(log_prob, weights=weights))
 
     def bic(self, X):
@@ -277,8 +284,12 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
 
     def _check_X(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        self._fitted_family().check_data(X)
+        missing = check_missing(self.missing, self._fitted_family())
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan" if missing else True)
+        if missing:
+            incomplete_rows(X, self._fitted_family(), "X", drop=False)
+        else:
+            self._fitted_family().check_data(X)
         return X
 
     def _fit(self, X, sample_weight):
@@ -287,7 +298,12 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
         family = self._make_family()
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         # A warm fit must see the features of the fit it continues.
-        X = validate_data(self, X, reset=not warm, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        missing = check_missing(self.missing, family)
+        X = validate_data(
+            self, X, reset=not warm, dtype=[np.float64, np.float32], ensure_min_samples=2,
+            ensure_all_finite="allow-nan" if missing else True,
+        )
+        checked = X if not missing else incomplete_rows(X, family, "X", drop=False).filled
         n, d = X.shape
         k = int(self.n_components)
         if k > n:
@@ -297,9 +313,9 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
             checks.components_within_rows(k, int(np.count_nonzero(np.asarray(weights) > 0)))
         if self.__sklearn_tags__().input_tags.positive_only:
             # scikit-learn's wording for what its positive_only tag declares, then the family's own check
-            check_non_negative(X, f"{type(self).__name__}.fit (X) for {family!r}")
-        family.check_data(X)
-        family.check_methods(X)
+            check_non_negative(checked, f"{type(self).__name__}.fit (X) for {family!r}")
+        family.check_data(checked)
+        family.check_methods(checked)
         if warm:
             self._check_continuable(family)
         start = None if warm else self._start(family, d)
@@ -311,7 +327,7 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
             if warm:
                 outcome = self._continue(self._fitted_mixture(), X, weights, printer)
             else:
-                outcome = self._fresh(family, X, weights, key, start, printer)
+                outcome = self._fresh(family, X, weights, key, start, printer, checked)
             self._store(outcome.mixture)
         self.n_iter_ = outcome.n_iter
         self.converged_ = outcome.converged
@@ -327,12 +343,15 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
             )
         return X
 
-    def _fresh(self, family, X, weights, key, start, printer) -> _Outcome:
-        """EM from a new start: ``init_params``'s, the user's, or the user's completed by ``init_params``'s."""
+    def _fresh(self, family, X, weights, key, start, printer, filled) -> _Outcome:
+        """EM from a new start: ``init_params``'s, the user's, or the user's completed by ``init_params``'s.
+
+        ``filled`` is X with any missing entries filled (the starts are computed from it).
+        """
         k, n_init = int(self.n_components), int(self.n_init)
         method = INIT_PARAMS[self.init_params]
         check_method(method, family)
-        options = dict(max_iter=max(int(self.max_iter), 1), tol=float(self.tol), sample_weight=weights)
+        options = dict(max_iter=max(int(self.max_iter), 1), tol=float(self.tol), sample_weight=weights, missing=self.missing)
         if start is None and self.max_iter > 0:
             if printer is not None:
                 printer.begin(range(n_init), labelled=n_init > 1)
@@ -343,7 +362,7 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
         if start is not None and start[0]:
             starts = [start[1](None, X.dtype)]
         else:
-            starts = _initial_mixtures(family, k, method, key, n_init, X, weights)
+            starts = _initial_mixtures(family, k, method, key, n_init, filled, weights)
             if start is not None:
                 starts = [start[1](initial, X.dtype) for initial in starts]
         if self.max_iter == 0:
@@ -374,7 +393,9 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
             return _Outcome(previous, 0, False, np.zeros(0))
         family, k = previous.family, previous.n_components
         tol = float(self.tol)
-        step = _mx_fit(X, family, k, key=None, init=previous, max_iter=1, tol=tol, sample_weight=weights)
+        step = _mx_fit(
+            X, family, k, key=None, init=previous, max_iter=1, tol=tol, sample_weight=weights, missing=self.missing
+        )
         first = float(step.history[0])
         converged = abs(first - self.lower_bound_) < tol
         if printer is not None:
@@ -386,7 +407,7 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
             return _Outcome(step.mixture, 1, converged, np.array([first]))
         result = _mx_fit(
             X, family, k, key=None, init=previous, max_iter=int(self.max_iter), tol=tol,
-            sample_weight=weights, callback=printer,
+            sample_weight=weights, callback=printer, missing=self.missing,
         )
         if printer is not None:
             printer.end()
@@ -400,6 +421,7 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
         _real(self.tol, "tol")
         _integer(self.max_iter, "max_iter", 0)
         _integer(self.n_init, "n_init", 1)
+        check_missing(self.missing)
         if not isinstance(self.init_params, str) or self.init_params not in INIT_PARAMS:
             raise ValueError(f"`init_params` must be one of {sorted(INIT_PARAMS)}; received {self.init_params!r}.")
         rs = self.random_state
@@ -463,6 +485,11 @@ class GaussianMixture(_MixtureEstimator):
       verbose: 0 silent, 1 prints restarts and iterations, 2 adds times and
         log-likelihood changes.
       verbose_interval: iterations between progress lines.
+      missing: None (NaN refused, as scikit-learn does) or "marginalize":
+        NaN marks a missing entry, and fitting and every method use each
+        row's observed entries (see :func:`mixtures.fit`); a row with nothing
+        observed is left out of the fit and gets the weights as its
+        probabilities.
 
     Attributes:
       weights_: (K,) mixing weights.
@@ -510,6 +537,7 @@ class GaussianMixture(_MixtureEstimator):
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        missing=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -525,6 +553,7 @@ class GaussianMixture(_MixtureEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.missing = missing
 
     def _check_own_params(self) -> None:
         if not isinstance(self.covariance_type, str) or self.covariance_type not in COVARIANCE_TYPES:
@@ -629,6 +658,11 @@ class MixtureModel(_MixtureEstimator):
       verbose: 0 silent, 1 prints restarts and iterations, 2 adds times and
         log-likelihood changes.
       verbose_interval: iterations between progress lines.
+      missing: None (NaN refused, as scikit-learn does) or "marginalize":
+        NaN marks a missing entry, and fitting and every method use each
+        row's observed entries (see :func:`mixtures.fit`); a row with nothing
+        observed is left out of the fit and gets the weights as its
+        probabilities.
 
     Attributes:
       weights_: (K,) mixing weights.
@@ -691,6 +725,7 @@ class MixtureModel(_MixtureEstimator):
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        missing=None,
     ):
         self.family = family
         self.n_components = n_components
@@ -703,6 +738,7 @@ class MixtureModel(_MixtureEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.missing = missing
 
     def _check_own_params(self) -> None:
         family = self._make_family()

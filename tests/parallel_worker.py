@@ -125,6 +125,8 @@ def main():
     counts = rng.poisson(np.array([[1.0, 6.0], [8.0, 2.0], [3.0, 3.0]])[z]).astype(float)
     codes = np.where(rng.random((N, 4)) < 0.6, z[:, None], rng.integers(0, 3, (N, 4))).astype(float)
     labels = np.where(np.arange(N) < 60, z, -1)  # the first 60 rows labelled
+    holes = np.where(rng.random((N, 3)) < 0.25, np.nan, x)  # missing entries
+    holes[np.all(np.isnan(holes), axis=1), 0] = x[np.all(np.isnan(holes), axis=1), 0]
     grid = jax.make_mesh((2, 2), ("hosts", "chips"))  # axes of type Explicit; rows over both
     presharded = jax.device_put(codes[:1000], NamedSharding(grid, PartitionSpec(("hosts", "chips"))))
     student = mx.StudentT(n_steps=5)
@@ -148,6 +150,10 @@ def main():
             init="random", labels=labels,
         ),
         compare("student-t-warm-start", x, student, 3, mesh, max_iter=4, init=warm),
+        compare(
+            "gaussian-missing-weights", holes, mx.Gaussian("full"), 3, mesh, missing="marginalize",
+            sample_weight=rng.uniform(0.0, 3.0, N), n_init=2, tol=1e-6,
+        ),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         resumed = resumed_on_mesh(x, mesh, os.path.join(tmp, "fit.ckpt"))

@@ -165,7 +165,7 @@ def test_text_files_hold_no_control_characters():
 # Pages with formulas; each must show typeset math.
 MATH_PAGES = {f"tutorial/{name}.md" for name in EXAMPLES} | {
     "index.md", "design.md", "model-selection.md", "priors.md", "cli.md", "migrating-from-sklearn.md",
-    "numerics.md", "performance.md", "scaling.md", "models.md",
+    "numerics.md", "performance.md", "scaling.md", "models.md", "missing.md",
 }
 MATHJAX = "https://unpkg.com/mathjax@3/es5/tex-mml-chtml.js"
 
@@ -604,6 +604,7 @@ PAGE_SETUP = {
         "x = mx.datasets.load_old_faithful()\n"
     ), ("jax", "mx", "x")),
     "docs/models.md": (False, [], "", ()),
+    "docs/missing.md": (False, [], "", ()),
     "docs/priors.md": (False, [], "", ()),
     "docs/scaling.md": (False, [write_data_npy], (
         "import numpy as np\nimport mixtures as mx\n"

@@ -419,3 +419,51 @@ def test_online_em_takes_incomplete_batches():
     np.testing.assert_allclose(np.asarray(after.counts), np.asarray(sums.counts) / 50, rtol=1e-10)  # the blank row weighs 0
     with pytest.raises(ValueError, match="NaN marks a missing entry"):
         online_em(0.5).update(state, rows)
+
+
+def test_the_estimators_take_missing_entries():
+    from mixtures.sklearn import GaussianMixture, MixtureModel
+
+    _, x = _data(seed=13)
+    estimator = GaussianMixture(n_components=K, random_state=0, missing="marginalize", tol=1e-8).fit(x)
+    assert estimator.__sklearn_tags__().input_tags.allow_nan and not GaussianMixture().__sklearn_tags__().input_tags.allow_nan
+    with jax.enable_x64(True):
+        m = estimator.mixture_
+        np.testing.assert_allclose(estimator.score_samples(x), np.asarray(m.log_prob(x, missing="marginalize")), rtol=1e-12)
+        np.testing.assert_allclose(estimator.predict_proba(x), np.asarray(m.responsibilities(x, missing="marginalize")), atol=1e-12)
+    direct = mx.fit(x, mx.Gaussian("full"), K, key=jax.random.key(0), tol=1e-8, missing="marginalize")
+    np.testing.assert_allclose(estimator.score(x), float(direct.log_likelihood), rtol=1e-6)
+    with pytest.raises(ValueError, match="NaN"):
+        GaussianMixture(n_components=K).fit(x)
+    with pytest.raises(ValueError, match="`missing` must be None"):
+        GaussianMixture(n_components=K, missing="mean").fit(x)
+    counts = _counts(seed=13)
+    model = MixtureModel(mx.Poisson(), n_components=2, random_state=0, missing="marginalize").fit(counts)
+    assert np.all(np.isfinite(model.score_samples(counts)))
+    # A user's start: computed from the filled rows, then EM on the observed entries.
+    started = GaussianMixture(n_components=K, means_init=np.array([[0.0, 0.0, 0.0], [4.0, 3.0, -2.0]]), missing="marginalize").fit(x)
+    assert started.converged_
+
+
+def test_the_command_line_reads_empty_cells_as_missing(tmp_path, capsys):
+    from mixtures.cli import main
+
+    _, x = _data(seed=14)
+    with open(tmp_path / "holes.csv", "w") as f:
+        f.write("a,b,c\n")
+        for row in x:
+            f.write(",".join("" if np.isnan(v) else repr(float(v)) for v in row) + "\n")
+    argv = ["fit", tmp_path / "holes.csv", "-k", 2, "--missing", "--float64", "--seed", 0, "--tol", 1e-8, "-o", tmp_path / "m.mixture"]
+    assert main([str(a) for a in argv]) == 0
+    out = capsys.readouterr().out
+    holes = int(np.isnan(x).sum())
+    assert f"Missing entries: {holes} of {x.size}" in out
+    direct = mx.fit(x, mx.Gaussian("full"), 2, key=jax.random.key(0), n_init=4, tol=1e-8, missing="marginalize")
+    assert f"{float(direct.log_likelihood):.6f} per row" in out
+    assert main(["predict", str(tmp_path / "m.mixture"), str(tmp_path / "holes.csv"), "--missing"]) == 0
+    printed = np.array([int(v) for v in capsys.readouterr().out.split()[1:]])
+    with jax.enable_x64(True):
+        saved = mx.load(tmp_path / "m.mixture")
+        np.testing.assert_array_equal(printed, np.asarray(saved.predict(x, missing="marginalize")))
+    assert main(["fit", str(tmp_path / "holes.csv"), "-k", "2"]) != 0
+    assert "is empty (--missing reads empty cells as missing entries)" in capsys.readouterr().err

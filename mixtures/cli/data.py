@@ -15,7 +15,7 @@ import numpy as np
 from mixtures.cli.errors import CommandError
 from mixtures.cli.tables import family_label
 
-__all__ = ["Data", "add_data_options", "as_compute_dtype", "check_family_data", "read_data"]
+__all__ = ["Data", "add_data_options", "as_compute_dtype", "check_family_data", "filled", "read_data"]
 
 
 class Data(NamedTuple):
@@ -43,7 +43,14 @@ class Data(NamedTuple):
         return f"{self.path!r}, x[{row}, {self.positions[column] - 1}] ({name})"
 
 
-def read_data(path: str, *, columns: str | None = None, key: str | None = None, delimiter: str | None = None) -> Data:
+MISSING_CELLS = ("", "na", "nan", "n/a", "?")
+"""CSV cells read as a missing entry with ``--missing`` (case-insensitive, after stripping spaces)."""
+
+
+def read_data(
+    path: str, *, columns: str | None = None, key: str | None = None, delimiter: str | None = None,
+    missing: bool = False,
+) -> Data:
     """Reads a data matrix from CSV, ``.npy`` or ``.npz``; every value must be a finite number.
 
     A CSV file's first row is a header when any of its cells is not a
@@ -56,6 +63,9 @@ def read_data(path: str, *, columns: str | None = None, key: str | None = None, 
       columns: optional comma-separated column names or 1-based positions.
       key: the array's name in an ``.npz`` holding several.
       delimiter: the CSV delimiter (default "," or, for ``.tsv``, a tab).
+      missing: an empty cell (or NA, NaN, N/A, ?) of a CSV file, and NaN in
+        a NumPy file, is a missing entry (NaN in the result) rather than an
+        error; infinite values are still refused.
 
     Returns:
       A :class:`Data`.
@@ -84,15 +94,15 @@ def read_data(path: str, *, columns: str | None = None, key: str | None = None, 
     with open(path, "rb") as f:
         start = f.read(6)
     if start.startswith(b"\x93NUMPY") or start.startswith(b"PK"):
-        return _read_array(path, start.startswith(b"PK"), columns, key)
+        return _read_array(path, start.startswith(b"PK"), columns, key, missing)
     if key is not None:
         raise CommandError(f"--key applies to .npz archives; {path!r} is a text file.")
     if delimiter is None:
         delimiter = "\t" if path.lower().endswith(".tsv") else ","
-    return _read_csv(path, delimiter, columns)
+    return _read_csv(path, delimiter, columns, missing)
 
 
-def _read_csv(path: str, delimiter: str, columns: str | None) -> Data:
+def _read_csv(path: str, delimiter: str, columns: str | None, missing: bool = False) -> Data:
     rows, lines = [], []
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
@@ -126,13 +136,16 @@ def _read_csv(path: str, delimiter: str, columns: str | None) -> Data:
     for j, c in enumerate(chosen):
         for i, cells in enumerate(rows):
             text = cells[c].strip()
+            if missing and text.lower() in MISSING_CELLS:
+                values[i, j] = np.nan
+                continue
             try:
                 values[i, j] = float(text)
             except ValueError:
-                what = "is empty" if not text else f"holds {text!r:.40}, not a number"
+                what = "is empty (--missing reads empty cells as missing entries)" if not text else f"holds {text!r:.40}, not a number"
                 raise CommandError(f"{path!r}, line {lines[i]}, column {c + 1} ({names[c]}) {what}.") from None
     data = Data(values, tuple(names[c] for c in chosen), path, np.asarray(lines), tuple(c + 1 for c in chosen))
-    _check_finite(data)
+    _check_finite(data, missing)
     return data
 
 
@@ -185,7 +198,7 @@ def _npy_problem(f, size: int) -> str | None:
     return None
 
 
-def _read_array(path: str, archive: bool, columns: str | None, key: str | None) -> Data:
+def _read_array(path: str, archive: bool, columns: str | None, key: str | None, missing: bool = False) -> Data:
     if archive:
         array = _read_npz_member(path, key)
     else:
@@ -213,7 +226,7 @@ def _read_array(path: str, archive: bool, columns: str | None, key: str | None) 
         np.asarray(array[:, chosen], np.float64), tuple(names[c] for c in chosen), path, None,
         tuple(c + 1 for c in chosen),
     )
-    _check_finite(data)
+    _check_finite(data, missing)
     return data
 
 
@@ -250,11 +263,26 @@ def _read_npz_member(path: str, key: str | None) -> np.ndarray:
             raise CommandError(f"{where} cannot be read: the archive is truncated or damaged ({e}).") from None
 
 
-def _check_finite(data: Data) -> None:
+def _check_finite(data: Data, missing: bool = False) -> None:
     bad = ~np.isfinite(data.x)
+    if missing:
+        bad &= ~np.isnan(data.x)
     if bad.any():
         i, j = np.argwhere(bad)[0]
-        raise CommandError(f"{data.where(i, j)} is {data.x[i, j]}; the data must be finite numbers.")
+        hint = " (or, with --missing, NaN for a missing entry)" if np.isnan(data.x[i, j]) else ""
+        raise CommandError(f"{data.where(i, j)} is {data.x[i, j]}; the data must be finite numbers{hint}.")
+
+
+def filled(data: Data) -> Data:
+    """The data with each missing entry (NaN) set to its column's median observed value, for domain checks."""
+    x = data.x.copy()
+    for j in range(x.shape[1]):
+        hole = np.isnan(x[:, j])
+        if hole.all():
+            raise CommandError(f"{data.path!r}: column {data.positions[j]} ({data.columns[j]}) has no observed entry.")
+        if hole.any():
+            x[hole, j] = np.sort(x[~hole, j])[(np.count_nonzero(~hole) - 1) // 2]
+    return data._replace(x=x)
 
 
 def check_family_data(family, data: Data) -> None:
@@ -275,7 +303,7 @@ def as_compute_dtype(data: Data, float64: bool) -> np.ndarray:
         return data.x
     with np.errstate(over="ignore"):
         x = data.x.astype(np.float32)
-    bad = ~np.isfinite(x)
+    bad = ~np.isfinite(x) & ~np.isnan(data.x)  # NaN: a missing entry (read only with --missing)
     if bad.any():
         i, j = np.argwhere(bad)[0]
         raise CommandError(f"{data.where(i, j)} is {data.x[i, j]}, too large for float32; use --float64.")

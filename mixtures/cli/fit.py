@@ -18,11 +18,11 @@ from mixtures.cli.common import (
     bic, bounded, check_plot_format, check_writable, components_in_range, figure, positive, require_matplotlib,
     wants_progress, write_output, x64,
 )
-from mixtures.cli.data import add_data_options, as_compute_dtype, check_family_data, read_data
+from mixtures.cli.data import add_data_options, as_compute_dtype, check_family_data, filled, read_data
 from mixtures.cli.errors import CommandError
 from mixtures.cli.families import add_family_options, make_family, make_model_families
 from mixtures.cli.progress import ProgressReporter
-from mixtures.cli.tables import component_table, selection_table
+from mixtures.cli.tables import component_table, family_label, selection_table
 
 __all__ = ["add_parser", "run"]
 
@@ -36,8 +36,11 @@ def run(args) -> int:
     Returns:
       The exit status, 0.
     """
-    data = read_data(args.data, columns=args.columns, key=args.key, delimiter=args.delimiter)
+    data = read_data(args.data, columns=args.columns, key=args.key, delimiter=args.delimiter, missing=args.missing)
     n, d = data.x.shape
+    missing = "marginalize" if args.missing else None
+    # Rows with nothing observed are left out of the fit (mx.fit warns); N counts the others.
+    n_used = int(np.count_nonzero(~np.all(np.isnan(data.x), axis=1)))
     auto = args.components == "auto"
     if not auto:
         components_in_range(args.components, n, repr(args.data))
@@ -68,7 +71,10 @@ def run(args) -> int:
     grid = args.models is not None
     families = make_model_families(args, data) if grid else [make_family(args, data)]
     family = families[0]
-    check_family_data(family, data)
+    for f in families:
+        if args.missing and not f.handles_missing:
+            raise CommandError(f"--missing: {family_label(f)} components cannot take rows with missing entries.")
+    check_family_data(family, filled(data) if args.missing else data)
     x = as_compute_dtype(data, args.float64)
     k_largest = k_max if auto else args.components
     try:
@@ -96,7 +102,7 @@ def run(args) -> int:
                 print(f"Fitting {what} for {each} ...", file=sys.stderr)
             selection = mx.select(
                 x, families, ks, key=key, n_init=restarts, criterion=args.criterion,
-                init=args.init, max_iter=args.max_iter, tol=args.tol,
+                init=args.init, max_iter=args.max_iter, tol=args.tol, missing=missing,
             )
             result = selection.best
         else:
@@ -109,7 +115,7 @@ def run(args) -> int:
                 result = mx.fit(
                     x, family, args.components, key=key, n_init=restarts, init=args.init,
                     max_iter=args.max_iter, tol=args.tol, callback=reporter, checkpoint=args.checkpoint,
-                    checkpoint_every=args.checkpoint_every,
+                    checkpoint_every=args.checkpoint_every, missing=missing,
                 )
                 finished = True
             finally:
@@ -119,6 +125,10 @@ def run(args) -> int:
         log_l = float(result.log_likelihood)
         dtype = np.dtype(mixture.dtype).name
         print(f"Data: {args.data}, {n} rows x {d} columns ({', '.join(data.columns)}), {dtype}")
+        if args.missing:
+            holes = int(np.count_nonzero(np.isnan(data.x)))
+            print(f"Missing entries: {holes} of {n * d} ({100 * holes / (n * d):.1f}%); {n - n_used} rows with "
+                  "nothing observed left out")
         restarts_each = f"{restarts} restart{'s' * (restarts > 1)} each"
         if grid:
             print(f"\n{len(families)} covariance models × K ({restarts_each}):\n")
@@ -134,8 +144,8 @@ def run(args) -> int:
                   f"{len(families)} model{'s' * (len(families) > 1)})")
         print(f"{'components':<18}{mixture.n_components} ({how})")
         print(f"{'restarts':<18}{restarts} (init {args.init}, seed {args.seed})")
-        print(f"{'log-likelihood':<18}{log_l:.6f} per row (total {n * log_l:.4f})")
-        print(f"{'BIC':<18}{bic(log_l, n, mixture.n_parameters):.4f} ({mixture.n_parameters} free parameters)")
+        print(f"{'log-likelihood':<18}{log_l:.6f} per row (total {n_used * log_l:.4f})")
+        print(f"{'BIC':<18}{bic(log_l, n_used, mixture.n_parameters):.4f} ({mixture.n_parameters} free parameters)")
         state = "converged" if bool(result.converged) else "not converged"
         print(f"{'EM iterations':<18}{int(result.n_iter)} ({state}, tol {args.tol:g}, max {args.max_iter})")
         print()
@@ -147,7 +157,8 @@ def run(args) -> int:
             from mixtures import plot
 
             fig, axes = figure(2 if selection is not None else 1)
-            plot.fit_summary(mixture, x, ax=axes[0])
+            # With missing entries the figure shows the fully observed rows.
+            plot.fit_summary(mixture, x[~np.isnan(x).any(axis=1)] if args.missing else x, ax=axes[0])
             if d == 1:  # a histogram, with the responsibilities beneath it holding the x axis
                 fig.axes[-1].set_xlabel(data.columns[0])
             else:
@@ -188,6 +199,10 @@ def add_parser(sub, parents) -> None:
         help="initialisation (default kmeans++); hc: mclust's hierarchical start (Gaussian families, deterministic)",
     )
     p.add_argument("--max-iter", type=int, default=100, help="maximum EM iterations (default 100)")
+    p.add_argument(
+        "--missing", action="store_true",
+        help="read empty cells (and NA, NaN) as missing entries: EM uses each row's observed entries",
+    )
     p.add_argument(
         "--tol", type=float, default=DEFAULT_TOL,
         help=f"convergence threshold on the mean log-likelihood (default {DEFAULT_TOL:g})"
