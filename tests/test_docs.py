@@ -678,7 +678,7 @@ def test_python_blocks_are_found_with_their_skips():
 
 def printed_claims(code: str) -> list[str]:
     """The comments of a page's ``print(...)  # ...`` lines, which say what each prints."""
-    return re.findall(r"^\s*print\(.*\)\s*#(.*)$", code, flags=re.M)
+    return re.findall(r"^[ \t]*print\(.*\)[ \t]*#(.*)$", code, flags=re.M)
 
 
 # Pages whose blocks take more than 20 s of CPU time (compilation, mostly).

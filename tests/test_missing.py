@@ -467,3 +467,52 @@ def test_the_command_line_reads_empty_cells_as_missing(tmp_path, capsys):
         np.testing.assert_array_equal(printed, np.asarray(saved.predict(x, missing="marginalize")))
     assert main(["fit", str(tmp_path / "holes.csv"), "-k", "2"]) != 0
     assert "is empty (--missing reads empty cells as missing entries)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_float32_meets_the_float64_fit(offset):
+    rng = np.random.default_rng(15)
+    d = 4
+    rotations = [np.linalg.qr(rng.normal(size=(d, d)))[0] for _ in range(2)]
+    spectra = [np.logspace(0, 4, d), np.logspace(0, 3, d)]  # condition numbers 1e4 and 1e3
+    covs = np.array([r @ np.diag(s) @ r.T for r, s in zip(rotations, spectra)])
+    means = np.array([np.zeros(d), np.full(d, 300.0)]) + offset * np.sqrt(np.diag(covs[0]))
+    z = rng.integers(0, 2, 3000)
+    x = np.stack([rng.multivariate_normal(means[k], covs[k]) for k in z])
+    x[rng.random(x.shape) < 0.2] = np.nan
+    x[np.all(np.isnan(x), axis=1), 0] = means[0, 0]
+    family = mx.Gaussian("full", reg_covar=0.0)
+    start = mx.Mixture(np.array([0.5, 0.5]), family.make_params(means, covs), family)
+    with jax.enable_x64(True):
+        f64 = mx.fit(x, family, 2, init=start, tol=0.0, max_iter=30, missing="marginalize")
+    with jax.enable_x64(False):
+        start32 = jax.tree.map(lambda a: jnp.asarray(np.asarray(a), jnp.float32), start)
+        f32 = mx.fit(x.astype(np.float32), family, 2, init=start32, tol=0.0, max_iter=30, missing="marginalize")
+    assert np.all(np.isfinite(np.asarray(f32.history)))
+    np.testing.assert_allclose(float(f32.log_likelihood), float(f64.log_likelihood), rtol=1e-5)
+    # Means within what float32 data allows: a few units of its resolution at the data's magnitude, or
+    # 1e-5 of the clusters' spread (sd up to 100).
+    resolution = 64 * np.finfo(np.float32).eps * np.nanmax(np.abs(x))
+    np.testing.assert_allclose(
+        np.asarray(f32.mixture.params.means), np.asarray(f64.mixture.params.means), rtol=0, atol=max(resolution, 1e-5 * 100)
+    )
+
+
+def test_criteria_em_step_and_the_default_prior_take_the_observed_entries():
+    _, x = _data(seed=16)
+    blank = np.vstack([x, np.full((1, D), np.nan)])
+    fit = mx.fit(x, mx.Gaussian("full"), K, key=jax.random.key(0), missing="marginalize")
+    m = fit.mixture
+    total = float(jnp.sum(m.log_prob(x, missing="marginalize")))
+    p = m.n_parameters
+    np.testing.assert_allclose(float(m.bic(blank, missing="marginalize")), -2 * total + p * np.log(N), rtol=1e-10)
+    np.testing.assert_allclose(float(m.aic(blank, missing="marginalize")), -2 * total + 2 * p, rtol=1e-10)
+    step, ll = mx.em_step(m, x, missing="marginalize")
+    np.testing.assert_allclose(float(ll), total / N, rtol=1e-12)
+    again = mx.fit(x, mx.Gaussian("full"), K, init=m, max_iter=1, missing="marginalize")
+    for a, b in zip(jax.tree.leaves(step), jax.tree.leaves(again.mixture)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)
+    # prior="default": MAP-EM, its history (the log posterior) never falls.
+    mapped = mx.fit(x, mx.Gaussian("full"), K, key=jax.random.key(0), prior="default", tol=0.0, max_iter=30, missing="marginalize")
+    history = np.asarray(mapped.history)
+    assert np.all(np.isfinite(history)) and np.all(np.diff(history) >= -1e-12 * np.abs(history[1:]))

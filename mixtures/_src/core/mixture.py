@@ -392,7 +392,7 @@ class Mixture:
         total = x.shape[0] if weights is None else jnp.sum(weights)
         return _score(self, x, weights, self._chunk(chunk_size), max_missing) / total
 
-    def bic(self, x, *, sample_weight=None, chunk_size: int | None = None) -> jax.Array:
+    def bic(self, x, *, sample_weight=None, chunk_size: int | None = None, missing: str | None = None) -> jax.Array:
         """Bayesian information criterion, BIC = −2 log L + p log N (lower is better).
 
         log L = Σₙ wₙ log p(xₙ) is the total log-likelihood, p is
@@ -405,6 +405,9 @@ class Mixture:
           sample_weight: optional (N,) non-negative row weights; integer
             weights count as repeated rows.
           chunk_size: rows per block; default chosen from K and D.
+          missing: None (NaN is refused) or "marginalize": each row by its
+            observed entries; a row with nothing observed counts for
+            nothing, in log L and in N.
 
         Returns:
           A scalar in the mixture's dtype.
@@ -417,9 +420,9 @@ class Mixture:
           >>> round(float(m.bic(x)), 4)  # 2 (log 2π + 1) + 2 log 2
           7.062
         """
-        return self._criteria(x, sample_weight, chunk_size)[0]
+        return self._criteria(x, sample_weight, chunk_size, missing)[0]
 
-    def aic(self, x, *, sample_weight=None, chunk_size: int | None = None) -> jax.Array:
+    def aic(self, x, *, sample_weight=None, chunk_size: int | None = None, missing: str | None = None) -> jax.Array:
         """Akaike information criterion, AIC = −2 log L + 2p (lower is better).
 
         log L and p as in :meth:`bic`. Equals scikit-learn's
@@ -429,6 +432,9 @@ class Mixture:
           x: (N, D) data.
           sample_weight: optional (N,) non-negative row weights.
           chunk_size: rows per block; default chosen from K and D.
+          missing: None (NaN is refused) or "marginalize": each row by its
+            observed entries; a row with nothing observed counts for
+            nothing, in log L and in N.
 
         Returns:
           A scalar in the mixture's dtype.
@@ -441,9 +447,9 @@ class Mixture:
           >>> round(float(m.aic(x)), 4)  # 2 (log 2π + 1) + 2 · 2
           9.6758
         """
-        return self._criteria(x, sample_weight, chunk_size)[1]
+        return self._criteria(x, sample_weight, chunk_size, missing)[1]
 
-    def icl(self, x, *, sample_weight=None, chunk_size: int | None = None) -> jax.Array:
+    def icl(self, x, *, sample_weight=None, chunk_size: int | None = None, missing: str | None = None) -> jax.Array:
         """Integrated completed likelihood criterion, ICL = BIC + 2C (lower is better).
 
         C = −Σₙ wₙ log r_{n,ẑₙ} ≥ 0, with ẑₙ = argmaxₖ rₙₖ the hard cluster of
@@ -457,6 +463,9 @@ class Mixture:
           x: (N, D) data.
           sample_weight: optional (N,) non-negative row weights.
           chunk_size: rows per block; default chosen from K and D.
+          missing: None (NaN is refused) or "marginalize": each row by its
+            observed entries; a row with nothing observed counts for
+            nothing, in log L and in N.
 
         Returns:
           A scalar in the mixture's dtype.
@@ -469,13 +478,18 @@ class Mixture:
           >>> round(float(m.icl(x) - m.bic(x)), 4)  # 2 log 2
           1.3863
         """
-        return self._criteria(x, sample_weight, chunk_size)[2]
+        return self._criteria(x, sample_weight, chunk_size, missing)[2]
 
-    def _criteria(self, x, sample_weight, chunk_size):
-        x = self._data(x)
+    def _criteria(self, x, sample_weight, chunk_size, missing=None):
+        """(BIC, AIC, ICL); with missing entries a row with nothing observed counts for nothing (N too)."""
+        x, max_missing = self._rows(x, missing)
         weights = checks.as_sample_weight(sample_weight, x.shape[0], dtype=x.dtype)
+        if max_missing:
+            empty = np.all(np.isnan(np.asarray(x)), axis=1)
+            if empty.any():
+                weights = checks.to_device(np.where(empty, 0, 1 if weights is None else np.asarray(weights)).astype(x.dtype))
         n_parameters = jnp.asarray(self.n_parameters, x.dtype)
-        return _criteria(self, x, weights, n_parameters, self._chunk(chunk_size))
+        return _criteria(self, x, weights, n_parameters, self._chunk(chunk_size), max_missing)
 
     def _chunk(self, chunk_size):
         if chunk_size is None:
@@ -586,9 +600,9 @@ def information_criteria(log_likelihood, entropy, n_samples, n_parameters):
     return bic, aic, bic + 2.0 * entropy
 
 
-@functools.partial(jax.jit, static_argnames="chunk_size")
-def _criteria(mixture, x, weights, n_parameters, chunk_size):
-    log_likelihood, entropy = log_likelihood_and_entropy(mixture, x, weights, chunk_size)
+@functools.partial(jax.jit, static_argnames=("chunk_size", "max_missing"))
+def _criteria(mixture, x, weights, n_parameters, chunk_size, max_missing=0):
+    log_likelihood, entropy = log_likelihood_and_entropy(mixture, x, weights, chunk_size, max_missing)
     n_samples = jnp.asarray(x.shape[0], x.dtype) if weights is None else jnp.sum(weights)
     return information_criteria(log_likelihood, entropy, n_samples, n_parameters)
 

@@ -192,8 +192,8 @@ def fit(
         :class:`~mixtures.Exponential` and :class:`~mixtures.Independent`
         products of these (``family.handles_missing``). A
         row with nothing observed is left out (with a warning); a column with
-        nothing observed is refused. The initialisation runs on the rows with
-        each missing entry set to its column's median. With no NaN in ``x``
+        nothing observed is refused. The initialisation, and ``prior="default"``,
+        use the rows with each missing entry set to its column's median. With no NaN in ``x``
         the fit is the complete-data fit, bit for bit. Rows split over the
         devices of several processes (a ``jax.Array`` not held here) are
         refused with it: pass this process's rows as a host array.
@@ -320,7 +320,8 @@ def fit(
                 '`prior="default"` is computed from all the rows of `x`, which no process holds here '
                 "(x spans several processes): pass an explicit prior."
             )
-        prior = check_prior(prior, family, x, k, weights)
+        # With missing entries a data-driven prior ("default") is computed from the filled rows.
+        prior = check_prior(prior, family, x if incomplete is None else checks.to_device(incomplete.filled), k, weights)
         if incomplete is not None:
             family.check_methods(incomplete.filled)
         elif split is None or not devices.keeps_placement(x, split):
@@ -567,7 +568,7 @@ def _leaf_shapes(tree):
     return [tuple(leaf.shape) for leaf in jax.tree.leaves(tree)]
 
 
-def em_step(mixture: Mixture, x, *, sample_weight=None, chunk_size: int | None = None):
+def em_step(mixture: Mixture, x, *, sample_weight=None, chunk_size: int | None = None, missing: str | None = None):
     """One EM iteration: E-step, accumulation, M-step.
 
     Jit-able: inside ``jax.jit`` only shapes are checked.
@@ -577,6 +578,8 @@ def em_step(mixture: Mixture, x, *, sample_weight=None, chunk_size: int | None =
       x: (N, D) data.
       sample_weight: optional (N,) non-negative row weights.
       chunk_size: rows per block; default chosen from K and D.
+      missing: None (NaN refused) or "marginalize": NaN marks a missing
+        entry, as in :func:`mixtures.fit` (``x`` concrete, not traced).
 
     Returns:
       ``(new_mixture, log_likelihood)``, the latter the mean log-likelihood
@@ -590,13 +593,14 @@ def em_step(mixture: Mixture, x, *, sample_weight=None, chunk_size: int | None =
       >>> bool(m2.log_prob(x).mean() >= ll)
       True
     """
-    x = mixture._data(x)
+    x, max_missing = mixture._rows(x, missing)
     weights = checks.as_sample_weight(sample_weight, x.shape[0])
     if weights is not None and not checks.is_traced(weights):
         weights = checks.unit_mean_weights(weights, x.dtype)
     elif weights is not None:
         weights = jnp.asarray(weights, x.dtype)
-    return _em_step(mixture, Rows(x, weights), options=EMOptions(chunk_size=mixture._chunk(chunk_size)))
+    options = EMOptions(chunk_size=mixture._chunk(chunk_size), missing=max_missing)
+    return _em_step(mixture, Rows(x, weights), options=options)
 
 
 @functools.partial(jax.jit, static_argnames="options")

@@ -199,7 +199,9 @@ def _cholesky(a):
         s = entry[j][j]
         for q in range(j):
             s = s - low[j][q] * low[j][q]
-        low[j][j] = jnp.sqrt(s)
+        # A is a principal block of a positive-definite precision; a pivot lost to rounding is
+        # floored at the resolution of its diagonal entry, so the factor stays finite.
+        low[j][j] = jnp.sqrt(jnp.maximum(s, jnp.finfo(s.dtype).eps * entry[j][j]))
         for i in range(j + 1, m):
             s = entry[i][j]
             for q in range(j):
