@@ -34,7 +34,7 @@ CASES = {
     "categorical-presharded-labels-prior",  # x split by its own NamedSharding over a 2×2 mesh
     "poisson-hard-fixed-weights-labels",  # init="random", assignment="hard", update_weights=False, labels on N = 1001 rows
     "student-t-warm-start",  # a GradientFamily (Adam steps over the data) from a given mixture
-    "gaussian-missing-weights",  # missing="marginalize": rows with NaN entries, sample_weight, n_init=2
+    "gaussian-missing-weights",  # missing="marginalize": rows with NaN entries (sorted by their count), sample_weight
 }
 
 

@@ -185,6 +185,30 @@ class Family(abc.ABC):
 
     # -- optional: rows with missing entries (``missing="marginalize"``) ----------------------
 
+    def observed_sums(self, params: Params, x: jax.Array, weights: jax.Array, index: jax.Array, posterior: Posterior, max_missing: int):
+        """Optional: one block's sums over rows with missing entries, computed the family's faster way, or None (the default).
+
+        The engine's generic block calls :meth:`log_prob_observed`, turns the
+        densities into responsibilities (``posterior``) and calls
+        :meth:`accumulate_observed`. A family that shares work between the
+        two (the Gaussian's conditional moments) returns the same
+        :class:`~mixtures.engine.Sums` from here.
+
+        Args:
+          params: parameters, leading axis K.
+          x: (B, D) rows, NaN at the missing entries.
+          weights: (B,) row weights (0 for rows that must not count).
+          index: (B,) the rows' indices in the data.
+          posterior: turns (B, K) log-densities and ``index`` into
+            responsibilities and log-likelihood terms.
+          max_missing: as for :meth:`log_prob_observed`.
+
+        Returns:
+          A :class:`~mixtures.engine.Sums`, or None.
+        """
+        del params, x, weights, index, posterior, max_missing
+        return None
+
     handles_missing: ClassVar[bool] = False
     """Whether the family implements :meth:`log_prob_observed` and :meth:`accumulate_observed`.
 

@@ -110,6 +110,9 @@ def accumulate(mixture: Mixture, rows: Rows, options: EMOptions, *, once: bool =
     if options.missing:
 
         def observed_block(x, w, index):
+            sums = family.observed_sums(mixture.params, x, w, index, posterior, options.missing)
+            if sums is not None:
+                return sums
             logp = family.log_prob_observed(mixture.params, x, options.missing)
             resp, ll_sum = posterior.weighted(logp, index, w)
             stats = family.accumulate_observed(mixture.params, x, resp, options.missing)

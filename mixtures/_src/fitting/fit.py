@@ -14,7 +14,7 @@ from mixtures._src.fitting import checkpoints, devices, processes, segments
 from mixtures._src.core import progress
 from mixtures._src.engine import em as engine
 from mixtures._src.core.family import Family
-from mixtures._src.core.incomplete import check_missing, incomplete_rows
+from mixtures._src.core.incomplete import by_missing, check_missing, incomplete_rows
 from mixtures._src.fitting.init import INIT_METHODS, check_method, initialize, start_key, tree_classes
 from mixtures._src.core.mixture import Mixture
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
@@ -292,9 +292,16 @@ def fit(
             # Given for all the rows; the rows with nothing observed are left out with theirs.
             weights = checks.as_sample_weight(sample_weight, n_given)
             labels = checks.as_labels(labels, n_given, k)
-            kept = incomplete.kept
-            weights = None if weights is None else checks.to_device(np.asarray(weights)[kept])
-            labels = None if labels is None else checks.to_device(np.asarray(labels)[kept])
+            # Rows sorted by their number of missing entries (see incomplete.by_missing); the rows
+            # with nothing observed left out. Weights and labels follow their rows.
+            rows_used = np.flatnonzero(incomplete.kept)
+            order = by_missing(incomplete.x)
+            if order is not None:
+                rows_used = rows_used[order]
+                incomplete = incomplete._replace(x=incomplete.x[order], filled=incomplete.filled[order])
+                x = incomplete.x if split is not None else checks.to_device(incomplete.x)
+            weights = None if weights is None else checks.to_device(np.asarray(weights)[rows_used])
+            labels = None if labels is None else checks.to_device(np.asarray(labels)[rows_used])
         if weights is not None:
             checks.components_within_rows(k, int(np.count_nonzero(np.asarray(weights) > 0)))
         if not isinstance(assignment, str) or assignment not in ASSIGNMENTS:

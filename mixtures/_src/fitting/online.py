@@ -58,7 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mixtures._src.core import checks
-from mixtures._src.core.incomplete import check_missing, incomplete_rows
+from mixtures._src.core.incomplete import by_missing, check_missing, incomplete_rows
 from mixtures._src.core import blocks
 from mixtures._src.fitting import checkpoints, segments, sources
 from mixtures._src.engine import em as engine
@@ -782,6 +782,9 @@ def fit_online(
                     if epoch * n_batches + i < done:
                         continue  # consumed before the checkpoint: read (and validated), not used again
                     x, w = sources.padded(batch, rows, source.name)
+                    order = None if source.holes is None else by_missing(x)
+                    if order is not None:  # rows by their number of missing entries, as mx.fit sorts them
+                        x, w = x[order], w[order]
                     previous = state
                     state = _update(config, previous, jax.device_put(x), jax.device_put(w), max_missing)
                     # The next batch is read while this one is computed, and no further: waiting for the

@@ -33,7 +33,7 @@ from mixtures._src.fitting import segments
 from mixtures._src.fitting.grid import GRID_CRITERIA, SelectionGrid, criterion_grid
 from mixtures._src.fitting.models import model_families, model_name
 from mixtures._src.fitting.fit import best_restart, start_restart
-from mixtures._src.core.incomplete import check_missing, incomplete_rows
+from mixtures._src.core.incomplete import by_missing, check_missing, incomplete_rows
 from mixtures._src.fitting.init import INIT_METHODS, check_method, start_key, tree_classes
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
 from mixtures._src.core.mixture import Mixture, information_criteria, log_likelihood_and_entropy
@@ -212,6 +212,9 @@ def select(
         incomplete = incomplete_rows(x, families[0])
         for f in families[1:]:
             f.check_data(incomplete.filled)
+        order = by_missing(incomplete.x)  # rows by their number of missing entries, as mx.fit sorts them
+        if order is not None:
+            incomplete = incomplete._replace(x=incomplete.x[order], filled=incomplete.filled[order])
         x = checks.to_device(incomplete.x)
     else:
         x = checks.as_data(x, "x")
@@ -223,6 +226,7 @@ def select(
     else:
         weights = checks.as_sample_weight(sample_weight, n_given)
         weights = None if weights is None else np.asarray(weights)[incomplete.kept]
+        weights = weights if weights is None or order is None else weights[order]
     if weights is None:
         upper, upper_name, n_samples = n, "the number of samples N", float(n)
     else:

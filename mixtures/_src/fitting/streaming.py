@@ -27,7 +27,7 @@ from mixtures._src.engine import em as engine
 from mixtures._src.fitting import fit as fitting
 from mixtures._src.core.progress import Progress
 from mixtures._src.core.family import Family
-from mixtures._src.core.incomplete import check_missing
+from mixtures._src.core.incomplete import by_missing, check_missing
 from mixtures._src.fitting.init import INIT_METHODS, check_method, tree_classes
 from mixtures._src.core.mixture import Mixture
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
@@ -228,6 +228,9 @@ def fit_stream(
             x, w = sources.padded(batch, rows, source.name)
             if scale != 1.0:
                 w = w * np.asarray(scale, w.dtype)
+            order = None if source.holes is None else by_missing(x)
+            if order is not None:  # rows by their number of missing entries, as mx.fit sorts them
+                x, w = x[order], w[order]
             done = sums
             sums = _add_batch(mixtures, done, jax.device_put(x), jax.device_put(w), options=options)
             # The next batch is read while this one is computed, and no further: without the wait,

@@ -13,6 +13,7 @@ from jax.scipy.linalg import solve_triangular
 from mixtures._src.core import checks
 from mixtures._src.core import domain
 from mixtures._src.core.family import Family
+from mixtures._src.core.posterior import Sums
 from mixtures._src.families.gaussian import fast
 from mixtures._src.families.gaussian import missing
 from mixtures._src.families.gaussian import models
@@ -287,7 +288,31 @@ class Gaussian(domain.SquaredRealData, Family):
 
     def log_prob_observed(self, params: GaussianParams, x, max_missing: int):
         """The marginal density of each row's observed entries (see :mod:`mixtures._src.families.gaussian.missing`)."""
-        return missing.complete(self.layout, self.log_det(params.precisions_cholesky, x.shape[-1]), params, x, max_missing).log_probs
+        log_det = self.log_det(params.precisions_cholesky, x.shape[-1])
+        if self.layout != "full":
+            return missing.complete(self.layout, log_det, params, x, 1).log_probs
+        return missing.by_block(lambda m: missing.complete(self.layout, log_det, params, x, m).log_probs, x, max_missing)
+
+    def observed_sums(self, params: GaussianParams, x, weights, index, posterior, max_missing: int) -> Sums:
+        """A block's sums with the conditional moments computed once, at the block's own number of missing entries.
+
+        The rows' missing entries are factorised at the smallest size of
+        :func:`~mixtures._src.families.gaussian.missing.sizes` that covers the
+        block (one compiled branch per size); the fitting functions sort the
+        rows by their number of missing entries, so most blocks need far
+        fewer than the data's most.
+        """
+        log_det = self.log_det(params.precisions_cholesky, x.shape[-1])
+        observed = ~jnp.isnan(x)
+
+        def block(m):
+            done = missing.complete(self.layout, log_det, params, x, m)
+            resp, ll_sum = posterior.weighted(done.log_probs, index, weights)
+            return Sums(jnp.sum(resp, axis=0), missing.stats(self.layout, resp, done, observed), ll_sum)
+
+        if self.layout != "full":
+            return block(1)
+        return missing.by_block(block, x, max_missing, weights)
 
     def accumulate_observed(self, params: GaussianParams, x, resp, max_missing: int) -> GaussianStats:
         """Whitened statistics completed by the missing entries' conditional means and covariances."""

@@ -29,6 +29,7 @@ statistics.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -38,7 +39,7 @@ from jax.scipy.linalg import solve_triangular
 
 from mixtures._src.families.gaussian.params import GaussianParams, GaussianStats
 
-__all__ = ["Pattern", "Completed", "pattern", "complete", "stats", "conditional_moments"]
+__all__ = ["Pattern", "Completed", "by_block", "pattern", "complete", "sizes", "stats", "conditional_moments"]
 
 _HI = jax.lax.Precision.HIGHEST
 UNROLLED = 12
@@ -51,26 +52,30 @@ class Pattern(NamedTuple):
     Attributes:
       observed: (B, D) bool.
       filled: (B, D) the rows with 0 at the missing entries.
-      index: (B, M) int32 the missing columns of each row, first, padded.
+      index: (B, M) int32 the missing columns of each row, in order, padded with 0.
       valid: (B, M) bool whether an index entry is a missing column (not padding).
+      onehot: (B, M, D) row i of each row's block is the unit vector of its i-th missing column (0 for padding).
     """
 
     observed: jax.Array
     filled: jax.Array
     index: jax.Array
     valid: jax.Array
+    onehot: jax.Array
 
 
 def pattern(x: jax.Array, max_missing: int) -> Pattern:
     """The :class:`Pattern` of a block of rows whose missing entries are NaN."""
-    max_missing = min(max_missing, x.shape[-1])
+    d = x.shape[-1]
+    max_missing = min(max_missing, d)
     observed = ~jnp.isnan(x)
     filled = jnp.where(observed, x, 0)
-    order = jnp.argsort(observed.astype(jnp.int8), axis=-1, stable=True)  # missing columns first
-    index = order[:, :max_missing].astype(jnp.int32)
-    n_missing = jnp.sum(~observed, axis=-1)
-    valid = jnp.arange(max_missing)[None, :] < n_missing[:, None]
-    return Pattern(observed, filled, index, valid)
+    rank = jnp.cumsum(~observed, axis=-1) - 1  # a missing entry's place among its row's missing entries
+    slots = jnp.arange(max_missing)[None, :, None]
+    hit = ~observed[:, None, :] & (rank[:, None, :] == slots)  # (B, M, D)
+    index = jnp.sum(jnp.where(hit, jnp.arange(d)[None, None, :], 0), axis=-1).astype(jnp.int32)
+    valid = jnp.any(hit, axis=-1)
+    return Pattern(observed, filled, index, valid, hit.astype(x.dtype))
 
 
 class Completed(NamedTuple):
@@ -105,11 +110,10 @@ def complete(layout: str, log_det, params: GaussianParams, x: jax.Array, max_mis
       max_missing: M, at least the number of missing entries in any row.
     """
     d = x.shape[-1]
-    max_missing = min(max_missing, d)
-    p = pattern(x, max_missing)
-    obs = p.observed.astype(x.dtype)
+    observed = ~jnp.isnan(x)
+    obs = observed.astype(x.dtype)
     u = params.precisions_cholesky
-    diff = jnp.where(p.observed[None], p.filled[None, :, :] - params.means[:, None, :], 0)  # (K, B, D)
+    diff = jnp.where(observed[None], jnp.where(observed, x, 0)[None, :, :] - params.means[:, None, :], 0)  # (K, B, D)
     n_obs = jnp.sum(obs, axis=-1)  # (B,)
     if layout != "full":
         scale = u if u.ndim == 2 else jnp.broadcast_to(u[:, None], (u.shape[0], d))
@@ -117,32 +121,75 @@ def complete(layout: str, log_det, params: GaussianParams, x: jax.Array, max_mis
         log_scale = jnp.einsum("bd,kd->kb", obs, jnp.log(scale), precision=_HI)
         logp = -0.5 * (n_obs[None, :] * math.log(2 * math.pi) + jnp.sum(y * y, axis=-1)) + log_scale
         return Completed(logp.T, y, None, diff, None, None)
+    max_missing = min(max_missing, d)
+    p = pattern(x, max_missing)
     y = jax.lax.dot_general(diff, u, (((2,), (1,)), ((0,), (0,))), precision=_HI)  # z U, (K, B, D)
-    rows_u = u[:, p.index, :] * p.valid[None, :, :, None]  # (K, B, M, D): the missing rows of U
-    b = jnp.einsum("kbmd,kbd->kbm", rows_u, y, precision=_HI)  # (Λ z)ₘ
-    a = jnp.einsum("kbid,kbjd->kbij", rows_u, rows_u, precision=_HI)
-    pad = ~(p.valid[:, :, None] & p.valid[:, None, :])
-    a = jnp.where(pad[None], jnp.eye(max_missing, dtype=x.dtype), a)
+    rows_u = u[:, p.index, :] * p.valid[None, :, :, None].astype(x.dtype)  # (K, B, M, D): the missing rows of U
+    # Products over D of a few vectors per row: broadcast and sum, which XLA fuses.
+    b = jnp.sum(rows_u * y[:, :, None, :], axis=-1)  # (Λ z)ₘ
     if max_missing <= UNROLLED:
-        factor = _cholesky(a)
+        # The lower triangle of A, entry by entry; a padding slot's diagonal is 1.
+        entry = [[None] * max_missing for _ in range(max_missing)]
+        for i in range(max_missing):
+            for j in range(i + 1):
+                entry[i][j] = jnp.sum(rows_u[:, :, i, :] * rows_u[:, :, j, :], axis=-1)
+            entry[i][i] = jnp.where(p.valid[None, :, i], entry[i][i], 1)
+        factor = _cholesky(entry)
         s = _forward(factor, [b[..., i] for i in range(max_missing)])
         t = jnp.stack(_backward(factor, s), axis=-1)
         w = jnp.stack(_forward(factor, [rows_u[:, :, i, :] for i in range(max_missing)], trailing=True), axis=2)
         log_det_a = sum(jnp.log(factor[i][i]) for i in range(max_missing))
         s = jnp.stack(s, axis=-1)
     else:
+        a = jnp.sum(rows_u[:, :, :, None, :] * rows_u[:, :, None, :, :], axis=-1)
+        pad = ~(p.valid[:, :, None] & p.valid[:, None, :])
+        a = jnp.where(pad[None], jnp.eye(max_missing, dtype=x.dtype), a)
+        # One batched factorisation and one solve for both right-hand sides, then the solve that needs
+        # its result: batched LAPACK calls that could run at once can deadlock (shared/JAX-CPU-NOTES.md).
         chol = jnp.linalg.cholesky(a)
-        s = solve_triangular(chol, b[..., None], lower=True)[..., 0]
+        solved = solve_triangular(chol, jnp.concatenate([b[..., None], rows_u], axis=-1), lower=True)
+        s, w = solved[..., 0], solved[..., 1:]
         t = solve_triangular(chol, s[..., None], lower=True, trans="T")[..., 0]
-        w = solve_triangular(chol, rows_u, lower=True)
         log_det_a = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
         factor = [[chol[..., i, j] for j in range(max_missing)] for i in range(max_missing)]
     quad = jnp.sum(y * y, axis=-1) - jnp.sum(s * s, axis=-1)
     logp = -0.5 * (n_obs[None, :] * math.log(2 * math.pi) + quad) + log_det[:, None] - log_det_a
-    completed = y - jnp.einsum("kbm,kbmd->kbd", t, rows_u, precision=_HI)
-    onehot = jax.nn.one_hot(p.index, d, dtype=x.dtype) * p.valid[:, :, None]  # (B, M, D)
-    residual = diff - jnp.einsum("kbm,bmd->kbd", t, onehot, precision=_HI)
+    completed = y - jnp.sum(t[..., None] * rows_u, axis=2)
+    residual = diff - jnp.sum(t[..., None] * p.onehot[None], axis=2)
     return Completed(logp.T, completed, w, residual, t, factor)
+
+
+def sizes(max_missing: int, d: int) -> list[int]:
+    """The sizes M a block's work is compiled for: 1, 2, 3, 4, 6, 8, 12, 16, 24, … below min(M, D), and min(M, D).
+
+    Example:
+      >>> sizes(11, 16), sizes(30, 16), sizes(1, 5)
+      ([1, 2, 3, 4, 6, 8, 11], [1, 2, 3, 4, 6, 8, 12, 16], [1])
+    """
+    top = max(1, min(max_missing, d))
+    ladder, power = [1, 2, 3], 4
+    while power < top:
+        ladder += [power, power * 3 // 2]
+        power *= 2
+    return [size for size in ladder if size < top] + [top]
+
+
+def by_block(fn, x: jax.Array, max_missing: int, weights: jax.Array | None = None):
+    """``fn(m)`` for the smallest size m of :func:`sizes` that covers the block's rows (a branch per size).
+
+    Rows of weight 0 need not be covered: they contribute nothing, and the
+    work for them, done at a smaller size, stays finite. The block's size is
+    data, the same for every restart traced side by side, so the choice stays
+    a branch under ``vmap``.
+    """
+    options = sizes(max_missing, x.shape[-1])
+    if len(options) == 1:
+        return fn(options[0])
+    n_missing = jnp.sum(jnp.isnan(x), axis=-1)
+    if weights is not None:
+        n_missing = jnp.where(weights > 0, n_missing, 0)
+    branch = jnp.searchsorted(jnp.asarray(options), jnp.max(n_missing))
+    return jax.lax.switch(jnp.minimum(branch, len(options) - 1), [functools.partial(fn, m) for m in options])
 
 
 def stats(layout: str, resp: jax.Array, done: Completed, observed: jax.Array) -> GaussianStats:
@@ -154,9 +201,11 @@ def stats(layout: str, resp: jax.Array, done: Completed, observed: jax.Array) ->
         second = jnp.einsum("kb,kbd->kd", rt, y * y + (1 - observed.astype(y.dtype))[None], precision=_HI)
         return GaussianStats(first, second)
     k, n, m, d = done.spread.shape
-    rows = jnp.concatenate([y[:, :, None, :], done.spread], axis=2).reshape(k, n * (m + 1), d)
-    weighted = jnp.repeat(rt, m + 1, axis=1)[:, :, None] * rows
-    second = jax.lax.dot_general(weighted, rows, (((1,), (1,)), ((0,), (0,))), precision=_HI)
+    batched = (((1,), (1,)), ((0,), (0,)))
+    second = jax.lax.dot_general(rt[:, :, None] * y, y, batched, precision=_HI)
+    spread = done.spread.reshape(k, n * m, d)
+    weighted = (rt[:, :, None, None] * done.spread).reshape(k, n * m, d)
+    second = second + jax.lax.dot_general(weighted, spread, batched, precision=_HI)
     return GaussianStats(first, second)
 
 
@@ -171,7 +220,7 @@ def conditional_moments(layout: str, params: GaussianParams, done: Completed, x:
     d = x.shape[-1]
     max_missing = min(max_missing, d)
     p = pattern(x, max_missing)
-    onehot = jax.nn.one_hot(p.index, d, dtype=x.dtype) * p.valid[:, :, None]  # (B, M, D)
+    onehot = p.onehot
     if layout != "full":
         u = params.precisions_cholesky
         scale = u if u.ndim == 2 else jnp.broadcast_to(u[:, None], (u.shape[0], d))
@@ -190,10 +239,9 @@ def conditional_moments(layout: str, params: GaussianParams, done: Completed, x:
     return means, draw_full
 
 
-def _cholesky(a):
-    """Lower Cholesky factor of (K, B, M, M) matrices as lists of (K, B) entries, written out."""
-    m = a.shape[-1]
-    entry = [[a[..., i, j] for j in range(m)] for i in range(m)]
+def _cholesky(entry):
+    """Lower Cholesky factor, written out, of matrices given by their lower triangles' entries (lists of (K, B) arrays)."""
+    m = len(entry)
     low = [[None] * m for _ in range(m)]
     for j in range(m):
         s = entry[j][j]
