@@ -681,12 +681,7 @@ class Gaussian(domain.SquaredRealData, Family):
           ('full', [[2.0, 0.0]], [[[9.0, 0.0], [0.0, 1.0]]])
         """
         means = np.asarray(params.means)
-        k, d = means.shape
-        covariances = np.asarray(params.covariances, np.float64)
-        if covariances.ndim == 2:
-            covariances = covariances[:, :, None] * np.eye(d)
-        elif covariances.ndim == 1:
-            covariances = covariances[:, None, None] * np.eye(d)
+        covariances = _full_covariances(params)
         chosen = np.asarray(list(columns), dtype=np.intp)
         full = Gaussian("full", reg_covar=self.reg_covar)
         return full, full.make_params(means[:, chosen], covariances[:, chosen[:, None], chosen[None, :]])
@@ -705,12 +700,8 @@ class Gaussian(domain.SquaredRealData, Family):
           ([[1.0]], [[[1.5]]])
         """
         means = np.asarray(params.means, np.float64)
-        k, d = means.shape
-        cov = np.asarray(params.covariances, np.float64)
-        if cov.ndim == 2:
-            cov = cov[:, :, None] * np.eye(d)
-        elif cov.ndim == 1:
-            cov = cov[:, None, None] * np.eye(d)
+        d = means.shape[1]
+        cov = _full_covariances(params)
         o = np.asarray(list(observed), np.intp)
         m = np.asarray([j for j in range(d) if j not in set(o.tolist())], np.intp)
         s_oo = cov[:, o[:, None], o[None, :]]
@@ -743,3 +734,14 @@ class Gaussian(domain.SquaredRealData, Family):
         means, sds = self.extent(params)
         rows = [(f"mean {c}", means[:, j]) for j, c in enumerate(columns)]
         return rows + [(f"sd {c}", sds[:, j]) for j, c in enumerate(columns)]
+
+
+def _full_covariances(params: GaussianParams) -> np.ndarray:
+    """(K, D, D) float64 covariances on the host, whatever the layout the parameters store."""
+    d = np.shape(params.means)[1]
+    covariances = np.asarray(params.covariances, np.float64)
+    if covariances.ndim == 2:
+        return covariances[:, :, None] * np.eye(d)
+    if covariances.ndim == 1:
+        return covariances[:, None, None] * np.eye(d)
+    return covariances
