@@ -543,3 +543,57 @@ def test_rows_missing_more_than_twelve_entries_fit_without_hanging():
     env["XLA_FLAGS"] = "--xla_cpu_experimental_ynn_fusion_type="
     out = subprocess.run([sys.executable, "-c", HANG_CHECK], capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0 and "finished" in out.stdout, out.stderr[-3000:]
+
+
+def test_categorical_features_drop_out_when_missing():
+    rng = np.random.default_rng(17)
+    z = rng.integers(0, 2, 600)
+    probs = [np.array([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]]), np.array([[0.9, 0.1], [0.2, 0.8]])]
+    codes = np.stack([[rng.choice(len(p[k]), p=p[k]) for k in z] for p in probs], axis=1).astype(float)
+    codes[rng.random(codes.shape) < 0.25] = np.nan
+    codes[np.all(np.isnan(codes), axis=1), 0] = 0.0
+    family = mx.Categorical((3, 2))
+    # One component: each feature's observed frequencies.
+    one = mx.fit(codes, family, 1, key=jax.random.key(0), tol=0.0, max_iter=200, missing="marginalize")
+    expected = np.concatenate([np.bincount(codes[~np.isnan(codes[:, j]), j].astype(int), minlength=c) / np.count_nonzero(~np.isnan(codes[:, j])) for j, c in enumerate((3, 2))])
+    np.testing.assert_allclose(np.asarray(one.mixture.params.probs)[0], expected, rtol=1e-10)
+    # Two: the observed entries' density, which never falls.
+    two = mx.fit(codes, family, 2, key=jax.random.key(0), tol=0.0, max_iter=40, missing="marginalize")
+    history = np.asarray(two.history)
+    assert np.all(np.diff(history) >= -1e-12 * np.abs(history[1:]))
+    m = two.mixture
+    blocks = family.feature_probs(m.params)
+    direct = np.zeros((len(codes), 2))
+    for j, block in enumerate(blocks):
+        seen = ~np.isnan(codes[:, j])
+        direct[seen] += np.log(np.asarray(block))[:, codes[seen, j].astype(int)].T
+    total = np.logaddexp.reduce(direct + np.log(np.asarray(m.weights)), axis=1)
+    np.testing.assert_allclose(np.asarray(m.log_prob(codes, missing="marginalize")), total, rtol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("covariance", ["full", "VEV", "diag"])
+def test_history_never_falls_on_drawn_data_and_holes(covariance):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    family = mx.Gaussian(covariance, reg_covar=0.0)
+
+    @settings(max_examples=8, deadline=None, derandomize=True)
+    @given(seed=st.integers(0, 2**32 - 1), rate=st.floats(0.05, 0.6), weighted=st.booleans())
+    def check(seed, rate, weighted):
+        rng = np.random.default_rng(seed)
+        n, d, k = 60, 4, 3
+        centres = rng.normal(scale=3.0, size=(k, d))
+        x = centres[rng.integers(0, k, n)] + rng.normal(size=(n, d)) * rng.uniform(0.3, 2.0, size=d)
+        x[rng.random(x.shape) < rate] = np.nan
+        x[np.all(np.isnan(x), axis=1), 0] = 0.0
+        x[0, 1:] = np.nan  # every example misses at most D − 1 = 3 per row: one compiled program
+        x[0, 0] = 0.0 if np.isnan(x[0, 0]) else x[0, 0]
+        weights = rng.uniform(0.1, 3.0, n) if weighted else None
+        fit = mx.fit(x, family, k, key=jax.random.key(seed % 1000), init="random", tol=0.0, max_iter=15, sample_weight=weights, missing="marginalize")
+        history = np.asarray(fit.history)
+        assert np.all(np.isfinite(history))
+        assert np.all(np.diff(history) >= -64 * np.finfo(np.float64).eps * np.abs(history[1:]))
+
+    check()

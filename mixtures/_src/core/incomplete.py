@@ -53,7 +53,7 @@ def check_missing(missing, family=None) -> bool:
         raise TypeError(
             f'`missing="marginalize"`: {type(family).__name__} cannot take rows with missing entries '
             "(its handles_missing is False); the families that can are Gaussian (every covariance model), Poisson, "
-            "Bernoulli, Exponential, and Independent products of these."
+            "Bernoulli, Exponential, Categorical, and Independent products of these."
         )
     return True
 

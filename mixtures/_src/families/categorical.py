@@ -153,6 +153,30 @@ class Categorical(ExponentialFamily):
         dtype = checks.float_dtype_for(probs.dtype)
         return CategoricalParams(jnp.asarray(probs / sums[:, lay.feature], dtype))
 
+    # -- rows with missing entries -------------------------------------------
+
+    handles_missing = True
+
+    def stat_columns(self, n_features: int) -> np.ndarray:
+        """The feature each entry of T(x) (a category 1..Cⱼ−1 of feature j) belongs to.
+
+        Example:
+          >>> from mixtures import Categorical
+          >>> Categorical((3, 2)).stat_columns(2).tolist()
+          [0, 0, 1]
+        """
+        del n_features
+        lay = _layout(self.n_categories)
+        return lay.feature[lay.free]
+
+    def log_prob_observed(self, params, x, max_missing: int):
+        """Σ over the observed features of log pⱼ(xⱼ) (the features are independent given the component)."""
+        del max_missing
+        observed = ~jnp.isnan(x)
+        codes = jnp.where(observed, x, 0).astype(jnp.int32) + _layout(self.n_categories).first[None, :]
+        per = jnp.log(params.probs)[:, codes]  # (K, B, J)
+        return jnp.sum(jnp.where(observed[None], per, 0.0), axis=-1).T
+
     # -- exponential-family form ---------------------------------------------
 
     def sufficient_stats(self, x):

@@ -189,8 +189,9 @@ def fit(
         entries, the M-step the statistics' conditional expectation given
         them. For :class:`~mixtures.Gaussian` (every covariance model),
         :class:`~mixtures.Poisson`, :class:`~mixtures.Bernoulli`,
-        :class:`~mixtures.Exponential` and :class:`~mixtures.Independent`
-        products of these (``family.handles_missing``). A
+        :class:`~mixtures.Exponential`, :class:`~mixtures.Categorical` and
+        :class:`~mixtures.Independent` products of these
+        (``family.handles_missing``). A
         row with nothing observed is left out (with a warning); a column with
         nothing observed is refused. The initialisation, and ``prior="default"``,
         use the rows with each missing entry set to its column's median. With no NaN in ``x``
