@@ -285,7 +285,7 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
     def _check_X(self, X):
         check_is_fitted(self)
         missing = check_missing(self.missing, self._fitted_family())
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan" if missing else True)
+        X = _validate(self, X, missing, reset=False)
         if missing:
             incomplete_rows(X, self._fitted_family(), "X", drop=False)
         else:
@@ -299,10 +299,7 @@ class _MixtureEstimator(DensityMixin, BaseEstimator, metaclass=abc.ABCMeta):
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         # A warm fit must see the features of the fit it continues.
         missing = check_missing(self.missing, family)
-        X = validate_data(
-            self, X, reset=not warm, dtype=[np.float64, np.float32], ensure_min_samples=2,
-            ensure_all_finite="allow-nan" if missing else True,
-        )
+        X = _validate(self, X, missing, reset=not warm, ensure_min_samples=2)
         checked = X if not missing else incomplete_rows(X, family, "X", drop=False).filled
         n, d = X.shape
         k = int(self.n_components)
@@ -807,6 +804,21 @@ class MixtureModel(_MixtureEstimator):
 
 
 # -- helpers -------------------------------------------------------------------
+
+
+def _validate(estimator, X, missing: bool, **options):
+    """scikit-learn's ``validate_data``, NaN allowed with ``missing``; without it, its refusal names the option."""
+    try:
+        return validate_data(
+            estimator, X, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan" if missing else True, **options
+        )
+    except ValueError as error:
+        if missing or "NaN" not in str(error):
+            raise
+        raise ValueError(
+            f"{error}\nThis estimator fits rows with missing entries (NaN) by their observed entries with "
+            f'{type(estimator).__name__}(..., missing="marginalize").'
+        ) from None
 
 
 def _random_key(random_state):

@@ -457,7 +457,7 @@ def test_the_command_line_reads_empty_cells_as_missing(tmp_path, capsys):
     assert main([str(a) for a in argv]) == 0
     out = capsys.readouterr().out
     holes = int(np.isnan(x).sum())
-    assert f"Missing entries: {holes} of {x.size}" in out
+    assert f"Missing entries: {holes} of {x.size}" in out and "0 rows with nothing observed" in out
     direct = mx.fit(x, mx.Gaussian("full"), 2, key=jax.random.key(0), n_init=4, tol=1e-8, missing="marginalize")
     assert f"{float(direct.log_likelihood):.6f} per row" in out
     assert main(["predict", str(tmp_path / "m.mixture"), str(tmp_path / "holes.csv"), "--missing"]) == 0
@@ -597,3 +597,41 @@ def test_history_never_falls_on_drawn_data_and_holes(covariance):
         assert np.all(np.diff(history) >= -64 * np.finfo(np.float64).eps * np.abs(history[1:]))
 
     check()
+
+
+def test_what_a_newcomer_tripped_on():
+    from mixtures.cli import main
+    from mixtures.sklearn import GaussianMixture
+
+    _, x = _data(seed=18)
+    blank = np.vstack([x, np.full((2, D), np.nan)])
+    fit = mx.fit(x, mx.Gaussian("full"), K, key=jax.random.key(0), missing="marginalize")
+    m = fit.mixture
+    # score over the rows that observe something: the fit's own log-likelihood; an empty row's density is exactly 1.
+    np.testing.assert_allclose(float(m.score(blank, missing="marginalize")), float(fit.log_likelihood), rtol=1e-10)
+    # log Σₖ πₖ · 1: zero but for the rounding of the weights' sum.
+    assert np.all(np.abs(np.asarray(m.log_prob(blank[-2:], missing="marginalize"))) <= 4 * np.finfo(np.float64).eps)
+    with pytest.raises(ValueError, match="`values` must be finite"):
+        m.condition([np.nan], observed=[1])
+    with pytest.raises(ValueError, match=r'GaussianMixture\(\.\.\., missing="marginalize"\)'):
+        GaussianMixture(n_components=2).fit(x)
+    with pytest.raises(TypeError, match="impute needs Gaussian components"):
+        mx.Mixture(np.ones(1), mx.Poisson().make_params([[1.0, 2.0, 3.0]]), mx.Poisson()).impute(np.array([[1.0, np.nan, 2.0]]))
+
+
+def test_a_csv_line_of_delimiters_is_a_row_with_nothing_observed(tmp_path, capsys):
+    from mixtures.cli import main
+
+    _, x = _data(seed=19)
+    with open(tmp_path / "holes.csv", "w") as f:
+        f.write("a,b,c\n")
+        for row in x[:100]:
+            f.write(",".join("" if np.isnan(v) else repr(float(v)) for v in row) + "\n")
+        f.write(",,\n\n")  # a row with nothing observed, then a blank line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the summary counts the empty row; no Python warning
+        assert main(["fit", str(tmp_path / "holes.csv"), "-k", "2", "--missing", "-o", str(tmp_path / "m.mixture")]) == 0
+    out = capsys.readouterr().out
+    assert "101 rows x 3 columns" in out and "1 row with nothing observed left out" in out
+    assert main(["predict", str(tmp_path / "m.mixture"), str(tmp_path / "holes.csv"), "--missing"]) == 0
+    assert len(capsys.readouterr().out.split()) == 1 + 101  # the header and one line per row of the file

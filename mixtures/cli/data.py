@@ -108,7 +108,10 @@ def _read_csv(path: str, delimiter: str, columns: str | None, missing: bool = Fa
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f, delimiter=delimiter)
             for cells in reader:
-                if not cells or all(not c.strip() for c in cells) or cells[0].lstrip().startswith("#"):
+                blank = all(not c.strip() for c in cells)
+                # With missing entries a line of delimiters alone is a row with nothing observed (kept, so
+                # that predictions line up with the file's rows); a line with no delimiter is blank.
+                if not cells or (blank and not (missing and len(cells) > 1)) or cells[0].lstrip().startswith("#"):
                     continue
                 rows.append(cells)
                 lines.append(reader.line_num)

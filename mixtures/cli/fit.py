@@ -7,6 +7,7 @@ import contextlib
 import math
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -92,7 +93,9 @@ def run(args) -> int:
 
     key = jax.random.key(args.seed)
     progress = wants_progress(args)
-    with x64(True) if args.float64 else contextlib.nullcontext():
+    with x64(True) if args.float64 else contextlib.nullcontext(), warnings.catch_warnings():
+        # The rows with nothing observed are counted in the summary below, not in a Python warning.
+        warnings.filterwarnings("ignore", message=r".*with no observed entry", category=UserWarning)
         selection = None
         if auto or grid:
             ks = range(1, k_max + 1) if auto else [args.components]
@@ -127,8 +130,9 @@ def run(args) -> int:
         print(f"Data: {args.data}, {n} rows x {d} columns ({', '.join(data.columns)}), {dtype}")
         if args.missing:
             holes = int(np.count_nonzero(np.isnan(data.x)))
-            print(f"Missing entries: {holes} of {n * d} ({100 * holes / (n * d):.1f}%); {n - n_used} rows with "
-                  "nothing observed left out")
+            empty = n - n_used
+            print(f"Missing entries: {holes} of {n * d} ({100 * holes / (n * d):.1f}%); {empty} "
+                  f"row{'s' * (empty != 1)} with nothing observed left out")
         restarts_each = f"{restarts} restart{'s' * (restarts > 1)} each"
         if grid:
             print(f"\n{len(families)} covariance models × K ({restarts_each}):\n")

@@ -230,7 +230,10 @@ class Mixture:
         """
         conditional = getattr(self.family, "conditional_rows", None)
         if conditional is None:
-            raise TypeError(f"impute: {type(self.family).__name__} has no conditional_rows (Gaussian families have).")
+            raise TypeError(
+                f"impute needs Gaussian components: {type(self.family).__name__} does not give the conditional "
+                "distribution of a row's missing entries given its observed ones (family.conditional_rows)."
+            )
         if (key is None) != (n is None):
             raise ValueError("impute: give both `key` and `n` for multiple imputations, or neither for the conditional mean.")
         if key is not None:
@@ -278,6 +281,11 @@ class Mixture:
         given = np.asarray(values, dtype=np.float64).reshape(-1)
         if given.shape != (len(cols),):
             raise ValueError(f"`values` must hold {len(cols)} values, one per observed column; received shape {np.shape(values)}.")
+        if not np.all(np.isfinite(given)):
+            raise ValueError(
+                f"`values` must be finite (the observed values); received {given.tolist()}: leave a column that is "
+                "not observed out of `observed`."
+            )
         point[0, cols] = given
         rows, max_missing = self._rows(point, "marginalize")
         log_w = np.asarray(component_log_probs(self, rows, max_missing)[0], np.float64)
@@ -367,6 +375,10 @@ class Mixture:
     def score(self, x, *, sample_weight=None, chunk_size: int | None = None, missing: str | None = None) -> jax.Array:
         """Mean log-likelihood per sample, Σₙ wₙ log p(xₙ) / Σₙ wₙ (scikit-learn's ``score``).
 
+        With ``missing="marginalize"`` each row counts by its observed
+        entries and a row with nothing observed not at all (as in a fit, whose
+        ``log_likelihood`` this then reproduces).
+
         Args:
           x: (N, D) data.
           sample_weight: optional (N,) non-negative row weights.
@@ -388,7 +400,7 @@ class Mixture:
           -0.9189
         """
         x, max_missing = self._rows(x, missing)
-        weights = checks.as_sample_weight(sample_weight, x.shape[0], dtype=x.dtype)
+        weights = _without_empty_rows(x, checks.as_sample_weight(sample_weight, x.shape[0], dtype=x.dtype), max_missing)
         total = x.shape[0] if weights is None else jnp.sum(weights)
         return _score(self, x, weights, self._chunk(chunk_size), max_missing) / total
 
@@ -483,11 +495,7 @@ class Mixture:
     def _criteria(self, x, sample_weight, chunk_size, missing=None):
         """(BIC, AIC, ICL); with missing entries a row with nothing observed counts for nothing (N too)."""
         x, max_missing = self._rows(x, missing)
-        weights = checks.as_sample_weight(sample_weight, x.shape[0], dtype=x.dtype)
-        if max_missing:
-            empty = np.all(np.isnan(np.asarray(x)), axis=1)
-            if empty.any():
-                weights = checks.to_device(np.where(empty, 0, 1 if weights is None else np.asarray(weights)).astype(x.dtype))
+        weights = _without_empty_rows(x, checks.as_sample_weight(sample_weight, x.shape[0], dtype=x.dtype), max_missing)
         n_parameters = jnp.asarray(self.n_parameters, x.dtype)
         return _criteria(self, x, weights, n_parameters, self._chunk(chunk_size), max_missing)
 
@@ -653,6 +661,16 @@ def _sample(mixture, key, n):
 
     x = lax.map(draw, (z, keys), batch_size=min(n, 4096))
     return x, z.astype(jnp.int32)
+
+
+def _without_empty_rows(x, weights, max_missing: int):
+    """Row weights with the rows that observe nothing set to 0 (they count for nothing, in N too), host-side."""
+    if not max_missing:
+        return weights
+    empty = np.all(np.isnan(np.asarray(x)), axis=1)
+    if not empty.any():
+        return weights
+    return checks.to_device(np.where(empty, 0, 1 if weights is None else np.asarray(weights)).astype(x.dtype))
 
 
 def _columns(dims, n_features: int, name: str) -> list[int]:

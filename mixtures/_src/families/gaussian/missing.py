@@ -154,6 +154,7 @@ def complete(layout: str, log_det, params: GaussianParams, x: jax.Array, max_mis
         factor = [[chol[..., i, j] for j in range(max_missing)] for i in range(max_missing)]
     quad = jnp.sum(y * y, axis=-1) - jnp.sum(s * s, axis=-1)
     logp = -0.5 * (n_obs[None, :] * math.log(2 * math.pi) + quad) + log_det[:, None] - log_det_a
+    logp = jnp.where(n_obs[None, :] > 0, logp, 0)  # nothing observed: density one, not its rounding
     completed = y - jnp.sum(t[..., None] * rows_u, axis=2)
     residual = diff - jnp.sum(t[..., None] * p.onehot[None], axis=2)
     return Completed(logp.T, completed, w, residual, t, factor)
