@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from mixtures._src.core.incomplete import median_filled
 from mixtures.cli.errors import CommandError
 from mixtures.cli.tables import family_label
 
@@ -278,14 +279,11 @@ def _check_finite(data: Data, missing: bool = False) -> None:
 
 def filled(data: Data) -> Data:
     """The data with each missing entry (NaN) set to its column's median observed value, for domain checks."""
-    x = data.x.copy()
-    for j in range(x.shape[1]):
-        hole = np.isnan(x[:, j])
-        if hole.all():
-            raise CommandError(f"{data.path!r}: column {data.positions[j]} ({data.columns[j]}) has no observed entry.")
-        if hole.any():
-            x[hole, j] = np.sort(x[~hole, j])[(np.count_nonzero(~hole) - 1) // 2]
-    return data._replace(x=x)
+    never = np.flatnonzero(np.all(np.isnan(data.x), axis=0))
+    if never.size:
+        j = int(never[0])
+        raise CommandError(f"{data.path!r}: column {data.positions[j]} ({data.columns[j]}) has no observed entry.")
+    return data._replace(x=median_filled(data.x))
 
 
 def check_family_data(family, data: Data) -> None:

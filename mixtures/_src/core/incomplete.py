@@ -25,7 +25,10 @@ import numpy as np
 
 from mixtures._src.core import checks
 
-__all__ = ["MISSING", "Incomplete", "by_missing", "check_missing", "incomplete_rows", "max_missing"]
+__all__ = [
+    "MISSING", "Incomplete", "by_missing", "check_missing", "incomplete_rows", "max_missing", "median_filled",
+    "without_empty_rows",
+]
 
 MISSING = (None, "marginalize")
 
@@ -119,15 +122,7 @@ def incomplete_rows(
             stacklevel=3,
         )
         x, observed = x[kept], observed[kept]
-    filled = x.copy()
-    if not observed.all():
-        for j in np.flatnonzero(~observed.all(axis=0)):
-            column = np.sort(x[observed[:, j], j])
-            if column.size:
-                filled[~observed[:, j], j] = column[(column.size - 1) // 2]
-            elif fill is not None:
-                filled[:, j] = fill[j]
-
+    filled = median_filled(x, fill)
     if not np.isnan(filled).any():
         family.check_data(filled)
     return Incomplete(x, filled, kept if drop else np.ones(len(x), bool), max_missing(x))
@@ -150,4 +145,41 @@ def by_missing(x: np.ndarray) -> np.ndarray | None:
     if not counts.any():
         return None
     return np.argsort(counts, kind="stable")
+
+
+def median_filled(x: np.ndarray, fallback=None) -> np.ndarray:
+    """``x`` with each missing entry (NaN) set to its column's median observed value (the lower one of two).
+
+    A column with nothing observed takes ``fallback[j]`` when given, else stays NaN.
+
+    Example:
+      >>> import numpy as np
+      >>> median_filled(np.array([[1.0, np.nan], [3.0, np.nan], [np.nan, np.nan]]), fallback=[0.0, 7.0]).tolist()
+      [[1.0, 7.0], [3.0, 7.0], [1.0, 7.0]]
+    """
+    observed = ~np.isnan(x)
+    filled = x.copy()
+    for j in np.flatnonzero(~observed.all(axis=0)):
+        column = np.sort(x[observed[:, j], j])
+        if column.size:
+            filled[~observed[:, j], j] = column[(column.size - 1) // 2]
+        elif fallback is not None:
+            filled[:, j] = fallback[j]
+    return filled
+
+
+def without_empty_rows(x: np.ndarray, weights=None):
+    """Row weights (``weights``, or ones) with 0 for the rows that observe nothing; ``weights`` itself when none does.
+
+    Such rows count for nothing: in a sum over rows, and in N.
+
+    Example:
+      >>> import numpy as np
+      >>> without_empty_rows(np.array([[1.0, np.nan], [np.nan, np.nan]])).tolist()
+      [1.0, 0.0]
+    """
+    empty = np.all(np.isnan(x), axis=1)
+    if not empty.any():
+        return weights
+    return np.where(empty, 0, 1 if weights is None else np.asarray(weights)).astype(x.dtype)
 

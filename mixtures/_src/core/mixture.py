@@ -667,10 +667,8 @@ def _without_empty_rows(x, weights, max_missing: int):
     """Row weights with the rows that observe nothing set to 0 (they count for nothing, in N too), host-side."""
     if not max_missing:
         return weights
-    empty = np.all(np.isnan(np.asarray(x)), axis=1)
-    if not empty.any():
-        return weights
-    return checks.to_device(np.where(empty, 0, 1 if weights is None else np.asarray(weights)).astype(x.dtype))
+    found = incomplete.without_empty_rows(np.asarray(x), weights)
+    return found if found is weights else checks.to_device(found)
 
 
 def _columns(dims, n_features: int, name: str) -> list[int]:

@@ -341,7 +341,7 @@ def fit(
 
     # Everything is valid: only now are arrays made for the compiled program.
     # With missing entries the initialisation sees the filled rows, the EM iterations the observed entries.
-    x_init = x if incomplete is None or incomplete.max_missing == 0 else incomplete.filled
+    x_init = x if incomplete is None or incomplete.max_missing == 0 else incomplete.filled  # filled is x without NaN
     classes = None if isinstance(init, Mixture) else tree_classes(init, x_init, [k], weights)
     classes = None if classes is None else classes[0]
     tol = checks.to_device(tol, x.dtype)

@@ -58,7 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mixtures._src.core import checks
-from mixtures._src.core.incomplete import by_missing, check_missing, incomplete_rows
+from mixtures._src.core.incomplete import by_missing, check_missing, incomplete_rows, without_empty_rows
 from mixtures._src.core import blocks
 from mixtures._src.fitting import checkpoints, segments, sources
 from mixtures._src.engine import em as engine
@@ -422,10 +422,10 @@ def _check_batch(mixture: Mixture, x, sample_weight, missing: bool):
     found = incomplete_rows(x, mixture.family, "x", d, drop=False)
     rows = checks.to_device(found.x.astype(mixture.dtype))
     weights = checks.as_sample_weight(sample_weight, rows.shape[0], dtype=rows.dtype)
-    empty = np.all(np.isnan(found.x), axis=1)
-    if empty.any():
-        weights = checks.to_device(np.where(empty, 0, 1 if weights is None else np.asarray(weights)).astype(rows.dtype))
-    return rows, weights, int(np.max(np.where(empty, 0, np.sum(np.isnan(found.x), axis=1))))
+    kept = without_empty_rows(found.x.astype(rows.dtype), weights)
+    weights = weights if kept is weights else checks.to_device(kept)
+    n_missing = np.sum(np.isnan(found.x), axis=1)
+    return rows, weights, int(np.max(np.where(n_missing == found.x.shape[1], 0, n_missing)))  # rows that observe something
 
 
 # -- the update -----------------------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Callable, Iterator, NamedTuple
 import numpy as np
 
 from mixtures._src.core import checks
+from mixtures._src.core.incomplete import median_filled, without_empty_rows
 from mixtures._src.fitting import checkpoints
 
 __all__ = ["Batch", "Holes", "Scan", "Source", "as_source", "default_batch_size", "padded", "scan"]
@@ -372,11 +373,7 @@ class Holes:
         observed = ~np.isnan(x)
         if self.fill is None:
             self.fill = np.full(x.shape[1], np.nan)
-        out = x.copy()
-        for j in np.flatnonzero(~observed.all(axis=0)):
-            column = np.sort(x[observed[:, j], j])
-            value = column[(column.size - 1) // 2] if column.size else self.fill[j]
-            out[~observed[:, j], j] = value
+        out = median_filled(x, self.fill)
         seen = observed.any(axis=0)
         self.fill = np.where(seen, out[np.argmax(observed, axis=0), np.arange(x.shape[1])], self.fill)
         return out
@@ -408,8 +405,7 @@ def _validate(item, name: str, n_features: int | None, family, methods: bool = T
         if holes.counting:
             holes.n_empty += int(np.count_nonzero(empty))
             holes.max_missing = max(holes.max_missing, int(np.max(np.where(empty, 0, n_missing))))
-        if empty.any():
-            w = np.where(empty, 0, np.ones(x.shape[0], x.dtype) if w is None else w).astype(x.dtype)
+        w = without_empty_rows(x, w)
     return Batch(x, w)
 
 

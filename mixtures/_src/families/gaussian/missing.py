@@ -87,7 +87,6 @@ class Completed(NamedTuple):
       spread: (K, B, M, D) W with Cov[y | xₒ, k] = Wᵀ W (L⁻¹ times the missing rows of Uₖ,
         A = L Lᵀ), or None for the diagonal layouts (where it is the identity on the missing entries).
       residual: (K, B, D) E[x | xₒ, k] − μₖ.
-      shift: (K, B, M) A⁻¹ b, by which the conditional means of the missing entries sit below μₘ.
       factor: the rows of L as a list of M lists of (K, B) arrays, or None (diagonal layouts).
     """
 
@@ -95,7 +94,6 @@ class Completed(NamedTuple):
     whitened: jax.Array
     spread: jax.Array | None
     residual: jax.Array
-    shift: jax.Array | None
     factor: list | None
 
 
@@ -120,7 +118,7 @@ def complete(layout: str, log_det, params: GaussianParams, x: jax.Array, max_mis
         y = diff * scale[:, None, :]
         log_scale = jnp.einsum("bd,kd->kb", obs, jnp.log(scale), precision=_HI)
         logp = -0.5 * (n_obs[None, :] * math.log(2 * math.pi) + jnp.sum(y * y, axis=-1)) + log_scale
-        return Completed(logp.T, y, None, diff, None, None)
+        return Completed(logp.T, y, None, diff, None)
     max_missing = min(max_missing, d)
     p = pattern(x, max_missing)
     y = jax.lax.dot_general(diff, u, (((2,), (1,)), ((0,), (0,))), precision=_HI)  # z U, (K, B, D)
@@ -157,7 +155,7 @@ def complete(layout: str, log_det, params: GaussianParams, x: jax.Array, max_mis
     logp = jnp.where(n_obs[None, :] > 0, logp, 0)  # nothing observed: density one, not its rounding
     completed = y - jnp.sum(t[..., None] * rows_u, axis=2)
     residual = diff - jnp.sum(t[..., None] * p.onehot[None], axis=2)
-    return Completed(logp.T, completed, w, residual, t, factor)
+    return Completed(logp.T, completed, w, residual, factor)
 
 
 def sizes(max_missing: int, d: int) -> list[int]:
