@@ -16,6 +16,7 @@ from mixtures._src.core.family import Family
 from mixtures._src.core.mixture import Mixture
 from mixtures._src.core.priors import ConjugatePrior, DirichletPrior, Prior
 from mixtures._src.core.progress import Progress
+from mixtures._src.core.variational import VariationalMixture
 from mixtures._src.core.registry import register_family
 from mixtures._src.core.xla import disable_xla_cpu_fusion
 from mixtures._src.engine.em import FitResult
@@ -35,6 +36,7 @@ from mixtures._src.fitting.fit import em_step, fit
 from mixtures._src.fitting.online import fit_online
 from mixtures._src.fitting.selection import Selection, SelectionGrid, select
 from mixtures._src.fitting.streaming import fit_stream
+from mixtures._src.fitting.variational import VariationalResult, fit_variational
 from mixtures.io import ModelFileError, load, save
 
 __version__ = "0.1.0"
@@ -70,6 +72,8 @@ __all__ = [
     "StudentT",
     "StudentTParams",
     "VonMisesFisher",
+    "VariationalMixture",
+    "VariationalResult",
     "VonMisesFisherParams",
     "datasets",
     "disable_xla_cpu_fusion",
@@ -77,6 +81,7 @@ __all__ = [
     "fit",
     "fit_online",
     "fit_stream",
+    "fit_variational",
     "load",
     "online",
     "register_family",

@@ -3,7 +3,7 @@
 See ``docs/priors.md``.
 """
 
-from mixtures._src.core.priors import ConjugatePrior, DirichletPrior, Prior
+from mixtures._src.core.priors import ConjugatePrior, DirichletPrior, DirichletProcessPrior, Prior
 from mixtures._src.families.gaussian.prior import GaussianPrior
 
-__all__ = ["ConjugatePrior", "DirichletPrior", "GaussianPrior", "Prior"]
+__all__ = ["ConjugatePrior", "DirichletPrior", "DirichletProcessPrior", "GaussianPrior", "Prior"]

@@ -68,6 +68,22 @@ class Family(abc.ABC):
     (``mx.fit(..., prior=...)``): :meth:`check_prior`, :meth:`default_prior`,
     :meth:`map_step` and :meth:`log_prior`. Without them the family fits by
     maximum likelihood, and a component prior is rejected on the host.
+
+    Optional, for variational Bayes (:func:`mixtures.fit_variational`): with
+    :attr:`conjugate` set, :meth:`posterior_update`, :meth:`expected_params`,
+    :meth:`posterior_kl`, :meth:`posterior_mean` and :meth:`predictive_log_prob`,
+    over the same prior type as MAP-EM (its posterior is of the same type,
+    with a leading component axis).
+    """
+
+    conjugate: ClassVar[bool] = False
+    """Whether the family implements the variational methods over its conjugate prior.
+
+    Mean-field variational Bayes then needs nothing else from the family:
+    the E-step is the ordinary one under :meth:`expected_params` (component
+    log-densities plus a per-component offset), the statistics are
+    :meth:`accumulate`'s, and the posterior is the prior plus the statistics
+    (:meth:`posterior_update`).
     """
 
     m_step_needs_data: ClassVar[bool] = False
@@ -498,6 +514,105 @@ class Family(abc.ABC):
         """
         del params, prior, weights
         raise NotImplementedError(f"{type(self).__name__} does not implement log_prior.")
+
+    # -- variational Bayes (optional; see `conjugate`) ----------------------------
+
+    def default_variational_prior(self, x: np.ndarray, n_components: int, sample_weight=None) -> Any:
+        """The component prior :func:`mixtures.fit_variational` uses by default; :meth:`default_prior` unless overridden.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> mx.Gaussian("diag").default_variational_prior(np.array([[0.0], [2.0]]), 1).mean.tolist()
+          [1.0]
+        """
+        return self.default_prior(x, n_components, sample_weight=sample_weight)
+
+    def posterior_update(self, stats: Stats, counts: jax.Array, frame: Params, prior: Any) -> Any:
+        """The conjugate posterior of every component given the summed statistics.
+
+        Args:
+          stats: statistics from :meth:`accumulate` (or the family's fast
+            pass), summed over all rows.
+          counts: summed responsibilities, shape (K,).
+          frame: the parameters the statistics were accumulated under (a
+            family whose statistics are relative to them, as the Gaussian's,
+            reads them back).
+          prior: the component prior, as returned by :meth:`check_prior`.
+
+        Returns:
+          The posterior: the prior's type with a leading axis K on every leaf.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.priors import ConjugatePrior
+          >>> f, x = mx.Poisson(), np.array([[2.0], [4.0]])
+          >>> p = f.make_params(np.ones((1, 1)))
+          >>> post = f.posterior_update(f.accumulate(p, x, np.ones((2, 1))), np.array([2.0]), p, ConjugatePrior(1.0, np.array([3.0])))
+          >>> post.pseudo_count.tolist(), post.mean.tolist()  # 1 + 2; (1·3 + 6) / 3
+          ([3.0], [[3.0]])
+        """
+        del stats, counts, frame, prior
+        raise NotImplementedError(f"{type(self).__name__} does not implement variational Bayes.")
+
+    def expected_params(self, posterior: Any) -> tuple[Params, jax.Array]:
+        """Parameters θ̃ₖ and offsets cₖ with E_q[log p(x | θₖ)] = log p(x | θ̃ₖ) + cₖ for every x.
+
+        The variational E-step is then the ordinary one with the
+        log-weights E_q[log πₖ] + cₖ: one code path for EM and VB.
+
+        Args:
+          posterior: the posterior from :meth:`posterior_update` (leading axis K).
+
+        Returns:
+          ``(params, offsets)``: parameters with a leading axis K, and (K,) offsets.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.priors import ConjugatePrior
+          >>> params, offsets = mx.Poisson().expected_params(ConjugatePrior(np.array([2.0]), np.array([[3.0]])))
+          >>> params.rates.round(4).tolist(), offsets.round(4).tolist()  # exp E[log λ]; E[λ] − exp E[log λ]
+          ([[2.7538]], [-0.2462])
+        """
+        del posterior
+        raise NotImplementedError(f"{type(self).__name__} does not implement variational Bayes.")
+
+    def posterior_kl(self, posterior: Any, prior: Any) -> jax.Array:
+        """KL(q(θ) ‖ p(θ)) summed over the components (a parameter shared by all counted once); a scalar.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.priors import ConjugatePrior
+          >>> prior = ConjugatePrior(np.array(2.0), np.array([3.0]))
+          >>> float(mx.Poisson().posterior_kl(ConjugatePrior(np.array([2.0]), np.array([[3.0]])), prior))
+          0.0
+        """
+        del posterior, prior
+        raise NotImplementedError(f"{type(self).__name__} does not implement variational Bayes.")
+
+    def posterior_mean(self, posterior: Any) -> Params:
+        """Point parameters summarising the posterior (the family documents which: a posterior mean).
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.priors import ConjugatePrior
+          >>> mx.Poisson().posterior_mean(ConjugatePrior(np.array([2.0]), np.array([[3.0]]))).rates.tolist()
+          [[3.0]]
+        """
+        del posterior
+        raise NotImplementedError(f"{type(self).__name__} does not implement variational Bayes.")
+
+    def predictive_log_prob(self, posterior: Any, x: jax.Array) -> jax.Array:
+        """(B, K) log posterior-predictive densities ∫ p(xₙ | θ) q(θₖ) dθ of rows x (B, D).
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.priors import ConjugatePrior
+          >>> post = ConjugatePrior(np.array([1.0]), np.array([[1.0]]))  # rate ~ Gamma(1, 1)
+          >>> np.exp(mx.Poisson().predictive_log_prob(post, np.array([[0.0], [1.0]]))).round(4).tolist()  # ½, ¼
+          [[0.5], [0.25]]
+        """
+        del posterior, x
+        raise NotImplementedError(f"{type(self).__name__} does not implement variational Bayes.")
 
     def check_params(self, params) -> None:
         """Raises ``ValueError`` if a warm start's ``params`` (host arrays, leading axis K) lie outside the parameter space.

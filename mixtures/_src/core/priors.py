@@ -31,6 +31,7 @@ from mixtures._src.core import checks
 __all__ = [
     "ConjugatePrior",
     "DirichletPrior",
+    "DirichletProcessPrior",
     "Prior",
     "check_conjugate_prior",
     "check_dirichlet_prior",
@@ -101,6 +102,27 @@ class DirichletPrior(NamedTuple):
       >>> from mixtures.priors import DirichletPrior
       >>> float(DirichletPrior(2.0).concentration)
       2.0
+    """
+
+    concentration: Any
+
+
+class DirichletProcessPrior(NamedTuple):
+    """Truncated stick-breaking Dirichlet-process prior on the mixing weights (variational Bayes).
+
+    πₖ = vₖ ∏ⱼ₍ⱼ₋ₖ₎ (1 − vⱼ) with sticks vₖ ~ beta(1, γ), k = 1 … K (K the
+    truncation). A small γ makes the first few sticks take most of the mass,
+    so unneeded components get weight near zero; the expected number of
+    components grows like γ log N. Only :func:`mixtures.fit_variational`
+    takes it.
+
+    Attributes:
+      concentration: γ > 0, scalar.
+
+    Example:
+      >>> from mixtures.priors import DirichletProcessPrior
+      >>> float(DirichletProcessPrior(0.5).concentration)
+      0.5
     """
 
     concentration: Any

@@ -73,7 +73,7 @@ class FitResult(NamedTuple):
     all_n_collapsed: jax.Array
 
 
-def accumulate(mixture: Mixture, rows: Rows, options: EMOptions, *, once: bool = False) -> Sums:
+def accumulate(mixture: Mixture, rows: Rows, options: EMOptions, *, once: bool = False, log_weights=None) -> Sums:
     """E-step and accumulation over all rows, block by block.
 
     With ``options.missing`` (rows with missing entries, NaN), per block the
@@ -92,6 +92,10 @@ def accumulate(mixture: Mixture, rows: Rows, options: EMOptions, *, once: bool =
       options: the static options (chunk size, hard, fast path, axes).
       once: a pass that runs once per compiled program (the final
         log-likelihood, an initialisation): the family compiles one path.
+      log_weights: (K,) log-weights to use instead of log πₖ, which need
+        not be normalised (variational Bayes passes E_q[log πₖ] plus the
+        family's offsets); the log-likelihood is then
+        Σₙ wₙ log Σₖ exp(log_weightsₖ + log p(xₙ | θₖ)).
 
     Returns:
       :class:`~mixtures.engine.Sums` over all rows.
@@ -106,7 +110,8 @@ def accumulate(mixture: Mixture, rows: Rows, options: EMOptions, *, once: bool =
       [1.0, 2.0]
     """
     family = mixture.family
-    posterior = Posterior(jnp.log(mixture.weights), options.hard, rows.labels)
+    log_w = jnp.log(mixture.weights) if log_weights is None else log_weights
+    posterior = Posterior(log_w, options.hard, rows.labels)
     if options.missing:
 
         def observed_block(x, w, index):

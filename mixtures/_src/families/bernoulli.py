@@ -8,6 +8,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import gammaln
 
 from mixtures._src.core import checks
 from mixtures._src.core import domain
@@ -106,6 +107,17 @@ class Bernoulli(ExponentialFamily):
           1.386294
         """
         return jnp.sum(jax.nn.softplus(natural))
+
+    def log_conjugate_normalizer(self, tau, nu):
+        """log Z(τ, ν) = Σⱼ log B(τⱼ, ν − τⱼ): a beta(τⱼ, ν − τⱼ) posterior on each probability.
+
+        Example:
+          >>> import jax.numpy as jnp
+          >>> from mixtures import Bernoulli
+          >>> round(float(Bernoulli().log_conjugate_normalizer(jnp.array([1.0]), jnp.array(2.0))), 6)  # B(1, 1) = 1
+          0.0
+        """
+        return jnp.sum(gammaln(tau) + gammaln(nu - tau) - gammaln(nu))
 
     def to_natural(self, params):
         """η = log p − log(1 − p), shape (D,), of one component's parameters.

@@ -10,6 +10,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import gammaln
 
 from mixtures._src.core import checks
 from mixtures._src.core import domain
@@ -213,6 +214,22 @@ class Categorical(ExponentialFamily):
           1.791759
         """
         return jnp.sum(jax.nn.logsumexp(self._full_logits(natural), axis=1))
+
+    def log_conjugate_normalizer(self, tau, nu):
+        """log Z(τ, ν) = Σⱼ log B(αⱼ): a Dirichlet(αⱼ) posterior on each feature's probabilities.
+
+        αⱼ꜀ = τⱼ꜀ for the categories c ≥ 1 and αⱼ₀ = ν − Σ꜀ τⱼ꜀, so Σ꜀ αⱼ꜀ = ν.
+
+        Example:
+          >>> import jax.numpy as jnp
+          >>> from mixtures import Categorical
+          >>> round(float(Categorical((3,)).log_conjugate_normalizer(jnp.array([1.0, 1.0]), jnp.array(3.0))), 6)  # B(1,1,1) = ½
+          -0.693147
+        """
+        lay = _layout(self.n_categories)
+        features = lay.feature[lay.free]
+        rest = nu - jax.ops.segment_sum(tau, features, num_segments=len(self.n_categories))
+        return jnp.sum(gammaln(tau)) + jnp.sum(gammaln(rest) - gammaln(nu))
 
     def to_natural(self, params):
         """η = log pⱼ꜀ − log pⱼ₀ for categories c ≥ 1, shape (M,), of one component.

@@ -29,6 +29,7 @@ from jax import lax
 from mixtures._src.core import blocks
 from mixtures._src.core.family import Family
 from mixtures._src.core.priors import ConjugatePrior, check_conjugate_prior
+from mixtures._src.families import conjugate
 
 __all__ = ["ExponentialFamily", "ExpFamStats", "newton_natural_from_mean"]
 
@@ -373,6 +374,69 @@ class ExponentialFamily(Family):
         eta = jax.vmap(self.to_natural)(params)  # (K, M)
         per = jnp.dot(eta, prior.mean, precision=_HI) - jax.vmap(self.log_partition)(eta)
         return prior.pseudo_count * jnp.sum(jnp.where(weights > 0, per, 0.0))
+
+    # -- variational Bayes, from the conjugate prior's normaliser -------------------
+
+    def log_conjugate_normalizer(self, tau: jax.Array, nu: jax.Array) -> jax.Array:
+        """log Z(τ, ν) = log ∫ exp(⟨η, τ⟩ − ν A(η)) dη of one component's conjugate prior; optional.
+
+        A family that states it gets variational Bayes
+        (:func:`mixtures.fit_variational`) and posterior-predictive densities
+        by autodiff (see :mod:`mixtures._src.families.conjugate`); the
+        default raises ``NotImplementedError`` and :attr:`conjugate` is False.
+
+        Args:
+          tau: τ, shape (M,) (in pseudo-count form, a μ₀).
+          nu: ν, a scalar (the pseudo-count a).
+
+        Returns:
+          A scalar (+inf or NaN where the integral diverges).
+        """
+        del tau, nu
+        raise NotImplementedError(f"{type(self).__name__} does not state its conjugate prior's normaliser.")
+
+    @property
+    def conjugate(self) -> bool:
+        """Whether the family states :meth:`log_conjugate_normalizer` (and so supports variational Bayes)."""
+        return type(self).log_conjugate_normalizer is not ExponentialFamily.log_conjugate_normalizer
+
+    def default_variational_prior(self, x, n_components: int, sample_weight=None) -> ConjugatePrior:
+        """One pseudo-observation at the data's average of T(x), moved 1/(N + 1) of the way to the mean at η = :meth:`initial_natural`.
+
+        The move keeps the prior proper where a feature's average sits at
+        the edge of its range (a Bernoulli feature that is always 0, a
+        Poisson count that is always 0), where the conjugate normaliser
+        diverges.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> mx.Bernoulli().default_variational_prior(np.array([[0.0], [0.0], [0.0]]), 2).mean.tolist()  # (3·0 + ½) / 4
+          [0.125]
+        """
+        del n_components
+        prior = ConjugatePrior.default(self, x, sample_weight=sample_weight)
+        start = self.initial_natural(prior.mean)
+        inner = jax.grad(self.log_partition)(start)
+        n = np.shape(x)[0] if sample_weight is None else float(np.sum(sample_weight))
+        mean = (n * prior.mean + inner) / (n + 1.0)
+        return ConjugatePrior(prior.pseudo_count, mean.astype(prior.mean.dtype))
+
+    def posterior_update(self, stats: ExpFamStats, counts, frame, prior: ConjugatePrior) -> ConjugatePrior:
+        del frame
+        return conjugate.posterior_update(self, stats, counts, prior)
+
+    def expected_params(self, posterior: ConjugatePrior):
+        return conjugate.expected_params(self, posterior)
+
+    def posterior_kl(self, posterior: ConjugatePrior, prior: ConjugatePrior):
+        return conjugate.posterior_kl(self, posterior, prior)
+
+    def posterior_mean(self, posterior: ConjugatePrior):
+        """The parameters at the posterior mean of the mean parameters, E_q[∇A(η)] = τ / ν."""
+        return conjugate.posterior_mean(self, posterior)
+
+    def predictive_log_prob(self, posterior: ConjugatePrior, x):
+        return conjugate.predictive_log_prob(self, posterior, x)
 
     def initial_natural(self, mean: jax.Array) -> jax.Array:
         """A natural parameter inside A's domain from which Newton starts when no fit exists yet.

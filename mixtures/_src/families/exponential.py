@@ -8,6 +8,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import gammaln
 
 from mixtures._src.core import checks
 from mixtures._src.core import domain
@@ -96,6 +97,17 @@ class Exponential(ExponentialFamily):
           2.079442
         """
         return -jnp.sum(jnp.log(-natural))
+
+    def log_conjugate_normalizer(self, tau, nu):
+        """log Z(τ, ν) = Σⱼ [log Γ(ν + 1) − (ν + 1) log τⱼ]: a gamma(ν + 1, τⱼ) posterior on each rate.
+
+        Example:
+          >>> import jax.numpy as jnp
+          >>> from mixtures import Exponential
+          >>> round(float(Exponential().log_conjugate_normalizer(jnp.array([1.0]), jnp.array(1.0))), 6)  # Γ(2) = 1
+          0.0
+        """
+        return jnp.sum(gammaln(nu + 1.0) - (nu + 1.0) * jnp.log(tau))
 
     def to_natural(self, params):
         """η = −λ, shape (D,), of one component's parameters.

@@ -355,6 +355,78 @@ class Independent(Family):
 
     # -- describing itself to the front ends ------------------------------------------------
 
+    # -- priors: MAP-EM and variational Bayes, group by group ------------------------
+
+    def check_prior(self, prior, x) -> tuple:
+        """A tuple with one prior per group, each checked by its family on its columns.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures import Independent
+          >>> fam = Independent(((mx.Poisson(), (0,)), (mx.Bernoulli(), (1,))))
+          >>> fam.check_prior(mx.ConjugatePrior(1.0, np.ones(1)), np.zeros((3, 2)))
+          Traceback (most recent call last):
+          ...
+          TypeError: `prior` for an Independent family must be a tuple with one prior per group (2); received ConjugatePrior.
+        """
+        if not isinstance(prior, tuple) or hasattr(prior, "_fields") or len(prior) != len(self.components):
+            raise TypeError(
+                f"`prior` for an Independent family must be a tuple with one prior per group "
+                f"({len(self.components)}); received {type(prior).__name__}."
+            )
+        return tuple(
+            family.check_prior(part, _take(x, cols)) for (family, cols), part in zip(self.components, prior)
+        )
+
+    def default_prior(self, x, n_components: int, sample_weight=None) -> tuple:
+        """Each group's default prior on its columns; a tuple."""
+        return tuple(
+            family.default_prior(_take(x, cols), n_components, sample_weight=sample_weight)
+            for family, cols in self.components
+        )
+
+    def default_variational_prior(self, x, n_components: int, sample_weight=None) -> tuple:
+        """Each group's default variational prior on its columns; a tuple."""
+        return tuple(
+            family.default_variational_prior(_take(x, cols), n_components, sample_weight=sample_weight)
+            for family, cols in self.components
+        )
+
+    def map_step(self, stats: tuple, counts, previous: tuple, prior: tuple, weights) -> tuple:
+        return tuple(
+            family.map_step(s, counts, p, q, weights)
+            for (family, _), s, p, q in zip(self.components, stats, previous, prior)
+        )
+
+    def log_prior(self, params: tuple, prior: tuple, weights):
+        return sum(family.log_prior(p, q, weights) for (family, _), p, q in zip(self.components, params, prior))
+
+    @property
+    def conjugate(self) -> bool:
+        """Whether every group's family has a conjugate posterior (variational Bayes)."""
+        return all(family.conjugate for family, _ in self.components)
+
+    def posterior_update(self, stats: tuple, counts, frame: tuple, prior: tuple) -> tuple:
+        return tuple(
+            family.posterior_update(s, counts, f, q)
+            for (family, _), s, f, q in zip(self.components, stats, frame, prior)
+        )
+
+    def expected_params(self, posterior: tuple):
+        parts = [family.expected_params(q) for (family, _), q in zip(self.components, posterior)]
+        return tuple(params for params, _ in parts), sum(offsets for _, offsets in parts)
+
+    def posterior_kl(self, posterior: tuple, prior: tuple):
+        return sum(family.posterior_kl(q, p) for (family, _), q, p in zip(self.components, posterior, prior))
+
+    def posterior_mean(self, posterior: tuple) -> tuple:
+        return tuple(family.posterior_mean(q) for (family, _), q in zip(self.components, posterior))
+
+    def predictive_log_prob(self, posterior: tuple, x):
+        return sum(
+            family.predictive_log_prob(q, _take(x, cols)) for (family, cols), q in zip(self.components, posterior)
+        )
+
     def marginal(self, params: tuple, columns):
         """The marginal over columns of one group: that group's family's marginal; None across groups.
 

@@ -127,6 +127,17 @@ class Poisson(ExponentialFamily):
         """
         return jnp.sum(jnp.exp(natural))
 
+    def log_conjugate_normalizer(self, tau, nu):
+        """log Z(τ, ν) = Σⱼ [log Γ(τⱼ) − τⱼ log ν]: a gamma(τⱼ, ν) posterior on each rate.
+
+        Example:
+          >>> import jax.numpy as jnp
+          >>> from mixtures import Poisson
+          >>> round(float(Poisson().log_conjugate_normalizer(jnp.array([3.0]), jnp.array(2.0))), 6)  # log 2 − 3 log 2
+          -1.386294
+        """
+        return jnp.sum(gammaln(tau) - tau * jnp.log(nu))
+
     def to_natural(self, params):
         """η = log λ, shape (D,), of one component's parameters.
 

@@ -17,6 +17,7 @@ from mixtures._src.core.posterior import Sums
 from mixtures._src.families.gaussian import fast
 from mixtures._src.families.gaussian import missing
 from mixtures._src.families.gaussian import models
+from mixtures._src.families.gaussian import variational
 from mixtures._src.families.gaussian.params import (
     GaussianParams,
     GaussianStats,
@@ -552,25 +553,14 @@ class Gaussian(domain.SquaredRealData, Family):
         """
         k, d = previous.means.shape
         model = self.model
-        stats = data_frame(self.layout, stats, previous.precisions_cholesky)
         kappa, nu = prior.shrinkage, prior.dof
-        offset = (stats.first + kappa * (prior.mean[None, :] - previous.means)) / (counts + kappa)[:, None]
-        means = previous.means + offset  # the shift c plus (Nₖ (x̄ₖ − c) + κ₀ (μ₀ − c)) / (Nₖ + κ₀)
+        means, scatter = self.posterior_scatter(stats, counts, previous, prior)
         if model == "identity":
             return GaussianParams(means, previous.precisions_cholesky)
-        to_prior = means - prior.mean[None, :]
         on = weights > 0  # switched-off components have zero counts and zero scatter
         n_on = jnp.sum(on).astype(counts.dtype)
         total = jnp.sum(jnp.where(on, counts, 0.0))
         if self.layout == "full":
-            cross = stats.first[:, :, None] * offset[:, None, :]
-            scatter = (
-                stats.second
-                - cross
-                - jnp.swapaxes(cross, 1, 2)
-                + counts[:, None, None] * offset[:, :, None] * offset[:, None, :]
-                + kappa * to_prior[:, :, None] * to_prior[:, None, :]
-            )
             eye = jnp.eye(d, dtype=means.dtype)
             if model == "VVV":
                 cov = (prior.scale[None] + scatter) / (counts + nu + d + 2)[:, None, None] + self.reg_covar * eye[None]
@@ -583,9 +573,6 @@ class Gaussian(domain.SquaredRealData, Family):
             shifted = counts + nu + d + 2
             scatter = prior.scale[None] + scatter + (shifted * self.reg_covar)[:, None, None] * eye[None]
             return self._fitted(means, scatter, shifted, previous, on)
-        scatter = (
-            stats.second - 2.0 * stats.first * offset + counts[:, None] * offset**2 + kappa * to_prior**2
-        )
         if model == "VVI":
             var = (prior.scale[None, :] + scatter) / (counts + nu + 3)[:, None]
         elif model == "VII":
@@ -601,6 +588,39 @@ class Gaussian(domain.SquaredRealData, Family):
             scatter = prior.scale[None, :] + scatter + (shifted * self.reg_covar)[:, None]
             return self._fitted(means, scatter, shifted, previous, on)
         return GaussianParams(means, 1.0 / jnp.sqrt(var + self.reg_covar))
+
+    def posterior_scatter(self, stats: GaussianStats, counts, previous: GaussianParams, prior: GaussianPrior):
+        """The posterior means and the scatter about them, prior term included.
+
+        μₖ = (Nₖ x̄ₖ + κ₀ μ₀) / (Nₖ + κ₀) and
+        Sₖ = Σₙ rₙₖ (xₙ − μₖ)(xₙ − μₖ)ᵀ + κ₀ (μₖ − μ₀)(μₖ − μ₀)ᵀ
+        (= Nₖ Cₖ + κ₀ Nₖ / (κ₀ + Nₖ) (x̄ₖ − μ₀)(x̄ₖ − μ₀)ᵀ, Cₖ the weighted
+        covariance), from statistics accumulated under ``previous``. The MAP
+        step and the variational posterior both start from these.
+
+        Returns:
+          ``(means, scatter)``: (K, D), and (K, D, D) for the full layout or
+          (K, D) (the diagonal) otherwise; None for "identity".
+        """
+        stats = data_frame(self.layout, stats, previous.precisions_cholesky)
+        kappa = prior.shrinkage
+        offset = (stats.first + kappa * (prior.mean[None, :] - previous.means)) / (counts + kappa)[:, None]
+        means = previous.means + offset  # the shift c plus (Nₖ (x̄ₖ − c) + κ₀ (μ₀ − c)) / (Nₖ + κ₀)
+        if self.model == "identity":
+            return means, None
+        to_prior = means - prior.mean[None, :]
+        if self.layout == "full":
+            cross = stats.first[:, :, None] * offset[:, None, :]
+            scatter = (
+                stats.second
+                - cross
+                - jnp.swapaxes(cross, 1, 2)
+                + counts[:, None, None] * offset[:, :, None] * offset[:, None, :]
+                + kappa * to_prior[:, :, None] * to_prior[:, None, :]
+            )
+        else:
+            scatter = stats.second - 2.0 * stats.first * offset + counts[:, None] * offset**2 + kappa * to_prior**2
+        return means, scatter
 
     def log_prior(self, params: GaussianParams, prior: GaussianPrior, weights):
         """Log density of the normal–inverse-Wishart prior (or its analogue) without its constant.
@@ -656,6 +676,81 @@ class Gaussian(domain.SquaredRealData, Family):
         else:
             per = (nu + d + 2) * jnp.log(u) - 0.5 * (prior.scale + kappa * jnp.sum(diff**2, axis=-1)) * u**2
         return jnp.sum(jnp.where(on, per, 0.0))
+
+    # -- variational Bayes (mixtures._src.families.gaussian.variational) ---------------
+
+    @property
+    def conjugate(self) -> bool:
+        """Whether this covariance model has a conjugate posterior: VVV, EEE, VVI, EEI, VII, EII and "identity"."""
+        return self.model in variational.MODELS
+
+    def default_variational_prior(self, x, n_components: int, sample_weight=None) -> GaussianPrior:
+        """scikit-learn's ``BayesianGaussianMixture`` defaults, in :class:`~mixtures.priors.GaussianPrior`'s terms.
+
+        μ₀ the data's mean, κ₀ = 1, and for "full": ν₀ = D, Ψ = the data's
+        covariance (divided by Σw − 1); "diag": ν₀ = D, Ψ the variances;
+        "spherical": ν₀ = D², Ψ = D × the mean variance (scikit-learn's
+        prior is per feature). A model shared by all components counts
+        the prior once per component, as scikit-learn's "tied": ν₀ and Ψ
+        times K. "identity": only μ₀ and κ₀ are used.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> x = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [2.0, 4.0]])
+          >>> p = mx.Gaussian("spherical").default_variational_prior(x, 3)
+          >>> float(p.dof), round(float(p.scale), 6)  # D², D × (4/3 + 16/3)/2
+          (4.0, 6.666667)
+        """
+        host = np.asarray(x, np.float64)
+        n, d = host.shape
+        w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
+        total = np.sum(w)
+        mean = w @ host / total
+        centred = host - mean[None, :]
+        cov = (centred * w[:, None]).T @ centred / max(total - 1.0, 1e-12)
+        var = np.diagonal(cov).copy()
+        if self.layout == "full":
+            dof, scale = float(d), cov
+        elif self.layout == "diag":
+            dof, scale = float(d), var
+        else:
+            dof, scale = float(d * d), d * float(np.mean(var))
+        if self.model in variational.SHARED:
+            dof, scale = n_components * dof, n_components * scale
+        if self.model == "identity":
+            dof, scale = float(d), 1.0
+        dtype = checks.float_dtype_for(np.asarray(x).dtype)
+        as_array = lambda a: jnp.asarray(a, dtype)  # noqa: E731
+        return GaussianPrior(as_array(mean), as_array(1.0), as_array(dof), as_array(scale))
+
+    def posterior_update(self, stats: GaussianStats, counts, frame: GaussianParams, prior: GaussianPrior):
+        """The normal–Wishart (or normal–gamma) posterior of every component; see the module above.
+
+        Example:
+          >>> import numpy as np, mixtures as mx
+          >>> from mixtures.priors import GaussianPrior
+          >>> g = mx.Gaussian("spherical", reg_covar=0.0)
+          >>> p = g.make_params(np.zeros((1, 1)), np.ones(1))
+          >>> x = np.array([[1.0], [3.0]])
+          >>> prior = GaussianPrior(np.array([0.0]), np.array(1.0), np.array(1.0), np.array(1.0))
+          >>> post = g.posterior_update(g.accumulate(p, x, np.ones((2, 1))), np.array([2.0]), p, prior)
+          >>> round(float(post.mean[0, 0]), 4), float(post.dof[0]), round(float(post.scale[0]), 4)  # Ψ = 1 + 2 + 8/3
+          (1.3333, 3.0, 5.6667)
+        """
+        return variational.posterior_update(self, stats, counts, frame, prior)
+
+    def expected_params(self, posterior: GaussianPrior):
+        return variational.expected_params(self, posterior)
+
+    def posterior_kl(self, posterior: GaussianPrior, prior: GaussianPrior):
+        return variational.posterior_kl(self, posterior, prior)
+
+    def posterior_mean(self, posterior: GaussianPrior) -> GaussianParams:
+        """The posterior means mₖ and covariances E_q[Λₖ]⁻¹ = Ψₖ / νₖ (scikit-learn's ``covariances_``)."""
+        return variational.expected_params(self, posterior)[0]
+
+    def predictive_log_prob(self, posterior: GaussianPrior, x):
+        return variational.predictive_log_prob(self, posterior, x)
 
     def sample(self, params: GaussianParams, key) -> jax.Array:
         eps = jax.random.normal(key, params.means.shape, params.means.dtype)
