@@ -1,4 +1,4 @@
-"""scikit-learn estimators: :class:`GaussianMixture` and :class:`MixtureModel`.
+"""scikit-learn estimators: :class:`GaussianMixture`, :class:`MixtureModel` and :class:`BayesianGaussianMixture`.
 
 :class:`GaussianMixture` takes the constructor arguments of
 ``sklearn.mixture.GaussianMixture``, sets the same fitted attributes and has
@@ -6,6 +6,8 @@ the same methods, plus ``sample_weight`` in ``fit``; switching is one import.
 :class:`MixtureModel` is the same estimator for any component family
 (``mx.Poisson()``, ``mx.Bernoulli()``, ...). Both fit with :func:`mixtures.fit`:
 the ``n_init`` restarts run side by side in one compiled program.
+:class:`BayesianGaussianMixture` is ``sklearn.mixture.BayesianGaussianMixture``
+on :func:`mixtures.fit_variational`.
 
 Precision: every call computes in float64 for float64 (or integer) input and in
 float32 for float32 input, as scikit-learn does, whatever JAX's global x64
@@ -53,7 +55,7 @@ from mixtures._src.families.gaussian.family import Gaussian, GaussianParams
 from mixtures._src.fitting.init import check_method, initialize, tree_classes
 from mixtures._src.core.mixture import Mixture
 
-__all__ = ["GaussianMixture", "MixtureModel"]
+__all__ = ["BayesianGaussianMixture", "GaussianMixture", "MixtureModel"]
 
 # scikit-learn's init_params names, and the library's, to the library's.
 INIT_PARAMS = {
@@ -1012,3 +1014,12 @@ def _domain_probe(family: Family) -> dict:
         accepted([[-v if j == c else v for j, v in enumerate(row)] for row in base]) for c in range(2)
     )
     return accepts
+
+
+def __getattr__(name: str):
+    """``BayesianGaussianMixture``, from its own module (which builds on this one's helpers)."""
+    if name == "BayesianGaussianMixture":
+        from mixtures._sklearn_variational import BayesianGaussianMixture
+
+        return BayesianGaussianMixture
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,10 +17,13 @@ import pytest
 import scipy.integrate
 import scipy.stats
 from scipy.special import betaln, digamma, gammaln, multigammaln
-from sklearn.mixture import BayesianGaussianMixture
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import BayesianGaussianMixture as SklearnBayesianGaussianMixture
 from sklearn.mixture._gaussian_mixture import _estimate_log_gaussian_prob
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import mixtures as mx
+from mixtures.sklearn import BayesianGaussianMixture
 from mixtures.priors import ConjugatePrior, DirichletPrior, DirichletProcessPrior, GaussianPrior, Prior
 
 jax.config.update("jax_enable_x64", True)
@@ -28,7 +31,7 @@ jax.config.update("jax_enable_x64", True)
 FAITHFUL = np.asarray(mx.datasets.load_old_faithful(), np.float64)
 
 
-class _FromResponsibilities(BayesianGaussianMixture):
+class _FromResponsibilities(SklearnBayesianGaussianMixture):
     """scikit-learn's VB started from given responsibilities, with the exact E-step for "diag" and "spherical"."""
 
     def __init__(self, resp=None, **kwargs):
@@ -349,3 +352,60 @@ def test_an_improper_prior_is_refused_and_the_default_stays_proper():
         mx.fit_variational(bits, mx.Bernoulli(), 2, key=jax.random.key(0), prior=Prior(ConjugatePrior(1.0, np.array([0.0, 0.5]))))
     result = mx.fit_variational(bits, mx.Bernoulli(), 2, key=jax.random.key(0))
     assert np.isfinite(float(result.elbo))
+
+
+# -- the scikit-learn estimator ------------------------------------------------------
+
+
+@parametrize_with_checks(
+    [BayesianGaussianMixture(n_components=2, max_iter=5), BayesianGaussianMixture(
+        n_components=2, covariance_type="diag", weight_concentration_prior_type="dirichlet_distribution", max_iter=5)]
+)
+def test_the_estimator_passes_scikit_learns_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
+
+
+@pytest.mark.parametrize("covariance", ["full", "tied"])
+def test_the_estimators_methods_are_scikit_learns_at_the_same_posterior(covariance):
+    x = FAITHFUL
+    ours = BayesianGaussianMixture(n_components=4, covariance_type=covariance, random_state=0, max_iter=300).fit(x)
+    assert ours.converged_
+    sk = SklearnBayesianGaussianMixture(n_components=4, covariance_type=covariance)
+    sk._check_parameters(x)
+    sk._set_parameters(
+        (ours.weight_concentration_, ours.mean_precision_, ours.means_, ours.degrees_of_freedom_, ours.covariances_,
+         ours.precisions_cholesky_)
+    )
+    sk.n_features_in_ = 2
+    np.testing.assert_allclose(ours.weights_, sk.weights_ / np.sum(sk.weights_), rtol=1e-12)
+    np.testing.assert_allclose(ours.predict_proba(x), sk.predict_proba(x), atol=1e-10)
+    # "tied": the shared precision's exact degrees of freedom shift every row by one constant.
+    shift = ours.score_samples(x) - sk.score_samples(x)
+    np.testing.assert_allclose(shift, shift[0] if covariance == "tied" else 0.0, atol=1e-10)
+    np.testing.assert_array_equal(ours.predict(x), sk.predict(x))
+    np.testing.assert_allclose(ours.precisions_, np.linalg.inv(ours.covariances_), rtol=1e-10)
+    # The ELBO never decreased, and lower_bound_ is the ELBO after the last update.
+    bounds = np.asarray(ours.lower_bounds_)
+    assert np.all(np.diff(bounds) >= -1e-9 * np.abs(bounds[1:]))
+    assert ours.lower_bound_ >= bounds[-1] - 1e-9 * abs(bounds[-1])
+    samples, labels = ours.sample(50)
+    assert samples.shape == (50, 2) and np.all(np.diff(labels) >= 0)
+
+
+def test_the_estimator_continues_with_warm_start_and_checks_its_priors():
+    x = FAITHFUL
+    first = BayesianGaussianMixture(n_components=3, max_iter=3, random_state=0, warm_start=True)
+    with pytest.warns(ConvergenceWarning):
+        first.fit(x)
+    before = first.lower_bound_
+    first.set_params(max_iter=200)
+    first.fit(x)
+    assert first.lower_bounds_[0] == pytest.approx(before, rel=1e-12)
+    with pytest.raises(ValueError, match="degrees_of_freedom_prior"):
+        BayesianGaussianMixture(degrees_of_freedom_prior=0.5).fit(x)
+    with pytest.raises(ValueError, match="weight_concentration_prior_type"):
+        BayesianGaussianMixture(weight_concentration_prior_type="beta").fit(x)
+    with pytest.raises(ValueError, match="covariance_prior"):
+        BayesianGaussianMixture(covariance_type="full", covariance_prior=-np.eye(2)).fit(x)

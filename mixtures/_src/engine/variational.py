@@ -82,8 +82,13 @@ def step(posterior: VariationalMixture, rows: Rows, options: EMOptions, prior):
 
 
 def start(mixture: Mixture, rows: Rows, options: EMOptions, prior) -> VariationalState:
-    """The state whose posterior is the update from ``mixture``'s responsibilities (one ordinary E-step)."""
-    sums = em.accumulate(mixture, rows, options, once=True)
+    """The state whose posterior is the update from ``mixture``'s hard assignments (each row to its likeliest component).
+
+    As scikit-learn starts from K-means labels: every component then starts
+    from its own rows, where soft responsibilities would let a start's
+    overlapping components begin alike.
+    """
+    sums = em.accumulate(mixture, rows, options.replace(hard=True), once=True)
     posterior = posterior_from(mixture.family, sums, mixture.params, prior)
     begin = jnp.asarray(-jnp.inf, mixture.dtype)
     return VariationalState(posterior, jnp.asarray(0, jnp.int32), begin, begin)

@@ -164,6 +164,7 @@ def fit_variational(
     tol = checks.non_negative_float(tol, "tol")
     chunk = blocks.default_chunk_size(k * n_init, d) if chunk_size is None else checks.positive_int(chunk_size, "chunk_size")
     weights = checks.as_sample_weight(sample_weight, n)
+    weights = None if weights is None else np.asarray(weights, np.float64)
     if weights is not None:
         checks.components_within_rows(1, int(np.count_nonzero(np.asarray(weights) > 0)))
     if callback is not None and not callable(callback):

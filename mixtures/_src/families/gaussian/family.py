@@ -692,7 +692,10 @@ class Gaussian(domain.SquaredRealData, Family):
         "spherical": ν₀ = D², Ψ = D × the mean variance (scikit-learn's
         prior is per feature). A model shared by all components counts
         the prior once per component, as scikit-learn's "tied": ν₀ and Ψ
-        times K. "identity": only μ₀ and κ₀ are used.
+        times K. "identity": only μ₀ and κ₀ are used. Where the data's
+        covariance is singular (fewer rows than features, a constant
+        feature), ``reg_covar`` (at least 10⁻⁶ of the mean variance, or
+        10⁻⁶) is added to its diagonal, so the prior stays proper.
 
         Example:
           >>> import numpy as np, mixtures as mx
@@ -707,7 +710,9 @@ class Gaussian(domain.SquaredRealData, Family):
         total = np.sum(w)
         mean = w @ host / total
         centred = host - mean[None, :]
-        cov = (centred * w[:, None]).T @ centred / max(total - 1.0, 1e-12)
+        cov = variational.proper_covariance(
+            (centred * w[:, None]).T @ centred / max(total - 1.0, 1e-12), self.reg_covar
+        )
         var = np.diagonal(cov).copy()
         if self.layout == "full":
             dof, scale = float(d), cov

@@ -27,13 +27,16 @@ from __future__ import annotations
 import math
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.scipy.special import digamma, multigammaln
 
 from mixtures._src.families.gaussian.params import GaussianParams, precision_cholesky
 from mixtures._src.families.gaussian.prior import GaussianPrior
 
-__all__ = ["MODELS", "expected_params", "posterior_kl", "posterior_update", "predictive_log_prob"]
+__all__ = [
+    "MODELS", "expected_params", "posterior_kl", "posterior_update", "predictive_log_prob", "proper_covariance",
+]
 
 _HI = lax.Precision.HIGHEST
 
@@ -41,6 +44,24 @@ MODELS = ("VVV", "EEE", "VVI", "EEI", "VII", "EII", "identity")
 """The covariance models with a conjugate (normal–Wishart or normal–gamma) posterior."""
 
 SHARED = ("EEE", "EEI", "EII")
+
+
+def proper_covariance(cov, reg_covar: float):
+    """A data covariance (host, float64) made positive definite for a prior: ``cov`` itself when it is.
+
+    Otherwise ``cov`` plus ε I, ε the larger of ``reg_covar`` and 10⁻⁶ of
+    the mean variance (10⁻⁶ if that is 0).
+    """
+    cov = np.asarray(cov, np.float64)
+    try:
+        np.linalg.cholesky(cov)
+        if np.all(np.diagonal(cov) > 0):
+            return cov
+    except np.linalg.LinAlgError:
+        pass
+    mean_var = float(np.mean(np.diagonal(cov)))
+    eps = max(reg_covar, 1e-6 * mean_var if mean_var > 0 else 1e-6)
+    return cov + eps * np.eye(cov.shape[0])
 
 
 def _precision_dim(family, d: int) -> int:
