@@ -182,7 +182,8 @@ def fit_variational(
         resp = _check_responsibilities(init, n, k, n_init)
     family.check_methods(host)
 
-    options = EMOptions(chunk_size=chunk, max_iter=max_iter, report=callback is not None)
+    # max_iter stays out of the static options (the loop reads it traced): another max_iter compiles nothing.
+    options = EMOptions(chunk_size=chunk, report=callback is not None)
     tol = checks.to_device(tol, x.dtype)
     w = None if weights is None else checks.to_device(weights, x.dtype)
     rows = Rows(x, w)
@@ -201,7 +202,7 @@ def fit_variational(
         )
 
     def advance(states, first, until):
-        return _advance(states, rows, tol, prior, receiver, first, until, options=options)
+        return _advance(states, rows, tol, prior, receiver, first, until, max_iter, options=options)
 
     with progress.receiving(callback) as receiver:
         states, history = segments.run(begin, advance, max_iter=max_iter, receiver=receiver, what="mx.fit_variational")
@@ -282,6 +283,20 @@ def _batch(state):
     return jax.tree.map(lambda a: a[None], state)
 
 
+def _each(fn, options: EMOptions, *batched):
+    """``fn(options, *one)`` over the restarts, batched as :func:`mixtures.fit` batches them.
+
+    On a named restart axis (``blocks.vmap_restarts``), so that a choice the
+    family makes per pass (the Gaussian's matrix-product form) is made once
+    for all restarts and stays a branch, not both sides under ``vmap``. One
+    restart runs unbatched: XLA:CPU runs the batch-of-one program up to
+    twice as slowly (bench_variational.py, float32).
+    """
+    if jax.tree.leaves(batched)[0].shape[0] == 1:
+        return _batch(fn(options, *jax.tree.map(lambda a: a[0], batched)))
+    return blocks.vmap_restarts(lambda axes, *one: fn(options.replace(axes=axes), *one), options.axes)(*batched)
+
+
 @jax.jit
 def _from_posterior(posterior: VariationalMixture):
     begin = jnp.asarray(-jnp.inf, jax.tree.leaves(posterior.components)[0].dtype)
@@ -310,25 +325,24 @@ def _from_responsibilities(resp, rows: Rows, prior, *, family, options):
 
 @functools.partial(jax.jit, static_argnames=("family", "k", "method", "options"))
 def _starts(keys, rows: Rows, prior, classes, *, family, k, method, options):
-    def one(key):
+    def one(options, key):
         mixture = start_restart(family, k, method, key, rows, options, classes=classes)
         return engine.start(mixture, rows, options, prior)
 
-    return jax.vmap(one)(keys)
+    return _each(one, options, keys)
 
 
 @functools.partial(jax.jit, static_argnames="options")
-def _advance(states, rows, tol, prior, receiver, first, until, *, options):
-    def one(state, restart):
+def _advance(states, rows, tol, prior, receiver, first, until, max_iter, *, options):
+    def one(options, state, restart):
         history = jnp.full((segments.SEGMENT,), jnp.nan, rows.x.dtype)
         return engine.advance(
             state, rows, tol, options, history, prior=prior, until=until, first=first, restart=restart,
             receiver=receiver,
         )
 
-    n = jax.tree.leaves(states)[0].shape[0]
-    states, history = jax.vmap(one)(states, jnp.arange(n))
-    going = jnp.any(em.running(states, tol, options.max_iter))
+    states, history = _each(one, options, states, jnp.arange(jax.tree.leaves(states)[0].shape[0]))
+    going = jnp.any(em.running(states, tol, max_iter))
     return states, history, going, jnp.max(states.n_iter)
 
 
@@ -336,13 +350,13 @@ def _advance(states, rows, tol, prior, receiver, first, until, *, options):
 def _finish(states, rows, tol, prior, *, options):
     total = em._total_weight(rows, options.axes)
 
-    def one(state):
+    def one(options, state):
         sums, _, elbo = engine.elbo_sums(state.posterior, rows, options, prior, once=True)
         return state.posterior, elbo / total, sums.counts, state.n_iter, em.has_converged(
             state.log_likelihood, state.previous, tol
         )
 
-    posterior, elbo, counts, n_iter, converged = jax.vmap(one)(states)
+    posterior, elbo, counts, n_iter, converged = _each(one, options, states)
     best = jnp.argmax(jnp.where(jnp.isnan(elbo), -jnp.inf, elbo))
     chosen = jax.tree.map(lambda a: a[best], posterior)
     return VariationalResult(
