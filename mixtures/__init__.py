@@ -37,6 +37,7 @@ from mixtures._src.fitting.online import fit_online
 from mixtures._src.fitting.selection import Selection, SelectionGrid, select
 from mixtures._src.fitting.streaming import fit_stream
 from mixtures._src.fitting.variational import VariationalResult, fit_variational
+from mixtures._src.fitting.variational_stream import fit_variational_stream
 from mixtures.io import ModelFileError, load, save
 
 __version__ = "0.1.0"
@@ -82,6 +83,7 @@ __all__ = [
     "fit_online",
     "fit_stream",
     "fit_variational",
+    "fit_variational_stream",
     "load",
     "online",
     "register_family",

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 import pytest
 import scipy.integrate
+import scipy.optimize
 import scipy.stats
 from scipy.special import betaln, digamma, gammaln, multigammaln
 from sklearn.exceptions import ConvergenceWarning
@@ -409,3 +410,57 @@ def test_the_estimator_continues_with_warm_start_and_checks_its_priors():
         BayesianGaussianMixture(weight_concentration_prior_type="beta").fit(x)
     with pytest.raises(ValueError, match="covariance_prior"):
         BayesianGaussianMixture(covariance_type="full", covariance_prior=-np.eye(2)).fit(x)
+
+
+# -- a family of one's own, and data read in batches ----------------------------------
+
+from tests.families import RayleighForm  # noqa: E402
+
+
+class ConjugateRayleigh(RayleighForm):
+    """The Rayleigh family of docs/custom-family.md, with its conjugate prior's normaliser stated."""
+
+    def log_conjugate_normalizer(self, tau, nu):
+        # ∫_{η<0} exp(τη + ν log(−2η)) dη = 2^ν Γ(ν + 1) / τ^(ν + 1), per feature
+        return jax.numpy.sum(nu * np.log(2.0) + jax.scipy.special.gammaln(nu + 1.0) - (nu + 1.0) * jax.numpy.log(tau))
+
+
+def test_a_users_family_gets_variational_bayes_from_its_normaliser():
+    family = ConjugateRayleigh()
+    assert family.conjugate and not RayleighForm().conjugate
+    rng = np.random.default_rng(8)
+    x = rng.rayleigh(1.5, size=(30, 1))
+    a, m0 = 2.0, np.array([3.0])
+    result = _one_component(x, family, ConjugatePrior(a, m0))
+
+    def log_integrand(u, tau, nu, data):  # u = −η > 0
+        return np.sum(np.log(data)) + np.sum(-u * data**2 + np.log(2 * u)) - tau * u + nu * np.log(2 * u)
+
+    def log_integral(tau, nu, data):
+        peak = scipy.optimize.minimize_scalar(lambda u: -log_integrand(u, tau, nu, data), bounds=(1e-8, 50.0), method="bounded")
+        top = -peak.fun
+        value, _ = scipy.integrate.quad(lambda u: np.exp(log_integrand(u, tau, nu, data) - top), 0.0, np.inf, limit=400)
+        return top + np.log(value)
+
+    evidence = log_integral(a * m0[0], a, x[:, 0]) - log_integral(a * m0[0], a, x[:0, 0])
+    np.testing.assert_allclose(float(result.elbo) * len(x), evidence, rtol=1e-8)
+    fitted = mx.fit_variational(np.concatenate([x, 4 * x]), family, 4, key=jax.random.key(0), max_iter=40, tol=0.0)
+    assert np.all(np.diff(np.asarray(fitted.history)) >= -1e-10 * np.abs(np.asarray(fitted.history)[1:]))
+
+
+def test_batches_give_the_in_memory_fit():
+    x = _blobs()
+    start = mx.fit_variational(x, mx.Gaussian("full"), 4, key=jax.random.key(1), max_iter=2, tol=0.0).posterior
+    in_memory = mx.fit_variational(x, mx.Gaussian("full"), 4, init=start, max_iter=25, tol=0.0)
+    batches = [x[i : i + 40] for i in range(0, len(x), 40)]
+    seen = []
+    streamed = mx.fit_variational_stream(batches, mx.Gaussian("full"), 4, key=None, init=start, max_iter=25, tol=0.0,
+                                         callback=seen.append)
+    np.testing.assert_allclose(streamed.history, in_memory.history, rtol=1e-12)
+    np.testing.assert_allclose(streamed.elbo, in_memory.elbo, rtol=1e-12)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12), streamed.posterior, in_memory.posterior)
+    assert [p.iteration for p in seen] == list(range(1, 26))
+    fresh = mx.fit_variational_stream(x, mx.Gaussian("full"), 6, key=jax.random.key(0), batch_size=64, n_init=2)
+    assert fresh.all_elbos.shape == (2,) and int(fresh.n_effective) == 3
+    with pytest.raises(ValueError, match="no conjugate posterior"):
+        mx.fit_variational_stream(x, mx.Gaussian("VEV"), 2, key=jax.random.key(0))

@@ -35,7 +35,7 @@ from mixtures._src.core.variational import (
 from mixtures._src.engine import em
 from mixtures._src.engine.options import EMOptions, Rows
 
-__all__ = ["VariationalState", "advance", "elbo_sums", "posterior_from", "start", "step"]
+__all__ = ["VariationalState", "advance", "divergence", "elbo_sums", "posterior_from", "start", "step"]
 
 
 class VariationalState(NamedTuple):
@@ -63,15 +63,20 @@ def posterior_from(family, sums: Sums, frame, prior) -> VariationalMixture:
     )
 
 
+def divergence(posterior: VariationalMixture, prior) -> jax.Array:
+    """KL(q(θ) ‖ p(θ)) + KL(q(π) ‖ p(π)): what the ELBO subtracts from the E-step's log-likelihood sum."""
+    components = posterior.family.posterior_kl(posterior.components, prior.components)
+    return components + weights_kl(posterior.weights, prior.weights)
+
+
 def elbo_sums(posterior: VariationalMixture, rows: Rows, options: EMOptions, prior, *, once: bool = False):
-    """One variational E-step: the statistics under ``posterior`` and its ELBO (a scalar total)."""
+    """One variational E-step: the statistics under ``posterior``, the parameters θ̃ they were taken under, and the ELBO (a scalar total)."""
     family = posterior.family
     params, offsets = family.expected_params(posterior.components)
     log_w = expected_log_weights(posterior.weights) + offsets
     frame = Mixture(jax.nn.softmax(log_w), params, family)
     sums = em.accumulate(frame, rows, options, once=once, log_weights=log_w)
-    kl = family.posterior_kl(posterior.components, prior.components) + weights_kl(posterior.weights, prior.weights)
-    return sums, params, sums.log_likelihood - kl
+    return sums, params, sums.log_likelihood - divergence(posterior, prior)
 
 
 def step(posterior: VariationalMixture, rows: Rows, options: EMOptions, prior):

@@ -27,7 +27,7 @@ from mixtures._src.fitting import segments
 from mixtures._src.fitting.fit import start_restart
 from mixtures._src.fitting.init import INIT_METHODS, check_method, start_key, tree_classes
 
-__all__ = ["VariationalResult", "fit_variational"]
+__all__ = ["VariationalResult", "check_family", "check_prior", "fit_variational"]
 
 
 class VariationalResult(NamedTuple):
@@ -142,16 +142,7 @@ def fit_variational(
       >>> int(result.n_effective), result.all_elbos.shape  # two of the six components are used
       (2, (4,))
     """
-    if not isinstance(family, Family):
-        raise TypeError(f"`family` must be a mixtures.Family such as mx.Gaussian(); received {family!r}.")
-    checks.hashable_family(family)
-    if not family.conjugate:
-        raise ValueError(
-            f"`family`: {family!r} has no conjugate posterior, which variational Bayes needs; families with one: "
-            "Gaussian('full'|'tied'|'diag'|'spherical'|'EEI'|'EII'|'identity'), Poisson, Bernoulli, Exponential, "
-            "Categorical, Independent products of these, and exponential families that state "
-            "log_conjugate_normalizer."
-        )
+    check_family(family)
     x = checks.as_data(x, "x")
     if checks.is_traced(x):
         raise TypeError("`x` must be a concrete array: mx.fit_variational validates on the host and cannot be traced.")
@@ -169,7 +160,7 @@ def fit_variational(
         checks.components_within_rows(1, int(np.count_nonzero(np.asarray(weights) > 0)))
     if callback is not None and not callable(callback):
         raise TypeError(f"`callback` must be callable or None; received {callback!r}.")
-    prior = _check_prior(prior, family, host, k, weights, x.dtype)
+    prior = check_prior(prior, family, host, k, weights, x.dtype)
     resp = None
     if isinstance(init, VariationalMixture):
         _check_posterior_start(init, family, k, n_init)
@@ -214,7 +205,21 @@ def fit_variational(
 # -- host checks ------------------------------------------------------------------
 
 
-def _check_prior(prior, family, x: np.ndarray, k: int, weights, dtype) -> Prior:
+def check_family(family) -> None:
+    """Raises unless ``family`` is a hashable Family with a conjugate posterior."""
+    if not isinstance(family, Family):
+        raise TypeError(f"`family` must be a mixtures.Family such as mx.Gaussian(); received {family!r}.")
+    checks.hashable_family(family)
+    if not family.conjugate:
+        raise ValueError(
+            f"`family`: {family!r} has no conjugate posterior, which variational Bayes needs; families with one: "
+            "Gaussian('full'|'tied'|'diag'|'spherical'|'EEI'|'EII'|'identity'), Poisson, Bernoulli, Exponential, "
+            "Categorical, Independent products of these, and exponential families that state "
+            "log_conjugate_normalizer."
+        )
+
+
+def check_prior(prior, family, x: np.ndarray, k: int, weights, dtype) -> Prior:
     """The validated Prior in the data's dtype, defaults filled in."""
     if prior is None:
         prior = Prior()
