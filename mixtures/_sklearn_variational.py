@@ -16,7 +16,6 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-from mixtures import sklearn as _sk
 from mixtures._src.core import checks
 from mixtures._src.core.priors import DirichletPrior, DirichletProcessPrior, Prior
 from mixtures._src.core.variational import StickBreaking, VariationalMixture
@@ -83,17 +82,22 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
       means_: (K, D) the posterior means mₖ.
       covariances_: Ψₖ / νₖ, the inverse of the expected precision, in
         scikit-learn's layout ((K, D, D), (D, D), (K, D) or (K,)).
-      precisions_, precisions_cholesky_: their inverses and factors.
+      precisions_: their inverses.
+      precisions_cholesky_: upper-triangular U with precision = U Uᵀ.
       weight_concentration_: (K,) Dirichlet concentrations, or the pair
         ((K,), (K,)) of beta parameters of the sticks.
       mean_precision_: (K,) βₖ.
       degrees_of_freedom_: (K,) νₖ (scikit-learn's convention for "tied"
         and "spherical").
-      weight_concentration_prior_, mean_precision_prior_, mean_prior_,
-      degrees_of_freedom_prior_, covariance_prior_: the priors used.
-      converged_, n_iter_: of the kept restart.
-      lower_bound_: its final lower bound (a total over the rows);
-        ``lower_bounds_`` the value before each update.
+      weight_concentration_prior_: γ or α used.
+      mean_precision_prior_: κ₀ used.
+      mean_prior_: μ₀ used.
+      degrees_of_freedom_prior_: ν₀ used.
+      covariance_prior_: the covariance prior used.
+      converged_: whether the kept restart converged.
+      n_iter_: its number of updates.
+      lower_bound_: its final lower bound (a total over the rows).
+      lower_bounds_: the lower bound before each update, a list.
       n_features_in_: number of features seen in fit.
       posterior_: the fitted :class:`~mixtures.VariationalMixture`.
 
@@ -364,3 +368,7 @@ def _positive(value, name: str, low: float = 0.0) -> float:
     if not number > low:
         raise ValueError(f"`{name}` must be greater than {low}; received {number}.")
     return number
+
+
+# Last: mixtures.sklearn imports this module at its own end, so each finds the other's names defined.
+from mixtures import sklearn as _sk  # noqa: E402

@@ -1016,10 +1016,6 @@ def _domain_probe(family: Family) -> dict:
     return accepts
 
 
-def __getattr__(name: str):
-    """``BayesianGaussianMixture``, from its own module (which builds on this one's helpers)."""
-    if name == "BayesianGaussianMixture":
-        from mixtures._sklearn_variational import BayesianGaussianMixture
 
-        return BayesianGaussianMixture
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Last: the estimator builds on this module's helpers (its module imports them at its end).
+from mixtures._sklearn_variational import BayesianGaussianMixture  # noqa: E402

@@ -605,6 +605,7 @@ PAGE_SETUP = {
     ), ("jax", "mx", "x")),
     "docs/models.md": (False, [], "", ()),
     "docs/missing.md": (False, [], "", ()),
+    "docs/variational.md": (False, [], "", ()),
     "docs/priors.md": (False, [], "", ()),
     "docs/scaling.md": (False, [write_data_npy], (
         "import numpy as np\nimport mixtures as mx\n"

@@ -54,14 +54,16 @@ def fit_variational_stream(
 ) -> VariationalResult:
     """:func:`mixtures.fit_variational` over data read in batches, one pass per update.
 
+    ``family``, ``n_components``, ``prior``, ``n_init``, ``max_iter``,
+    ``tol``, ``chunk_size`` and ``callback`` are as for
+    :func:`mixtures.fit_variational`; a data-driven default prior is
+    computed from the initialisation sample.
+
     Args:
       batches: the data, as :func:`mixtures.fit_stream` takes it (an array,
         a ``.npy`` path, a sequence of arrays, or a callable returning a
         fresh iterator of arrays or ``(x, weights)`` pairs); every pass must
         yield the same rows.
-      family, n_components, prior, n_init, max_iter, tol, chunk_size,
-        callback: as for :func:`mixtures.fit_variational`. A data-driven
-        default prior is computed from the initialisation sample.
       key: a JAX PRNG key for the initialisation sample and the starts.
       init: one of :func:`mixtures.fit`'s methods, run on the
         initialisation sample (the first posterior is the update from the
