@@ -464,3 +464,43 @@ def test_batches_give_the_in_memory_fit():
     assert fresh.all_elbos.shape == (2,) and int(fresh.n_effective) == 3
     with pytest.raises(ValueError, match="no conjugate posterior"):
         mx.fit_variational_stream(x, mx.Gaussian("VEV"), 2, key=jax.random.key(0))
+
+
+@pytest.mark.parametrize("weights", ["dirichlet_process", "dirichlet_distribution"])
+@pytest.mark.parametrize("covariance", ["full", "tied"])
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_the_elbo_is_scikit_learns_lower_bound_plus_a_constant(covariance, weights):
+    """scikit-learn's lower bound drops terms that depend only on N, D, K and the prior.
+
+    At scikit-learn's converged posterior, our ELBO minus its lower bound is
+    then one number on every data set of the same size under the same prior
+    (without reg_covar, which scikit-learn's simplification does not carry).
+    """
+    from mixtures import engine
+    from mixtures._src.core.variational import StickBreaking, VariationalMixture
+    from mixtures._src.engine import variational as vb
+
+    k, d = 3, 2
+    m0, c0 = FAITHFUL.mean(0), np.cov(FAITHFUL.T)
+    factor = k if covariance == "tied" else 1
+    weight_prior = (DirichletProcessPrior if weights == "dirichlet_process" else DirichletPrior)(0.3)
+    prior = jax.tree.map(jax.numpy.asarray, Prior(GaussianPrior(m0, 0.5, 3.0 * factor, factor * c0), weight_prior))
+    family = mx.Gaussian(covariance, reg_covar=0.0)
+    gaps = []
+    for seed in range(3):
+        x = FAITHFUL + np.random.default_rng(seed).normal(size=FAITHFUL.shape) * 0.3 * seed
+        sk = SklearnBayesianGaussianMixture(
+            n_components=k, covariance_type=covariance, weight_concentration_prior_type=weights, max_iter=600,
+            tol=1e-10, random_state=0, reg_covar=0.0, mean_prior=m0, covariance_prior=c0, degrees_of_freedom_prior=3.0,
+            mean_precision_prior=0.5, weight_concentration_prior=0.3,
+        ).fit(x)
+        q_weights = StickBreaking(*sk.weight_concentration_) if weights == "dirichlet_process" else DirichletPrior(
+            sk.weight_concentration_)
+        dof = np.broadcast_to(sk.degrees_of_freedom_ * factor, (k,))
+        covariances = np.broadcast_to(sk.covariances_, (k, d, d))
+        posterior = VariationalMixture(
+            q_weights, GaussianPrior(sk.means_, sk.mean_precision_, dof, covariances * dof[:, None, None]), family
+        )
+        _, _, elbo = vb.elbo_sums(posterior, engine.Rows(jax.numpy.asarray(x)), engine.EMOptions(chunk_size=512), prior)
+        gaps.append(float(elbo) - float(np.ravel(sk.lower_bound_)[0]))
+    np.testing.assert_allclose(gaps, gaps[0], rtol=0, atol=1e-7)
