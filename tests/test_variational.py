@@ -504,3 +504,13 @@ def test_the_elbo_is_scikit_learns_lower_bound_plus_a_constant(covariance, weigh
         _, _, elbo = vb.elbo_sums(posterior, engine.Rows(jax.numpy.asarray(x)), engine.EMOptions(chunk_size=512), prior)
         gaps.append(float(elbo) - float(np.ravel(sk.lower_bound_)[0]))
     np.testing.assert_allclose(gaps, gaps[0], rtol=0, atol=1e-7)
+
+
+def test_another_max_iter_or_tol_compiles_nothing():
+    from tests.helpers import recording_compilations
+
+    x = _blobs()
+    mx.fit_variational(x, mx.Gaussian("diag"), 3, key=jax.random.key(0), max_iter=7, tol=1e-3)
+    with recording_compilations() as compiled:
+        again = mx.fit_variational(x, mx.Gaussian("diag"), 3, key=jax.random.key(1), max_iter=40, tol=0.0)
+    assert compiled == [] and int(again.n_iter) == 40

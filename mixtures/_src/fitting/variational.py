@@ -199,7 +199,7 @@ def fit_variational(
         states, history = segments.run(begin, advance, max_iter=max_iter, receiver=receiver, what="mx.fit_variational")
         result, best = _finish(states, rows, tol, prior, options=options)
     history = np.asarray(history)[int(best)]
-    return result._replace(history=jnp.asarray(history[: int(result.n_iter)]))
+    return result._replace(history=checks.to_device(history[: int(result.n_iter)]))
 
 
 # -- host checks ------------------------------------------------------------------

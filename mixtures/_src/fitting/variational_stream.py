@@ -174,7 +174,7 @@ def fit_variational_stream(
     sums = one_pass(functools.partial(_expected_sums, prior=prior, options=options), states.posterior)
     result, best = _finish(states, sums, total, tol_device, prior)
     history = np.asarray(history)[int(best)]
-    return result._replace(history=jnp.asarray(history[: int(result.n_iter)]))
+    return result._replace(history=checks.to_device(history[: int(result.n_iter)]))
 
 
 # -- compiled parts ----------------------------------------------------------------
