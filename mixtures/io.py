@@ -35,11 +35,23 @@ non-negative and summing to 1, parameters inside the family's parameter space
 imported. :func:`save` refuses what :func:`load` would refuse, and writes
 through :mod:`mixtures._src.core.files`: atomically, and only over a regular
 file.
+
+A :class:`~mixtures.VariationalMixture` is saved in the same container with
+the header's ``format`` :data:`VARIATIONAL_FORMAT_NAME` (which readers of
+plain mixtures refuse by name), ``n_features`` (D), and ``weights`` and
+``components`` described as ``params`` is (a DirichletPrior or StickBreaking;
+a GaussianPrior, a ConjugatePrior or a tuple of them), arrays in that order.
+:func:`load` rebuilds those classes only from a fixed list, checks the shapes
+against the family's posterior on D columns (after bounding the family's
+parameter count by the file's size), the values (finite, positive counts and
+scales, enough degrees of freedom) and the posterior mean's parameters
+(:meth:`~mixtures.Family.check_params`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -56,11 +68,22 @@ import numpy as np
 from mixtures._src.core import checks, files, registry
 from mixtures._src.core.family import Family
 from mixtures._src.core.mixture import Mixture
+from mixtures._src.core.priors import ConjugatePrior, DirichletPrior
+from mixtures._src.core.variational import StickBreaking, VariationalMixture
+from mixtures._src.families.expfam import ExponentialFamily, newton_natural_from_mean
+from mixtures._src.families.gaussian.family import Gaussian
+from mixtures._src.families.gaussian.prior import GaussianPrior
+from mixtures._src.families.gaussian.variational import SHARED as _SHARED_MODELS
+from mixtures._src.families.independent import Independent
 
-__all__ = ["FAMILIES", "FORMAT_NAME", "FORMAT_VERSION", "ModelFileError", "load", "save"]
+__all__ = [
+    "FAMILIES", "FORMAT_NAME", "FORMAT_VERSION", "ModelFileError", "VARIATIONAL_FORMAT_NAME", "load", "save",
+]
 
 MAGIC = b"\x89MIXTURES\r\n\x1a\n"
 FORMAT_NAME = "mixtures.Mixture"
+VARIATIONAL_FORMAT_NAME = "mixtures.VariationalMixture"
+"""The header's ``format`` of a file holding a :class:`~mixtures.VariationalMixture` (same container, version 1.x)."""
 FORMAT_VERSION = (1, 0)
 _LENGTH = struct.Struct("<Q")
 _DIGEST_BYTES = hashlib.sha256().digest_size
@@ -70,6 +93,13 @@ _MAX_NDIM = 8
 _MAX_INTEGER_DIGITS = 19  # any header integer fits in 64 bits
 _MAX_REASON = 1000  # characters of a ModelFileError's reason
 _DTYPES = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8")}
+# The only classes a variational posterior's weights and components are rebuilt from, by class name.
+_WEIGHT_POSTERIORS = {"DirichletPrior": DirichletPrior, "StickBreaking": StickBreaking}
+# A posterior's mean parameters may hold at most this many numbers per stored number (plus _PARAMS_ALLOWANCE)
+# before anything of the family's beyond params_layout runs: a header cannot make load allocate much more
+# than the file's size.
+_PARAMS_PER_NUMBER = 16
+_PARAMS_ALLOWANCE = 2**20
 
 FAMILIES = registry.registered_families()
 """The only classes :func:`load` constructs a family from, by class name (a read-only view of the registry).
@@ -126,8 +156,8 @@ class _Node(NamedTuple):
 # -- saving -------------------------------------------------------------------
 
 
-def save(path, mixture: Mixture) -> None:
-    """Writes a mixture to one file, atomically; read it back with :func:`load`.
+def save(path, mixture: Mixture | VariationalMixture) -> None:
+    """Writes a mixture, or a variational posterior over one, to one file, atomically; read it back with :func:`load`.
 
     The file is written next to ``path`` under a temporary name, flushed to
     disk (``fsync``) and then renamed over ``path`` (``os.replace``), so an
@@ -137,6 +167,16 @@ def save(path, mixture: Mixture) -> None:
     refused. Errors name ``path``, never the temporary file. Arrays are
     stored bit for bit (float32 or float64, as in the mixture). Saving the
     same mixture twice gives identical bytes.
+
+    A :class:`~mixtures.VariationalMixture` (the ``posterior`` of
+    :func:`mixtures.fit_variational`) is saved whole: its weights' posterior
+    (a :class:`~mixtures.priors.DirichletPrior` or stick-breaking
+    :class:`~mixtures._src.core.variational.StickBreaking`), its components'
+    posterior (:class:`~mixtures.priors.GaussianPrior`,
+    :class:`~mixtures.priors.ConjugatePrior`, or a tuple of them for
+    ``Independent``) and its family, in the same container with the header's
+    ``format`` :data:`VARIATIONAL_FORMAT_NAME`; :func:`load` gives it back
+    as a VariationalMixture.
 
     Args:
       path: a file path (str, bytes or ``os.PathLike``): absent or a regular file.
@@ -148,15 +188,24 @@ def save(path, mixture: Mixture) -> None:
         NamedTuples (or tuples of them) of float32/float64 arrays laid out as
         the family's :meth:`~mixtures.Family.params_layout` says,
         weights finite, non-negative and summing to 1 (within 1e-5) and
-        finite parameters: the mixtures :func:`load` accepts.
+        finite parameters: the mixtures :func:`load` accepts. Or a concrete
+        :class:`~mixtures.VariationalMixture` of a family with a conjugate
+        posterior (Gaussian, an exponential family, ``Independent`` of
+        them) whose arrays are float32/float64, finite, laid out as the
+        family's posterior is, with positive concentrations, shrinkages and
+        pseudo-counts, degrees of freedom above D − 1 (``"full"`` and
+        ``"tied"`` Gaussians) or 0, positive (definite) scales, and a
+        posterior mean (``.mixture``) inside the family's parameter space.
 
     Raises:
-      TypeError: if ``path`` is not a path, ``mixture`` is not a Mixture,
-        holds traced or non-floating arrays, or has a family that is not
-        registered (register a family of your own with ``mx.register_family``).
+      TypeError: if ``path`` is not a path, ``mixture`` is not a Mixture or
+        a VariationalMixture, holds traced or non-floating arrays, or has a
+        family that is not registered (register a family of your own with
+        ``mx.register_family``).
       ValueError: if the weights or parameters are malformed, non-finite or
-        outside the family's parameter space (its ``check_params``), or
-        ``path`` is a symbolic link, FIFO, socket or device node.
+        outside the family's parameter space (its ``check_params``), a
+        posterior is malformed or outside its domain, or ``path`` is a
+        symbolic link, FIFO, socket or device node.
       IsADirectoryError: if ``path`` is a directory.
       OSError: if the file cannot be written (``path`` is then unchanged).
 
@@ -165,25 +214,55 @@ def save(path, mixture: Mixture) -> None:
       >>> from mixtures.io import load, save
       >>> g = mx.Gaussian("diag")
       >>> m = mx.Mixture(np.array([0.25, 0.75]), g.make_params(np.zeros((2, 3)), np.ones((2, 3))), g)
+      >>> post = mx.VariationalMixture(  # what mx.fit_variational(...).posterior holds
+      ...     mx.DirichletPrior(np.array([3.0, 1.0])),
+      ...     mx.ConjugatePrior(np.array([3.0, 1.0]), np.array([[2.0], [9.0]])), mx.Poisson())
       >>> with tempfile.TemporaryDirectory() as tmp:
       ...     save(os.path.join(tmp, "model.mixture"), m)
       ...     back = load(os.path.join(tmp, "model.mixture"))
+      ...     save(os.path.join(tmp, "posterior.mixture"), post)
+      ...     post_back = load(os.path.join(tmp, "posterior.mixture"))
       >>> back.family == m.family, np.array_equal(back.weights, m.weights)
       (True, True)
+      >>> type(post_back).__name__, post_back.components.mean.tolist(), post_back.mixture.weights.tolist()
+      ('VariationalMixture', [[2.0], [9.0]], [0.75, 0.25])
     """
     path = files.as_path(path, "path")
-    if not isinstance(mixture, Mixture):
-        raise TypeError(f"`mixture` must be a mixtures.Mixture; received {type(mixture).__name__}.")
+    variational = isinstance(mixture, VariationalMixture)
+    if not (variational or isinstance(mixture, Mixture)):
+        raise TypeError(
+            "`mixture` must be a mixtures.Mixture or a mixtures.VariationalMixture; "
+            f"received {type(mixture).__name__}."
+        )
     files.check_output_path(path, "path")  # before any work; again just before the rename
     from mixtures import __version__  # here, not at the top: mixtures/__init__.py imports this module
 
     family = _encode_family(mixture.family, "family", 0)
+    if variational:
+        header, blobs = _encode_variational(mixture, family, __version__)
+    else:
+        header, blobs = _encode_mixture(mixture, family, __version__)
+    text = json.dumps(header, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+    chunks = [MAGIC, _LENGTH.pack(len(text)), text] + [array.tobytes(order="C") for _, array in blobs]
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    chunks.append(digest.digest())
+
+    def write(f):
+        for chunk in chunks:
+            _write_all(f.fileno(), chunk)
+
+    files.write_atomically(path, write, "path")
+
+
+def _encode_mixture(mixture: Mixture, family: dict, version: str) -> tuple[dict, list]:
+    """The header and the (name, array) list of a checked :class:`~mixtures.Mixture`."""
     blobs = []
     weights = _host_array(mixture.weights, "weights")
     params_node, params_spec = _encode_params(mixture.params, "params", blobs)
     try:
-        if _decode_family(family, "family", 0) != mixture.family:
-            raise _Invalid(f"the family {mixture.family!r} does not survive its JSON encoding {family}")
+        _check_family_encoding(mixture.family, family)
         if weights.ndim != 1 or weights.shape[0] < 1:
             raise _Invalid(f"`weights` must have shape (K,) with K ≥ 1; received shape {weights.shape}")
         layout = _check_layout(mixture.family, weights.shape[0], params_node, "params")
@@ -197,31 +276,71 @@ def save(path, mixture: Mixture) -> None:
     except _Invalid as e:
         raise ValueError(f"`mixture`: {e}.") from None
     blobs.insert(0, ("weights", weights))
+    specs = _offsets(blobs)
+    header = {
+        "format": FORMAT_NAME,
+        "format_version": list(FORMAT_VERSION),
+        "library_version": version,
+        "family": family,
+        "weights": specs["weights"],
+        "params": _fill_specs(params_spec, specs),
+    }
+    return header, blobs
+
+
+def _encode_variational(posterior: VariationalMixture, family: dict, version: str) -> tuple[dict, list]:
+    """The header and the (name, array) list of a checked :class:`~mixtures.VariationalMixture`."""
+    blobs = []
+    weights_node, weights_spec = _encode_params(posterior.weights, "weights", blobs)
+    n_weights = len(blobs)
+    components_node, components_spec = _encode_params(posterior.components, "components", blobs)
+    try:
+        _check_family_encoding(posterior.family, family)
+        d = _posterior_features(posterior.family, components_node)
+        weights_layout, components_layout = _check_posterior_layout(
+            posterior.family, weights_node, components_node, d
+        )
+        for name, part, layout in (
+            ("weights", posterior.weights, weights_layout),
+            ("components", posterior.components, components_layout),
+        ):
+            if jax.tree.structure(part) != jax.tree.structure(layout):
+                raise _Invalid(
+                    f"`{name}` must have the structure {jax.tree.structure(layout)} that {posterior.family!r} "
+                    f"gives; it has {jax.tree.structure(part)}"
+                )
+        _check_posterior_values(posterior.family, components_layout, blobs[:n_weights], blobs[n_weights:])
+        weights = jax.tree.unflatten(jax.tree.structure(weights_layout), [a for _, a in blobs[:n_weights]])
+        components = jax.tree.unflatten(jax.tree.structure(components_layout), [a for _, a in blobs[n_weights:]])
+        _check_posterior_mean(_as_posterior(weights, components, posterior.family), d)
+    except _Invalid as e:
+        raise ValueError(f"`mixture`: {e}.") from None
+    specs = _offsets(blobs)
+    header = {
+        "format": VARIATIONAL_FORMAT_NAME,
+        "format_version": list(FORMAT_VERSION),
+        "library_version": version,
+        "family": family,
+        "n_features": d,
+        "weights": _fill_specs(weights_spec, specs),
+        "components": _fill_specs(components_spec, specs),
+    }
+    return header, blobs
+
+
+def _check_family_encoding(family: Family, encoded: dict) -> None:
+    if _decode_family(encoded, "family", 0) != family:
+        raise _Invalid(f"the family {family!r} does not survive its JSON encoding {encoded}")
+
+
+def _offsets(blobs: list) -> dict:
+    """Each array's header entry (dtype, shape, offset), by name; the arrays follow one another in order."""
     offset = 0
     specs = {}
     for where, array in blobs:
         specs[where] = {"dtype": array.dtype.str, "shape": list(array.shape), "offset": offset}
         offset += array.nbytes
-    header = {
-        "format": FORMAT_NAME,
-        "format_version": list(FORMAT_VERSION),
-        "library_version": __version__,
-        "family": family,
-        "weights": specs["weights"],
-        "params": _fill_specs(params_spec, specs),
-    }
-    text = json.dumps(header, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
-    chunks = [MAGIC, _LENGTH.pack(len(text)), text] + [array.tobytes(order="C") for _, array in blobs]
-    digest = hashlib.sha256()
-    for chunk in chunks:
-        digest.update(chunk)
-    chunks.append(digest.digest())
-
-    def write(f):
-        for chunk in chunks:
-            _write_all(f.fileno(), chunk)
-
-    files.write_atomically(path, write, "path")
+    return specs
 
 
 def _host_array(leaf, where: str) -> np.ndarray:
@@ -299,8 +418,8 @@ def _write_all(fd: int, data: bytes) -> None:
 # -- loading ------------------------------------------------------------------
 
 
-def load(path) -> Mixture:
-    """Reads a mixture written by :func:`save`, validating every byte of the file.
+def load(path) -> Mixture | VariationalMixture:
+    """Reads a mixture (or a variational posterior) written by :func:`save`, validating every byte of the file.
 
     Arrays come back as JAX arrays with the stored bits. float64 needs
     ``jax_enable_x64``; without it float64 arrays become float32, JAX's rule
@@ -310,7 +429,11 @@ def load(path) -> Mixture:
       path: a file path (str or ``os.PathLike``).
 
     Returns:
-      The :class:`~mixtures.Mixture`, its family equal to the saved one.
+      What was saved: the :class:`~mixtures.Mixture`, or for a file whose
+      header's format is :data:`VARIATIONAL_FORMAT_NAME` the
+      :class:`~mixtures.VariationalMixture` (the same weight-posterior type,
+      DirichletPrior or StickBreaking; ``.mixture`` gives its posterior-mean
+      Mixture), its family equal to the saved one.
 
     Raises:
       ModelFileError: (a ``ValueError``) naming the file and what is wrong,
@@ -325,7 +448,13 @@ def load(path) -> Mixture:
         family's parameter space (its :meth:`~mixtures.Family.check_params`:
         a rate ≤ 0, a probability outside (0, 1), probabilities not summing
         to 1, a precision factor with a diagonal entry ≤ 0, a direction not
-        of unit norm, a negative concentration).
+        of unit norm, a negative concentration); for a variational
+        posterior, arrays not laid out as the family's posterior on the
+        header's ``n_features`` columns, non-finite values, concentrations,
+        beta parameters, shrinkages or pseudo-counts ≤ 0, degrees of freedom
+        ≤ D − 1 (a ``"full"`` or ``"tied"`` Gaussian) or ≤ 0, a scale that
+        is not positive (definite, symmetric), or a posterior mean
+        (``.mixture``) outside the family's parameter space.
       OSError: if the file cannot be opened or read (``FileNotFoundError``,
         ``IsADirectoryError``, ``PermissionError``).
 
@@ -356,7 +485,7 @@ def load(path) -> Mixture:
             raise ModelFileError(os.fsdecode(path), reason) from None
 
 
-def _read(f, size: int) -> Mixture:
+def _read(f, size: int) -> Mixture | VariationalMixture:
     start = f.read(len(MAGIC))
     if start != MAGIC:
         raise _Invalid(_not_a_model_file(start, size))
@@ -373,7 +502,8 @@ def _read(f, size: int) -> Mixture:
     if fixed + length + _DIGEST_BYTES > size:
         raise _Invalid(f"the header length {length} does not fit in the file's {size} bytes")
     header = _parse_header(_read_exact(f, length))
-    _check_version(header)
+    if _check_version(header) == VARIATIONAL_FORMAT_NAME:
+        return _read_variational(f, header, size - fixed - length - _DIGEST_BYTES)
     arrays: list[_Array] = []
     weights_spec = _array_spec(_key(header, "weights", dict, "header"), "weights", arrays)
     params_node = _declared_params(_key(header, "params", dict, "header"), "params", arrays, 0)
@@ -395,6 +525,31 @@ def _read(f, size: int) -> Mixture:
     _check_domain(family, jax.tree.unflatten(treedef, values[1:]))
     weights, *leaves = (jnp.asarray(v, checks.float_dtype_for(v.dtype)) for v in values)
     return Mixture(weights, jax.tree.unflatten(treedef, leaves), family)
+
+
+def _read_variational(f, header: dict, payload_size: int) -> VariationalMixture:
+    """The rest of :func:`_read` for a file whose format is :data:`VARIATIONAL_FORMAT_NAME`."""
+    arrays: list[_Array] = []
+    weights_node = _declared_params(_key(header, "weights", dict, "header"), "weights", arrays, 0)
+    n_weights = len(arrays)
+    components_node = _declared_params(_key(header, "components", dict, "header"), "components", arrays, 0)
+    payload_bytes = sum(a.nbytes for a in arrays)
+    if payload_bytes != payload_size:
+        raise _Invalid(f"the header declares {payload_bytes} bytes of arrays, but the file holds {payload_size}")
+    payload = _read_exact(f, payload_bytes)
+
+    family = _decode_family(_key(header, "family", dict, "header"), "family", 0)
+    d = _key(header, "n_features", int, "header")
+    weights_layout, components_layout = _check_posterior_layout(family, weights_node, components_node, d)
+    values = [np.frombuffer(payload, a.dtype, math.prod(a.shape), a.offset).reshape(a.shape) for a in arrays]
+    names = _leaf_names(weights_node, "weights") + _leaf_names(components_node, "components")
+    named = list(zip(names, values))
+    _check_posterior_values(family, components_layout, named[:n_weights], named[n_weights:])
+    weights = jax.tree.unflatten(jax.tree.structure(weights_layout), values[:n_weights])
+    components = jax.tree.unflatten(jax.tree.structure(components_layout), values[n_weights:])
+    posterior = _as_posterior(weights, components, family)
+    _check_posterior_mean(posterior, d)
+    return posterior
 
 
 def _verify_checksum(f, size: int) -> None:
@@ -482,10 +637,13 @@ def _key(obj: dict, key: str, kind, where: str):
 _JSON_NAMES = {dict: "object", list: "array", str: "string", int: "integer"}
 
 
-def _check_version(header: dict) -> None:
+def _check_version(header: dict) -> str:
+    """Checks the format name and version; returns the name (:data:`FORMAT_NAME` or :data:`VARIATIONAL_FORMAT_NAME`)."""
     name = _key(header, "format", str, "header")
-    if name != FORMAT_NAME:
-        raise _Invalid(f"the header's format is {name!r:.200}; expected {FORMAT_NAME!r}")
+    if name not in (FORMAT_NAME, VARIATIONAL_FORMAT_NAME):
+        raise _Invalid(
+            f"the header's format is {name!r:.200}; expected {FORMAT_NAME!r} or {VARIATIONAL_FORMAT_NAME!r}"
+        )
     version = _key(header, "format_version", list, "header")
     if len(version) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in version):
         raise _Invalid(
@@ -502,6 +660,7 @@ def _check_version(header: dict) -> None:
             f"the version this library reads, {supported} (mixtures {__version__}); "
             + ("upgrade mixtures to load it" if version[0] > FORMAT_VERSION[0] else "it is not supported")
         )
+    return name
 
 
 def _array_spec(spec: dict, where: str, arrays: list) -> _Array:
@@ -706,3 +865,311 @@ def _leaf_names(node: _Node, where: str) -> list:
     if node.kind == "tuple":
         return [name for i, item in enumerate(node.items) for name in _leaf_names(item, f"{where}[{i}]")]
     return [f"{where}.{name}" for name, _ in node.fields]
+
+
+# -- variational posteriors -------------------------------------------------------
+
+
+def _as_posterior(weights, components, family: Family) -> VariationalMixture:
+    """A VariationalMixture of JAX arrays (in the dtypes JAX gives the host arrays) from host NamedTuples."""
+    cast = lambda v: jnp.asarray(v, checks.float_dtype_for(v.dtype))  # noqa: E731
+    return VariationalMixture(jax.tree.map(cast, weights), jax.tree.map(cast, components), family)
+
+
+def _check_conjugate(family: Family) -> None:
+    if not family.conjugate:
+        raise _Invalid(f"{family!r} has no conjugate posterior; a variational posterior cannot hold it")
+
+
+def _posterior_features(family: Family, node: _Node) -> int:
+    """D, the number of columns of the posterior mean that ``node`` (a posterior being saved) describes."""
+    _check_conjugate(family)
+    _compare(_posterior_layout(family, 1, 1, probe=True), node, "components", family, 1, None)  # the classes
+    if isinstance(family, Independent):
+        return family.n_columns
+    if isinstance(family, Gaussian):
+        shape = node.fields[0][1]  # the means, (K, D)
+        if len(shape) != 2:
+            raise _Invalid(f"`components.mean` must have shape (K, D); it has {list(shape)}")
+        return shape[1]
+    abstract = ConjugatePrior(*(jax.ShapeDtypeStruct(shape, np.float32) for _, shape in node.fields))
+    try:
+        d = family.n_features(jax.eval_shape(family.posterior_mean, abstract))
+    except Exception as e:  # noqa: BLE001 - any failure is a posterior that does not fit the family
+        raise _Invalid(
+            f"`components`: {family!r} cannot compute a posterior mean from {_describe(node)} "
+            f"({type(e).__name__}: {e})"
+        ) from None
+    if isinstance(d, bool) or not isinstance(d, numbers.Integral):
+        raise _Invalid(f"`components`: {family!r} reads D = {d!r:.50} columns from its posterior mean")
+    return int(d)
+
+
+def _posterior_layout(family: Family, k: int, d: int, probe: bool = False):
+    """The posterior of ``k`` components of ``family`` on ``d`` columns, as abstract arrays.
+
+    With ``probe``, only the classes and field names are right (nothing of the family's runs).
+    """
+    def abstract(*shape):
+        return jax.ShapeDtypeStruct(shape, np.float32)
+
+    if isinstance(family, Independent):
+        if d != family.n_columns and not probe:
+            raise _Invalid(f"the groups of {family!r} cover {family.n_columns} columns; the header gives D = {d}")
+        return tuple(_posterior_layout(part, k, len(columns), probe) for part, columns in family.components)
+    if isinstance(family, Gaussian):
+        scale = {"full": (k, d, d), "diag": (k, d)}.get(family.layout, (k,))
+        return GaussianPrior(abstract(k, d), abstract(k), abstract(k), abstract(*scale))
+    if isinstance(family, ExponentialFamily):
+        if probe:
+            return ConjugatePrior(abstract(k), abstract(k, 1))
+        try:
+            stats = jax.eval_shape(family.sufficient_stats, abstract(d))
+        except Exception as e:  # noqa: BLE001
+            raise _Invalid(f"{family!r} cannot compute T(x) for D = {d} columns ({type(e).__name__}: {e})") from None
+        if len(getattr(stats, "shape", ())) != 1:
+            raise _Invalid(f"{family!r} gives T(x) the shape {getattr(stats, 'shape', None)}; a posterior needs (M,)")
+        return ConjugatePrior(abstract(k), abstract(k, stats.shape[0]))
+    raise _Invalid(
+        f"{family!r} keeps its posterior in its own type; only Gaussian, exponential-family and Independent "
+        "posteriors (GaussianPrior, ConjugatePrior and tuples of them) can be saved"
+    )
+
+
+def _check_posterior_layout(family: Family, weights: _Node, components: _Node, d: int):
+    """Checks the declared posterior against ``family`` on ``d`` columns; returns the weights' and components' layouts.
+
+    Nothing of the family's runs beyond its constructor and
+    :meth:`~mixtures.Family.params_layout` until the number of its
+    parameters is known to be bounded by the file's size.
+    """
+    _check_conjugate(family)
+    cls = _WEIGHT_POSTERIORS.get(weights.kind)
+    if cls is None:
+        raise _Invalid(f"`weights` must be {' or '.join(_WEIGHT_POSTERIORS)}; found {_describe(weights)}")
+    if tuple(name for name, _ in weights.fields) != cls._fields:
+        raise _Invalid(f"`weights` must be {cls.__name__} with fields {list(cls._fields)}; found {_describe(weights)}")
+    shape = weights.fields[0][1]
+    if len(shape) != 1 or shape[0] < 1:
+        raise _Invalid(f"`weights.{cls._fields[0]}` must have shape (K,) with K ≥ 1; it has {list(shape)}")
+    k = shape[0]
+    for name, other in weights.fields:
+        if other != shape:
+            raise _Invalid(f"`weights.{name}` has shape {list(other)}; it must be {list(shape)}, as `weights` is")
+    weights_layout = cls(*(jax.ShapeDtypeStruct((k,), np.float32) for _ in cls._fields))
+    size = _size(components)
+    if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= max(1, size):
+        raise _Invalid(
+            f"the header's n_features is {d!r:.50}; expected 1 ≤ D ≤ {size}, the numbers the posterior holds"
+        )
+    try:
+        params = family.params_layout(k, d)
+        n_params = sum(math.prod(getattr(leaf, "shape", ())) for leaf in jax.tree.leaves(params))
+    except Exception as e:  # noqa: BLE001
+        raise _Invalid(f"{family!r} has no parameters for {k} components on D = {d} columns: {e}") from None
+    if n_params > _PARAMS_PER_NUMBER * size + _PARAMS_ALLOWANCE:
+        raise _Invalid(
+            f"{family!r} with {k} components on {d} columns has {n_params} parameters, far more than the "
+            f"{size} numbers of `components`: the family does not describe this posterior"
+        )
+    layout = _posterior_layout(family, k, d)
+    _compare(layout, components, "components", family, k, d)
+    return weights_layout, layout
+
+
+def _check_posterior_values(family: Family, layout, weight_leaves: list, component_leaves: list) -> None:
+    """Finite arrays, positive weight parameters and each family's posterior domain; leaves are (name, host array).
+
+    ``layout`` is the components' layout from :func:`_check_posterior_layout`.
+    """
+    for where, leaf in weight_leaves + component_leaves:
+        if not np.all(np.isfinite(leaf)):
+            raise _Invalid(f"{where} must be finite; it holds {np.count_nonzero(~np.isfinite(leaf))} non-finite values")
+    for where, leaf in weight_leaves:
+        _positive(leaf, where)
+    values = jax.tree.unflatten(jax.tree.structure(layout), [leaf for _, leaf in component_leaves])
+    _check_component_posterior(family, values, "components")
+
+
+def _positive(leaf: np.ndarray, where: str, above: float = 0.0, text: str = "positive") -> None:
+    """Refuses entries ≤ ``above`` of a (K, ...) array, naming the first such component."""
+    flat = np.asarray(leaf, np.float64).reshape(leaf.shape[0], -1)
+    bad = np.argwhere(flat <= above)
+    if len(bad):
+        k = int(bad[0][0])
+        raise _Invalid(f"`{where}` must be {text}; component {k} has {flat[k].tolist()!r:.200}")
+
+
+def _check_component_posterior(family: Family, posterior, where: str) -> None:
+    """A component posterior's domain (host arrays): positive counts, enough degrees of freedom, positive scales."""
+    if isinstance(family, Independent):
+        for i, ((part, _), p) in enumerate(zip(family.components, posterior)):
+            _check_component_posterior(part, p, f"{where}[{i}]")
+        return
+    if isinstance(family, ExponentialFamily):
+        _positive(posterior.pseudo_count, f"{where}.pseudo_count")
+        return
+    # A Gaussian: shrinkage κ > 0, dof ν > D − 1 (a Wishart of dimension D) or > 0 (gammas), scale Ψ positive
+    # (definite).
+    d = posterior.mean.shape[-1]
+    _positive(posterior.shrinkage, f"{where}.shrinkage")
+    if family.layout == "full":
+        _positive(posterior.dof, f"{where}.dof", d - 1.0, f"above D − 1 = {d - 1} for {family!r}")
+        scale = np.asarray(posterior.scale, np.float64)
+        eps = np.finfo(posterior.scale.dtype).eps
+        asymmetry = np.max(np.abs(scale - np.swapaxes(scale, -1, -2)), axis=(-2, -1))
+        bound = 64 * d * eps * np.max(np.abs(scale), axis=(-2, -1))
+        if np.any(asymmetry > bound):
+            k = int(np.argmax(asymmetry > bound))
+            raise _Invalid(f"`{where}.scale` must hold symmetric matrices; component {k} is not symmetric")
+        for k, matrix in enumerate(scale):
+            try:
+                np.linalg.cholesky(matrix)
+            except np.linalg.LinAlgError:
+                raise _Invalid(
+                    f"`{where}.scale` must hold positive-definite matrices; component {k} is not positive definite"
+                ) from None
+    else:
+        _positive(posterior.dof, f"{where}.dof")
+        _positive(posterior.scale, f"{where}.scale")
+    if family.model in _SHARED_MODELS:
+        for name in ("dof", "scale"):
+            leaf = np.asarray(getattr(posterior, name), np.float64)
+            tol = 1e-6 if getattr(posterior, name).dtype == np.float64 else 1e-3
+            if not np.allclose(leaf, leaf[:1], rtol=tol, atol=0.0):
+                raise _Invalid(
+                    f"`{where}.{name}` must be the same for every component: {family!r} shares one covariance"
+                )
+
+
+def _exponential_means(family: Family, components) -> list:
+    """The ``mean`` of every exponential-family part of a posterior, depth first."""
+    if isinstance(family, Independent):
+        return [m for (part, _), p in zip(family.components, components) for m in _exponential_means(part, p)]
+    return [components.mean] if isinstance(family, ExponentialFamily) else []
+
+
+def _exponential_parts(family: Family, where: str) -> list:
+    """(name, family) of every exponential-family part of a posterior, depth first."""
+    if isinstance(family, Independent):
+        return [
+            item for i, (part, _) in enumerate(family.components) for item in _exponential_parts(part, f"{where}[{i}]")
+        ]
+    return [(where, family)] if isinstance(family, ExponentialFamily) else []
+
+
+def _properness(family: Family, components) -> list:
+    """Every exponential-family part of a posterior, depth first: log Z(τₖ, νₖ) (K,), η (K, M), residuals (K,).
+
+    The conjugate posterior is proper iff its mean μ = τ/ν lies inside the
+    family's mean space, the range of ∇A (Diaconis and Ylvisaker, 1979).
+    η is the posterior mean's natural parameter and the residual
+    max |∇A(η) − μ| relative to max |μ|: small, η proves μ inside. (A
+    family's closed-form M-step floors its parameters, so a large residual
+    is settled by :func:`_newton_residual`.)
+    """
+    if isinstance(family, Independent):
+        return [item for (part, _), p in zip(family.components, components) for item in _properness(part, p)]
+    if not isinstance(family, ExponentialFamily):
+        return []
+    a, mean = components.pseudo_count, components.mean
+    log_z = jax.vmap(family.log_conjugate_normalizer)(a[:, None] * mean, a)
+    eta = jax.vmap(family.to_natural)(family.posterior_mean(components))
+    return [(log_z, eta, _relative_residual(family, eta, mean))]
+
+
+def _relative_residual(family: ExponentialFamily, eta, mean):
+    back = jax.vmap(jax.grad(family.log_partition))(eta)
+    tiny = jnp.finfo(mean.dtype).tiny
+    return jnp.max(jnp.abs(back - mean), axis=-1) / (jnp.max(jnp.abs(mean), axis=-1) + tiny)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _newton_residual(family: ExponentialFamily, mean, start):
+    """The residual after Newton's method on the convex A(η) − ⟨η, μ⟩ from ``start`` (the M-step's solver).
+
+    It finds η with ∇A(η) = μ when μ lies inside the mean space; otherwise
+    η runs off towards the boundary and ∇A(η) stays away from μ.
+    """
+    eta = jax.vmap(lambda m, s: newton_natural_from_mean(family.log_partition, m, s))(mean, start)
+    return _relative_residual(family, eta, mean)
+
+
+@jax.jit
+def _posterior_summary(posterior: VariationalMixture):
+    """``posterior.mixture``, the expected parameters and the log-normalisers, compiled as one program.
+
+    (Op by op, a Newton solve in ``posterior_mean`` dispatches seconds of small ops.)
+    """
+    family = posterior.family
+    return posterior.mixture, family.expected_params(posterior.components), _properness(family, posterior.components)
+
+
+def _check_posterior_mean(posterior: VariationalMixture, d: int) -> None:
+    """The posterior mean (``.mixture``): finite, laid out as the parameters on D = ``d`` columns, in their space."""
+    family = posterior.family
+    try:
+        mixture, expected, proper = _posterior_summary(posterior)
+        weights = np.asarray(mixture.weights)
+        params = jax.tree.map(np.asarray, mixture.params)
+        layout = family.params_layout(posterior.n_components, d)
+        fits = jax.tree.structure(params) == jax.tree.structure(layout) and all(
+            a.shape == tuple(b.shape) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(layout))
+        )
+    except Exception as e:  # noqa: BLE001 - any failure is a posterior outside the family's domain
+        raise _Invalid(
+            f"{family!r} cannot compute the posterior mean (`.mixture`) of this posterior ({type(e).__name__}: {e})"
+        ) from None
+    if not fits or family.n_features(params) != d:
+        raise _Invalid(
+            f"the posterior mean (`.mixture`) of this posterior is not laid out as {family!r}'s parameters on "
+            f"D = {d} columns"
+        )
+    for (name, part), (log_z, eta, residual), leaf in zip(
+        _exponential_parts(family, "components"), proper, _exponential_means(family, posterior.components)
+    ):
+        bad = np.flatnonzero(~np.isfinite(np.asarray(log_z)))
+        if len(bad):
+            raise _Invalid(
+                f"`{name}` is not a proper posterior of {part!r}: its normaliser log Z(τ, ν) "
+                f"(log_conjugate_normalizer) is not finite for component {int(bad[0])}"
+            )
+        residual = np.asarray(residual)
+        tol = np.sqrt(np.finfo(residual.dtype).eps)
+        if not np.all(residual <= tol):
+            try:
+                residual = np.asarray(_newton_residual(part, leaf, eta))
+            except Exception as e:  # noqa: BLE001
+                raise _Invalid(f"{part!r} cannot solve for the natural parameters of `{name}.mean`: {e}") from None
+        bad = np.flatnonzero(~(residual <= tol))
+        if len(bad):
+            k = int(bad[0])
+            raise _Invalid(
+                f"`{name}` is not a proper posterior of {part!r}: component {k}'s `mean` "
+                f"{np.asarray(leaf)[k].tolist()!r:.200} lies outside the family's mean space (no natural "
+                "parameter has it as its mean)"
+            )
+    if not all(np.all(np.isfinite(np.asarray(leaf))) for leaf in jax.tree.leaves(expected)):
+        raise _Invalid(
+            f"`components` is not a proper posterior of {family!r}: its expected parameters "
+            "(expected_params) are not finite"
+        )
+    leaves = [("`mixture.weights`", weights)] + [
+        (f"`mixture.params{jax.tree_util.keystr(path)}`", leaf)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+    ]
+    for name, leaf in leaves:
+        if not np.all(np.isfinite(leaf)):
+            raise _Invalid(
+                f"the posterior mean (`.mixture`) under {family!r} is not finite ({name} holds "
+                f"{np.count_nonzero(~np.isfinite(leaf))} non-finite values): the posterior lies outside the "
+                "family's domain"
+            )
+    try:
+        family.check_params(params)
+    except (ValueError, TypeError, ArithmeticError) as e:
+        message = str(e).replace("`init.params", "`mixture.params")
+        raise _Invalid(
+            f"the posterior mean (`.mixture`) lies outside the parameter space of {family!r}: {message}"
+        ) from None
+

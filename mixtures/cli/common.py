@@ -132,6 +132,12 @@ def load_model(path: str):
     import mixtures as mx
 
     try:
-        return mx.load(path)
+        model = mx.load(path)
     except mx.ModelFileError as e:
         raise CommandError(f"{path!r} is not a usable model file: {e.reason}.") from None
+    if isinstance(model, mx.VariationalMixture):
+        raise CommandError(
+            f"{path!r} holds a variational posterior (a VariationalMixture), not a fitted mixture; the command "
+            "line reads mixtures: save the posterior-mean mixture with mx.save(path, result.mixture)."
+        )
+    return model
