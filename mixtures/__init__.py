@@ -11,10 +11,10 @@ from mixtures._src.core import xla as _xla
 
 _xla.apply_environment()
 
-from mixtures import datasets, online
+from mixtures import datasets, online, priors
 from mixtures._src.core.family import Family
 from mixtures._src.core.mixture import Mixture
-from mixtures._src.core.priors import ConjugatePrior, DirichletPrior, Prior
+from mixtures._src.core.priors import ConjugatePrior, DirichletPrior, DirichletProcessPrior, Prior
 from mixtures._src.core.progress import Progress
 from mixtures._src.core.variational import VariationalMixture
 from mixtures._src.core.registry import register_family
@@ -49,6 +49,7 @@ __all__ = [
     "CategoricalParams",
     "ConjugatePrior",
     "DirichletPrior",
+    "DirichletProcessPrior",
     "Exponential",
     "ExponentialFamily",
     "ExponentialParams",
@@ -86,6 +87,7 @@ __all__ = [
     "fit_variational_stream",
     "load",
     "online",
+    "priors",
     "register_family",
     "save",
     "select",

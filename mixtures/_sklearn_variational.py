@@ -49,7 +49,7 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
     Other differences: ``fit`` takes ``sample_weight`` (counted as repeated
     rows); the restarts run side by side in one compiled program; "kmeans"
     and "k-means++" initialise with the library's own K-means, and the first
-    posterior is the update from that start's soft responsibilities.
+    posterior is the update from that start's hard assignments.
 
     Args:
       n_components: K, the most components.

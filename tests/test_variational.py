@@ -329,9 +329,9 @@ def test_restarts_return_the_best_elbo_and_continue_from_a_posterior():
     [
         ({"family": mx.Gaussian("VEV")}, ValueError, "no conjugate posterior"),
         ({"family": mx.StudentT()}, ValueError, "no conjugate posterior"),
-        ({"prior": Prior(weights=DirichletPrior(0.0))}, ValueError, "concentration` must be positive"),
+        ({"prior": Prior(weights=DirichletPrior(0.0))}, ValueError, "concentration` must be finite and positive"),
         ({"prior": Prior(weights=0.5)}, TypeError, "DirichletProcessPrior"),
-        ({"prior": GaussianPrior(np.zeros(2), 1.0, 2.0, np.eye(2))}, TypeError, "mixtures.Prior"),
+        ({"prior": ConjugatePrior(1.0, np.ones(2))}, TypeError, "GaussianPrior"),
         ({"init": np.full((150, 2), 0.5)}, ValueError, "shape"),
         ({"init": "nope"}, ValueError, "`init` must be one of"),
         ({"n_components": 0}, ValueError, "n_components"),
@@ -514,3 +514,40 @@ def test_another_max_iter_or_tol_compiles_nothing():
     with recording_compilations() as compiled:
         again = mx.fit_variational(x, mx.Gaussian("diag"), 3, key=jax.random.key(1), max_iter=40, tol=0.0)
     assert compiled == [] and int(again.n_iter) == 40
+
+
+def test_a_feature_that_never_varies_stays_finite():
+    rng = np.random.default_rng(9)
+    bits = (rng.random((300, 3)) < 0.5).astype(np.float64)
+    bits[:, 1] = 0.0  # never 1
+    counts = rng.poisson(3.0, size=(300, 2)).astype(np.float64)
+    counts[:, 0] = 0.0  # never above 0
+    for x, family, edge in ((bits, mx.Bernoulli(), np.array([0.5, 0.005, 0.5])), (counts, mx.Poisson(), np.array([0.002, 3.0]))):
+        for prior in (None, Prior(ConjugatePrior(1.0, edge))):
+            for dtype, x64 in ((np.float32, False), (np.float64, True)):
+                with jax.enable_x64(x64):
+                    result = mx.fit_variational(x.astype(dtype), family, 2, key=jax.random.key(0), prior=prior, max_iter=30)
+                    assert np.all(np.isfinite(np.asarray(result.history, np.float64))), (family, prior, dtype)
+                    assert np.isfinite(float(result.elbo)) and np.all(np.isfinite(np.asarray(result.posterior.log_prob(x[:5]))))
+
+
+def test_continuing_checks_the_posterior_against_the_data_and_prior():
+    x = _blobs()
+    dirichlet = Prior(weights=DirichletPrior(1.0))
+    post = mx.fit_variational(x, mx.Gaussian("full"), 3, key=jax.random.key(0), prior=dirichlet, max_iter=3).posterior
+    with pytest.raises(ValueError, match="Dirichlet weights but the weight prior is stick-breaking"):
+        mx.fit_variational(x, mx.Gaussian("full"), 3, init=post)
+    with pytest.raises(ValueError, match="does not fit this data"):
+        mx.fit_variational(np.concatenate([x, x[:, :1]], axis=1), mx.Gaussian("full"), 3, init=post, prior=dirichlet)
+    with pytest.raises(ValueError, match="stick-breaking"):
+        mx.fit_variational_stream([x], mx.Gaussian("full"), 3, key=None, init=post)
+    again = mx.fit_variational(x, mx.Gaussian("full"), 3, init=post, prior=DirichletPrior(1.0), max_iter=2)
+    assert int(again.n_iter) == 2
+    # A product family's prior may leave some groups to their defaults.
+    family = mx.Independent(((mx.Poisson(), (0, 1)), (mx.Bernoulli(), (2,))))
+    data = _data_for("mixed")
+    mixed = mx.fit_variational(data, family, 2, key=jax.random.key(0), prior=("default", ConjugatePrior(2.0, np.array([0.4]))))
+    assert np.isfinite(float(mixed.elbo)) and float(mixed.posterior.components[1].pseudo_count[0]) >= 2.0
+    with pytest.raises(ValueError, match="variational Bayes takes no missing entries"):
+        mx.fit_variational(np.where(x > 5, np.nan, x), mx.Gaussian("full"), 3, key=jax.random.key(0))
+    assert mx.priors.DirichletProcessPrior is mx.DirichletProcessPrior

@@ -90,13 +90,16 @@ class ConjugatePrior(NamedTuple):
 class DirichletPrior(NamedTuple):
     """Symmetric Dirichlet(α, …, α) prior on the mixing weights.
 
-    The M-step's weights become πₖ ∝ Nₖ + α − 1 and the log prior is
-    (α − 1) Σₖ log πₖ (without its normalising constant). α = 1 is the flat
-    prior (the maximum-likelihood weights); α > 1 pulls the weights towards
-    1/K and keeps every weight away from zero.
+    In MAP-EM (:func:`mixtures.fit`) the M-step's weights become
+    πₖ ∝ Nₖ + α − 1 and the log prior is (α − 1) Σₖ log πₖ (without its
+    normalising constant). α = 1 is the flat prior (the maximum-likelihood
+    weights); α > 1 pulls the weights towards 1/K and keeps every weight away
+    from zero; MAP-EM needs α ≥ 1. Variational Bayes
+    (:func:`mixtures.fit_variational`) takes any α > 0: its posterior is
+    Dirichlet(α + Nₖ), and a small α empties unneeded components.
 
     Attributes:
-      concentration: α ≥ 1, scalar.
+      concentration: α, scalar: ≥ 1 for MAP-EM, > 0 for variational Bayes.
 
     Example:
       >>> from mixtures.priors import DirichletPrior
@@ -110,7 +113,7 @@ class DirichletPrior(NamedTuple):
 class DirichletProcessPrior(NamedTuple):
     """Truncated stick-breaking Dirichlet-process prior on the mixing weights (variational Bayes).
 
-    πₖ = vₖ ∏ⱼ₍ⱼ₋ₖ₎ (1 − vⱼ) with sticks vₖ ~ beta(1, γ), k = 1 … K (K the
+    πₖ = vₖ (1 − v₁) ⋯ (1 − vₖ₋₁) with sticks vₖ ~ beta(1, γ), k = 1 … K (K the
     truncation). A small γ makes the first few sticks take most of the mass,
     so unneeded components get weight near zero; the expected number of
     components grows like γ log N. Only :func:`mixtures.fit_variational`
@@ -139,7 +142,10 @@ class Prior(NamedTuple):
       components: the family's prior (a :class:`GaussianPrior` for
         :class:`~mixtures.Gaussian`, a :class:`ConjugatePrior` for an
         :class:`~mixtures.ExponentialFamily`), "default", or None.
-      weights: a :class:`DirichletPrior` or None.
+      weights: a :class:`DirichletPrior` or None (no prior on the weights in
+        MAP-EM); for :func:`mixtures.fit_variational` also a
+        :class:`DirichletProcessPrior`, and None means its default,
+        ``DirichletProcessPrior(1 / K)``.
 
     Example:
       >>> from mixtures.priors import DirichletPrior, Prior

@@ -5,7 +5,7 @@ Mean-field variational Bayes keeps q(π) q(θ) q(z). For the weights:
 * a Dirichlet(α₀) prior gives q(π) = Dirichlet(α₀ + Nₖ), held as a
   :class:`~mixtures.priors.DirichletPrior` of (K,) concentrations;
 * a truncated stick-breaking prior (:class:`~mixtures.priors.DirichletProcessPrior`, γ)
-  gives independent sticks q(vₖ) = beta(1 + Nₖ, γ + Σⱼ₍ⱼ₊ₖ₎ Nⱼ), held as :class:`StickBreaking`.
+  gives independent sticks q(vₖ) = beta(1 + Nₖ, γ + Nₖ₊₁ + … + N_K), held as :class:`StickBreaking`.
 
 The components' posterior is the family's (:meth:`~mixtures.Family.posterior_update`).
 :class:`VariationalMixture` holds both, with the family, as a pytree.
@@ -32,11 +32,11 @@ __all__ = [
 
 
 class StickBreaking(NamedTuple):
-    """The variational posterior of stick-breaking weights: vₖ ~ beta(aₖ, bₖ), πₖ = vₖ ∏ⱼ₍ⱼ₋ₖ₎ (1 − vⱼ).
+    """The variational posterior of stick-breaking weights: vₖ ~ beta(aₖ, bₖ), πₖ = vₖ (1 − v₁) ⋯ (1 − vₖ₋₁).
 
     Attributes:
       a: (K,) first beta parameters, 1 + Nₖ.
-      b: (K,) second beta parameters, γ + Σⱼ₍ⱼ₊ₖ₎ Nⱼ.
+      b: (K,) second beta parameters, γ + Nₖ₊₁ + … + N_K.
     """
 
     a: jax.Array
@@ -54,7 +54,7 @@ def weights_posterior(prior, counts):
       ([4.0, 2.0, 1.0], [3.0, 2.0, 2.0])
     """
     if isinstance(prior, DirichletProcessPrior):
-        later = jnp.cumsum(counts[::-1])[::-1] - counts  # Σⱼ₍ⱼ₊ₖ₎ Nⱼ
+        later = jnp.cumsum(counts[::-1])[::-1] - counts  # Nₖ₊₁ + … + N_K
         return StickBreaking(1.0 + counts, prior.concentration + later)
     return DirichletPrior(prior.concentration + counts)
 
@@ -72,7 +72,7 @@ def expected_log_weights(posterior):
         total = digamma(posterior.a + posterior.b)
         log_v = digamma(posterior.a) - total
         log_rest = digamma(posterior.b) - total
-        return log_v + jnp.cumsum(log_rest) - log_rest  # E log vₖ + Σⱼ₍ⱼ₋ₖ₎ E log(1 − vⱼ)
+        return log_v + jnp.cumsum(log_rest) - log_rest  # E log vₖ + E log(1 − v₁) + … + E log(1 − vₖ₋₁)
     alpha = posterior.concentration
     return digamma(alpha) - digamma(jnp.sum(alpha))
 

@@ -139,7 +139,10 @@ class Bernoulli(ExponentialFamily):
           >>> Bernoulli().from_natural(jnp.zeros(2)).probs.tolist()
           [0.5, 0.5]
         """
-        return BernoulliParams(jax.nn.sigmoid(natural))
+        # A probability that underflows is kept at the dtype's smallest normal number, so that log p
+        # stays finite (variational Bayes can ask for η far beyond ±700).
+        tiny = jnp.finfo(natural.dtype).tiny
+        return BernoulliParams(jnp.clip(jax.nn.sigmoid(natural), tiny, 1.0 - jnp.finfo(natural.dtype).epsneg))
 
     def params_from_mean(self, mean, previous):
         """Closed-form M-step: p = mean clipped to [``min_prob``, 1 − ``min_prob``], mean (D,).

@@ -256,7 +256,8 @@ class Categorical(ExponentialFamily):
         """
         lay = _layout(self.n_categories)
         log_p = jax.nn.log_softmax(self._full_logits(natural), axis=1)
-        return CategoricalParams(jnp.exp(log_p[lay.feature, lay.category]))
+        # A probability that underflows is kept at the dtype's smallest normal number (log p stays finite).
+        return CategoricalParams(jnp.maximum(jnp.exp(log_p[lay.feature, lay.category]), jnp.finfo(log_p.dtype).tiny))
 
     def params_from_mean(self, mean, previous):
         """Closed-form M-step from the frequencies of categories c ≥ 1, mean (M,).

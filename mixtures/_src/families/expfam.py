@@ -401,25 +401,22 @@ class ExponentialFamily(Family):
         return type(self).log_conjugate_normalizer is not ExponentialFamily.log_conjugate_normalizer
 
     def default_variational_prior(self, x, n_components: int, sample_weight=None) -> ConjugatePrior:
-        """One pseudo-observation at the data's average of T(x), moved 1/(N + 1) of the way to the mean at η = :meth:`initial_natural`.
+        """One pseudo-observation midway between the data's average of T(x) and the mean at η = :meth:`initial_natural`.
 
-        The move keeps the prior proper where a feature's average sits at
-        the edge of its range (a Bernoulli feature that is always 0, a
-        Poisson count that is always 0), where the conjugate normaliser
-        diverges.
+        A weak prior (one observation's worth) that stays away from the edge
+        of the mean space where a feature's average sits on it (a Bernoulli
+        feature that is always 0, a Poisson count that is always 0): there
+        the conjugate normaliser diverges, or E_q[η] runs off to ±∞.
 
         Example:
           >>> import numpy as np, mixtures as mx
-          >>> mx.Bernoulli().default_variational_prior(np.array([[0.0], [0.0], [0.0]]), 2).mean.tolist()  # (3·0 + ½) / 4
-          [0.125]
+          >>> mx.Bernoulli().default_variational_prior(np.array([[0.0], [0.0], [0.0]]), 2).mean.tolist()  # (0 + ½) / 2
+          [0.25]
         """
         del n_components
         prior = ConjugatePrior.default(self, x, sample_weight=sample_weight)
-        start = self.initial_natural(prior.mean)
-        inner = jax.grad(self.log_partition)(start)
-        n = np.shape(x)[0] if sample_weight is None else float(np.sum(sample_weight))
-        mean = (n * prior.mean + inner) / (n + 1.0)
-        return ConjugatePrior(prior.pseudo_count, mean.astype(prior.mean.dtype))
+        centre = jax.grad(self.log_partition)(self.initial_natural(prior.mean))
+        return ConjugatePrior(prior.pseudo_count, ((prior.mean + centre) / 2).astype(prior.mean.dtype))
 
     def posterior_update(self, stats: ExpFamStats, counts, frame, prior: ConjugatePrior) -> ConjugatePrior:
         del frame

@@ -158,7 +158,8 @@ class Poisson(ExponentialFamily):
           >>> Poisson().from_natural(jnp.zeros(2)).rates.tolist()
           [1.0, 1.0]
         """
-        return PoissonParams(jnp.exp(natural))
+        # A rate that underflows is kept at the dtype's smallest normal number (log λ stays finite).
+        return PoissonParams(jnp.maximum(jnp.exp(natural), jnp.finfo(natural.dtype).tiny))
 
     def params_from_mean(self, mean, previous):
         """Closed-form M-step: λ = max(mean, ``min_rate``), for mean (D,).

@@ -7,6 +7,7 @@ start, the updates in interruptible segments, and the finish
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import NamedTuple
 
@@ -18,8 +19,8 @@ from mixtures._src.core import blocks, checks, progress
 from mixtures._src.core.family import Family
 from mixtures._src.core.mixture import Mixture
 from mixtures._src.core.posterior import Sums
-from mixtures._src.core.priors import DirichletPrior, DirichletProcessPrior, Prior
-from mixtures._src.core.variational import VariationalMixture, mean_weights
+from mixtures._src.core.priors import DirichletPrior, DirichletProcessPrior, Prior, _positive_scalar
+from mixtures._src.core.variational import StickBreaking, VariationalMixture, mean_weights
 from mixtures._src.engine import em
 from mixtures._src.engine import variational as engine
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
@@ -27,7 +28,7 @@ from mixtures._src.fitting import segments
 from mixtures._src.fitting.fit import start_restart
 from mixtures._src.fitting.init import INIT_METHODS, check_method, start_key, tree_classes
 
-__all__ = ["VariationalResult", "check_family", "check_prior", "fit_variational"]
+__all__ = ["VariationalResult", "check_family", "check_prior", "fit_variational", "without_missing_hint"]
 
 
 class VariationalResult(NamedTuple):
@@ -143,7 +144,8 @@ def fit_variational(
       (2, (4,))
     """
     check_family(family)
-    x = checks.as_data(x, "x")
+    with without_missing_hint():
+        x = checks.as_data(x, "x")
     if checks.is_traced(x):
         raise TypeError("`x` must be a concrete array: mx.fit_variational validates on the host and cannot be traced.")
     host = np.asarray(x)
@@ -163,7 +165,7 @@ def fit_variational(
     prior = check_prior(prior, family, host, k, weights, x.dtype)
     resp = None
     if isinstance(init, VariationalMixture):
-        _check_posterior_start(init, family, k, n_init)
+        init = _check_posterior_start(init, family, k, n_init, prior, d, x.dtype)
     elif isinstance(init, str):
         if init not in INIT_METHODS:
             raise ValueError(f"`init` must be one of {INIT_METHODS}, an (N, K) array or a VariationalMixture; received {init!r}.")
@@ -205,6 +207,21 @@ def fit_variational(
 # -- host checks ------------------------------------------------------------------
 
 
+MISSING_HINT = '; NaN marks a missing entry only with missing="marginalize".'
+
+
+@contextlib.contextmanager
+def without_missing_hint():
+    """Data checks' errors without their hint about ``missing=``, which variational Bayes does not take."""
+    try:
+        yield
+    except ValueError as error:
+        text = str(error)
+        if MISSING_HINT not in text:
+            raise
+        raise ValueError(text.replace(MISSING_HINT, " (variational Bayes takes no missing entries).")) from None
+
+
 def check_family(family) -> None:
     """Raises unless ``family`` is a hashable Family with a conjugate posterior."""
     if not isinstance(family, Family):
@@ -220,19 +237,22 @@ def check_family(family) -> None:
 
 
 def check_prior(prior, family, x: np.ndarray, k: int, weights, dtype) -> Prior:
-    """The validated Prior in the data's dtype, defaults filled in."""
-    if prior is None:
+    """The validated Prior in the data's dtype, defaults filled in.
+
+    ``prior`` may be None, "default", a component prior, a weight prior
+    (DirichletPrior or DirichletProcessPrior) or a Prior; for an
+    :class:`~mixtures.Independent` family a tuple of component priors, any
+    of them None or "default" (that group's default).
+    """
+    if prior is None or (isinstance(prior, str) and prior == "default"):
         prior = Prior()
-    if not isinstance(prior, Prior):
-        raise TypeError(
-            "`prior` must be a mixtures.Prior(components=..., weights=...) or None; "
-            f"received {type(prior).__name__}."
-        )
-    components = prior.components
-    if components is None or (isinstance(components, str) and components == "default"):
-        components = family.default_variational_prior(x, k, sample_weight=weights)
-    elif isinstance(components, str):
-        raise ValueError(f'`prior.components` must be a prior, "default" or None; received {components!r}.')
+    elif isinstance(prior, (DirichletPrior, DirichletProcessPrior)):
+        prior = Prior(weights=prior)
+    elif isinstance(prior, str):
+        raise ValueError(f'`prior` must be None, "default" or a prior object; received {prior!r}.')
+    elif not isinstance(prior, Prior):
+        prior = Prior(components=prior)
+    components = _fill_defaults(prior.components, family, x, k, weights)
     components = family.check_prior(components, x.astype(dtype))
     one = jax.tree.map(lambda a: jnp.asarray(a)[None], components)
     params, offsets = family.expected_params(one)
@@ -249,10 +269,24 @@ def check_prior(prior, family, x: np.ndarray, k: int, weights, dtype) -> Prior:
             "`prior.weights` must be a mixtures.priors.DirichletPrior, a DirichletProcessPrior or None; "
             f"received {type(w).__name__}."
         )
-    alpha = checks.non_negative_float(w.concentration, "prior.weights.concentration")
-    if not alpha > 0:
-        raise ValueError(f"`prior.weights.concentration` must be positive; received {alpha}.")
+    alpha = _positive_scalar(w.concentration, "prior.weights.concentration")
     return Prior(components, type(w)(jnp.asarray(alpha, dtype)))
+
+
+def _fill_defaults(components, family, x: np.ndarray, k: int, weights):
+    """``components`` with None and "default" (whole, or a group's in a tuple) replaced by the family's defaults."""
+    def is_default(part):
+        return part is None or (isinstance(part, str) and part == "default")
+
+    if is_default(components):
+        return family.default_variational_prior(x, k, sample_weight=weights)
+    if isinstance(components, str):
+        raise ValueError(f'`prior.components` must be a prior, "default" or None; received {components!r}.')
+    if isinstance(components, tuple) and not hasattr(components, "_fields") and any(map(is_default, components)):
+        defaults = family.default_variational_prior(x, k, sample_weight=weights)
+        if isinstance(defaults, tuple) and len(defaults) == len(components):
+            return tuple(d if is_default(part) else part for part, d in zip(components, defaults))
+    return components
 
 
 def _check_responsibilities(init, n: int, k: int, n_init: int) -> np.ndarray:
@@ -272,13 +306,31 @@ def _check_responsibilities(init, n: int, k: int, n_init: int) -> np.ndarray:
     return resp
 
 
-def _check_posterior_start(init: VariationalMixture, family, k: int, n_init: int) -> None:
+def _check_posterior_start(init: VariationalMixture, family, k: int, n_init: int, prior: Prior, d: int, dtype):
+    """A posterior to continue from, checked against the fit's family, K, prior and D; returned in ``dtype``."""
     if init.family != family:
         raise ValueError(f"`init` is a posterior over {init.family!r}, not over `family` {family!r}.")
     if init.n_components != k:
         raise ValueError(f"`init` has {init.n_components} components; `n_components` is {k}.")
     if n_init != 1:
         raise ValueError(f"`n_init` must be 1 with a posterior as `init`; received {n_init}.")
+    sticks = isinstance(init.weights, StickBreaking)
+    if sticks != isinstance(prior.weights, DirichletProcessPrior):
+        held, given = ("stick-breaking", "Dirichlet") if sticks else ("Dirichlet", "stick-breaking")
+        raise ValueError(
+            f"`init` holds {held} weights but the weight prior is {given} (the default is stick-breaking): "
+            "pass the prior the posterior was fitted with."
+        )
+    expected = jax.tree.map(lambda a: (k,) + tuple(np.shape(a)), prior.components)
+    given = jax.tree.map(np.shape, init.components)
+    if jax.tree.structure(init.components) != jax.tree.structure(prior.components) or jax.tree.leaves(
+        given, is_leaf=lambda v: isinstance(v, tuple) and all(isinstance(i, int) for i in v)
+    ) != jax.tree.leaves(expected, is_leaf=lambda v: isinstance(v, tuple) and all(isinstance(i, int) for i in v)):
+        raise ValueError(
+            f"`init`'s component posterior does not fit this data ({d} features) and prior: its arrays have "
+            f"shapes {given}, where {expected} are expected."
+        )
+    return jax.tree.map(lambda a: checks.to_device(np.asarray(a), dtype), init)
 
 
 # -- compiled parts ---------------------------------------------------------------

@@ -30,6 +30,7 @@ from mixtures._src.fitting.variational import (
     _from_posterior,
     check_family,
     check_prior,
+    without_missing_hint,
 )
 
 __all__ = ["fit_variational_stream"]
@@ -94,20 +95,21 @@ def fit_variational_stream(
     if callback is not None and not callable(callback):
         raise TypeError(f"`callback` must be callable or None; received {callback!r}.")
     warm = isinstance(init, VariationalMixture)
-    if warm:
-        _check_posterior_start(init, family, k, n_init)
-    elif not isinstance(init, str):
+    if not warm and not isinstance(init, str):
         raise ValueError(
             "`init` must be the name of an initialisation method or a VariationalMixture to continue from; "
             f"received {type(init).__name__}."
         )
     # A posterior to continue from is checked as fit_stream checks a warm start (no key needed).
-    source, seen, key, _ = scan_for_fit(
-        batches, family, k, init=init.mixture if warm else init, n_init=n_init, key=key, batch_size=batch_size,
-        sample_weight=sample_weight, sample_size=sample_size,
-    )
+    with without_missing_hint():
+        source, seen, key, _ = scan_for_fit(
+            batches, family, k, init=init.mixture if warm else init, n_init=n_init, key=key, batch_size=batch_size,
+            sample_weight=sample_weight, sample_size=sample_size,
+        )
     n, d, dtype = seen.n_rows, seen.n_features, seen.sample.dtype
     prior = check_prior(prior, family, np.asarray(seen.sample), k, seen.sample_weights, dtype)
+    if warm:
+        init = _check_posterior_start(init, family, k, n_init, prior, d, dtype)
     family.check_methods(np.asarray(seen.sample))
     chunk = chunk_size or blocks.default_chunk_size(k * n_init, d)
     options = EMOptions(chunk_size=chunk)
