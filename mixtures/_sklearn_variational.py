@@ -21,7 +21,7 @@ from mixtures._src.core.priors import DirichletPrior, DirichletProcessPrior, Pri
 from mixtures._src.core.variational import StickBreaking, VariationalMixture
 from mixtures._src.families.gaussian.family import Gaussian
 from mixtures._src.families.gaussian.prior import GaussianPrior
-from mixtures._src.families.gaussian.variational import proper_covariance
+from mixtures._src.families.gaussian.variational import data_moments
 from mixtures._src.fitting.variational import fit_variational
 
 __all__ = ["BayesianGaussianMixture"]
@@ -211,11 +211,7 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
 
     def _prior(self, X, weights, k: int, d: int):
         """The Prior in GaussianPrior's terms, the *_prior_ attributes, and the tied/spherical factor."""
-        x = np.asarray(X, np.float64)
-        w = np.ones(len(x)) if weights is None else np.asarray(weights, np.float64)
-        mean = w @ x / np.sum(w)
-        centred = x - mean
-        cov = proper_covariance((centred * w[:, None]).T @ centred / max(np.sum(w) - 1.0, 1e-12), float(self.reg_covar))
+        mean, cov = data_moments(X, weights, float(self.reg_covar))
         self.weight_concentration_prior_ = (
             1.0 / k if self.weight_concentration_prior is None else _positive(self.weight_concentration_prior, "weight_concentration_prior")
         )
@@ -275,7 +271,6 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
         else:
             self.precisions_ = 1.0 / cov
             self.precisions_cholesky_ = 1.0 / np.sqrt(cov)
-        self._factor = factor
         self._components = comp
         self._weights = post.weights
 

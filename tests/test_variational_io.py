@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
 import os
 import re
-import struct
-import subprocess
-import sys
 
 import jax
 
@@ -25,25 +20,9 @@ from mixtures import io as mio  # noqa: E402
 from mixtures._src.core.variational import StickBreaking  # noqa: E402
 from mixtures.io import ModelFileError, load, save  # noqa: E402
 from mixtures.priors import DirichletProcessPrior  # noqa: E402
+from tests.test_io import _mutations, _pack, _unpack, load_in_worker  # noqa: E402
 
-MAGIC = b"\x89MIXTURES\r\n\x1a\n"
 NAME = "posterior.mixture"
-
-
-# -- the container, as docs/save-load.md specifies it -------------------------------------------
-
-
-def _unpack(data: bytes) -> tuple[dict, bytes]:
-    assert data[:13] == MAGIC
-    (length,) = struct.unpack("<Q", data[13:21])
-    assert hashlib.sha256(data[:-32]).digest() == data[-32:]
-    return json.loads(data[21 : 21 + length]), data[21 + length : -32]
-
-
-def _pack(header: dict, payload: bytes) -> bytes:
-    text = json.dumps(header).encode()
-    body = MAGIC + struct.pack("<Q", len(text)) + text + payload
-    return body + hashlib.sha256(body).digest()
 
 
 # -- three fits (module-scoped: compilation dominates), every other posterior derived from them --------
@@ -425,42 +404,6 @@ def test_a_huge_number_of_categories_is_refused_by_size(tmp_path, files):
     assert "far more than" in error.reason
 
 
-_FUZZ_WORKER = r"""
-import json, os, resource, sys, time
-resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
-import jax
-jax.config.update("jax_enable_x64", True)
-import mixtures as mx
-for path in sys.argv[1:]:
-    start = time.perf_counter()
-    try:
-        mx.load(path)
-        outcome = "loaded"
-    except mx.ModelFileError:
-        outcome = "refused"
-    except BaseException as e:
-        outcome = f"{type(e).__name__}: {e}"[:300]
-    print(json.dumps([os.path.basename(path), outcome, time.perf_counter() - start]), flush=True)
-"""
-
-
-def _mutate(rng, header):
-    extreme = [0, -1, 1, 2, 2**62, 10**18, 1e308, -0.0, 0.5, "", "x" * 100, None, True, [], {}, "ConjugatePrior"]
-    slots = []
-
-    def visit(node):
-        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-        for key, value in items:
-            slots.append((node, key))
-            visit(value)
-
-    visit(header)
-    for _ in range(int(rng.integers(1, 3))):
-        node, key = slots[int(rng.integers(len(slots)))]
-        node[key] = extreme[int(rng.integers(len(extreme)))]
-    return header
-
-
 def test_fuzzed_headers_are_refused_or_loaded(tmp_path, files):
     """60 mutated headers (valid checksums) in a worker with a memory limit: each loads or raises ModelFileError."""
     rng = np.random.default_rng(7)
@@ -469,17 +412,9 @@ def test_fuzzed_headers_are_refused_or_loaded(tmp_path, files):
     for i in range(60):
         header, payload = _unpack(files[names[i % len(names)]])
         path = tmp_path / f"fuzz{i:02d}.mixture"
-        path.write_bytes(_pack(_mutate(rng, copy.deepcopy(header)), payload))
+        path.write_bytes(_pack(_mutations(rng, copy.deepcopy(header)), payload))
         paths.append(str(path))
-    done = subprocess.run(
-        [sys.executable, "-c", _FUZZ_WORKER, *paths], capture_output=True, text=True, timeout=600,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
-    )
-    results = [json.loads(line) for line in done.stdout.splitlines()]
-    assert len(results) == len(paths), done.stderr[-2000:]
-    unexpected = [r for r in results if r[1] not in ("loaded", "refused")]
-    assert not unexpected, unexpected[:5]
-    assert all(r[2] < 20.0 for r in results)
+    results = load_in_worker(paths, x64=True)
     assert sum(r[1] == "refused" for r in results) > 40
 
 

@@ -164,21 +164,24 @@ class VariationalMixture:
         """The :class:`~mixtures.Mixture` at the posterior mean: weights E_q[π], parameters ``family.posterior_mean``."""
         return Mixture(mean_weights(self.weights), self.family.posterior_mean(self.components), self.family)
 
+    def e_step(self):
+        """``(params, log_weights)``: θ̃ and E_q[log πₖ] + cₖ (:meth:`~mixtures.Family.expected_params`), the E-step's inputs."""
+        params, offsets = self.family.expected_params(self.components)
+        return params, expected_log_weights(self.weights) + offsets
+
     def expected(self) -> Mixture:
-        """The E-step's mixture: parameters θ̃ and weights ∝ exp(E_q[log πₖ] + cₖ) (:meth:`~mixtures.Family.expected_params`).
+        """The E-step's mixture: parameters θ̃ and weights ∝ exp(E_q[log πₖ] + cₖ) (:meth:`e_step`).
 
         Its responsibilities are the variational q(zₙ = k); its log-density is
         log Σₖ exp(E_q[log πₖ p(xₙ | θₖ)]) minus the constant
         :meth:`log_normalizer`.
         """
-        params, offsets = self.family.expected_params(self.components)
-        log_w = expected_log_weights(self.weights) + offsets
+        params, log_w = self.e_step()
         return Mixture(jax.nn.softmax(log_w), params, self.family)
 
     def log_normalizer(self) -> jax.Array:
         """log Σₖ exp(E_q[log πₖ] + cₖ): what :meth:`expected` divides its weights by."""
-        _, offsets = self.family.expected_params(self.components)
-        return jax.nn.logsumexp(expected_log_weights(self.weights) + offsets)
+        return jax.nn.logsumexp(self.e_step()[1])
 
     def responsibilities(self, x, *, chunk_size: int | None = None) -> jax.Array:
         """The variational responsibilities q(zₙ = k) ∝ exp(E_q[log πₖ] + E_q[log p(xₙ | θₖ)]), (N, K)."""

@@ -26,16 +26,11 @@ from jax import lax
 from mixtures._src.core import progress
 from mixtures._src.core.mixture import Mixture
 from mixtures._src.core.posterior import Sums
-from mixtures._src.core.variational import (
-    VariationalMixture,
-    expected_log_weights,
-    weights_kl,
-    weights_posterior,
-)
+from mixtures._src.core.variational import VariationalMixture, weights_kl, weights_posterior
 from mixtures._src.engine import em
 from mixtures._src.engine.options import EMOptions, Rows
 
-__all__ = ["VariationalState", "advance", "divergence", "elbo_sums", "posterior_from", "start", "step"]
+__all__ = ["VariationalState", "advance", "divergence", "elbo_sums", "expected_sums", "posterior_from", "start", "step"]
 
 
 class VariationalState(NamedTuple):
@@ -69,13 +64,20 @@ def divergence(posterior: VariationalMixture, prior) -> jax.Array:
     return components + weights_kl(posterior.weights, prior.weights)
 
 
+def expected_sums(posterior: VariationalMixture, rows: Rows, options: EMOptions, *, once: bool = False):
+    """One variational E-step: the statistics under ``posterior`` and the parameters θ̃ they were taken under.
+
+    Its ``log_likelihood`` is Σₙ wₙ log Σₖ exp(E_q[log πₖ p(xₙ | θₖ)]), the
+    ELBO before :func:`divergence` is subtracted.
+    """
+    params, log_w = posterior.e_step()
+    frame = Mixture(jax.nn.softmax(log_w), params, posterior.family)
+    return em.accumulate(frame, rows, options, once=once, log_weights=log_w), params
+
+
 def elbo_sums(posterior: VariationalMixture, rows: Rows, options: EMOptions, prior, *, once: bool = False):
-    """One variational E-step: the statistics under ``posterior``, the parameters θ̃ they were taken under, and the ELBO (a scalar total)."""
-    family = posterior.family
-    params, offsets = family.expected_params(posterior.components)
-    log_w = expected_log_weights(posterior.weights) + offsets
-    frame = Mixture(jax.nn.softmax(log_w), params, family)
-    sums = em.accumulate(frame, rows, options, once=once, log_weights=log_w)
+    """:func:`expected_sums`, and the ELBO (a scalar total)."""
+    sums, params = expected_sums(posterior, rows, options, once=once)
     return sums, params, sums.log_likelihood - divergence(posterior, prior)
 
 

@@ -20,7 +20,7 @@ from mixtures._src.core.family import Family
 from mixtures._src.core.mixture import Mixture
 from mixtures._src.core.posterior import Sums
 from mixtures._src.core.priors import DirichletPrior, DirichletProcessPrior, Prior, _positive_scalar
-from mixtures._src.core.variational import StickBreaking, VariationalMixture, mean_weights
+from mixtures._src.core.variational import StickBreaking, VariationalMixture
 from mixtures._src.engine import em
 from mixtures._src.engine import variational as engine
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
@@ -28,7 +28,7 @@ from mixtures._src.fitting import segments
 from mixtures._src.fitting.fit import start_restart
 from mixtures._src.fitting.init import INIT_METHODS, check_method, start_key, tree_classes
 
-__all__ = ["VariationalResult", "check_family", "check_prior", "fit_variational", "without_missing_hint"]
+__all__ = ["VariationalResult", "best_result", "check_family", "check_prior", "fit_variational", "without_missing_hint"]
 
 
 class VariationalResult(NamedTuple):
@@ -321,11 +321,9 @@ def _check_posterior_start(init: VariationalMixture, family, k: int, n_init: int
             f"`init` holds {held} weights but the weight prior is {given} (the default is stick-breaking): "
             "pass the prior the posterior was fitted with."
         )
-    expected = jax.tree.map(lambda a: (k,) + tuple(np.shape(a)), prior.components)
-    given = jax.tree.map(np.shape, init.components)
-    if jax.tree.structure(init.components) != jax.tree.structure(prior.components) or jax.tree.leaves(
-        given, is_leaf=lambda v: isinstance(v, tuple) and all(isinstance(i, int) for i in v)
-    ) != jax.tree.leaves(expected, is_leaf=lambda v: isinstance(v, tuple) and all(isinstance(i, int) for i in v)):
+    expected = [(k,) + np.shape(a) for a in jax.tree.leaves(prior.components)]
+    given = [np.shape(a) for a in jax.tree.leaves(init.components)]
+    if jax.tree.structure(init.components) != jax.tree.structure(prior.components) or given != expected:
         raise ValueError(
             f"`init`'s component posterior does not fit this data ({d} features) and prior: its arrays have "
             f"shapes {given}, where {expected} are expected."
@@ -414,13 +412,22 @@ def _finish(states, rows, tol, prior, *, options):
         )
 
     posterior, elbo, counts, n_iter, converged = _each(one, options, states)
+    return best_result(posterior, elbo, counts, n_iter, converged)
+
+
+def best_result(posteriors: VariationalMixture, elbo, counts, n_iter, converged):
+    """The :class:`VariationalResult` of the restart with the highest ELBO (its history left empty), and its index.
+
+    Every argument has a leading restart axis R: ``elbo`` per unit weight,
+    ``counts`` (R, K) the expected counts of the final E-step.
+    """
     best = jnp.argmax(jnp.where(jnp.isnan(elbo), -jnp.inf, elbo))
-    chosen = jax.tree.map(lambda a: a[best], posterior)
+    chosen = jax.tree.map(lambda a: a[best], posteriors)
     return VariationalResult(
         posterior=chosen,
-        mixture=Mixture(mean_weights(chosen.weights), chosen.family.posterior_mean(chosen.components), chosen.family),
+        mixture=chosen.mixture,
         elbo=elbo[best],
-        history=jnp.zeros((0,), rows.x.dtype),
+        history=jnp.zeros((0,), elbo.dtype),
         n_iter=n_iter[best],
         converged=converged[best],
         n_effective=jnp.sum(counts[best] >= 1.0, dtype=jnp.int32),

@@ -17,7 +17,7 @@ import numpy as np
 from mixtures._src.core import blocks, checks
 from mixtures._src.core.mixture import Mixture
 from mixtures._src.core.progress import Progress
-from mixtures._src.core.variational import VariationalMixture, mean_weights
+from mixtures._src.core.variational import VariationalMixture
 from mixtures._src.engine import em
 from mixtures._src.engine import variational as engine
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
@@ -28,6 +28,7 @@ from mixtures._src.fitting.variational import (
     VariationalResult,
     _check_posterior_start,
     _from_posterior,
+    best_result,
     check_family,
     check_prior,
     without_missing_hint,
@@ -151,7 +152,7 @@ def fit_variational_stream(
     def advance(state, first, until):
         del until  # one pass per call: Ctrl-C acts between passes
         active = ~np.asarray(em.has_converged(state.log_likelihood, state.previous, tol_device))
-        sums = one_pass(functools.partial(_expected_sums, prior=prior, options=options), state.posterior)
+        sums = one_pass(functools.partial(_expected_sums, options=options), state.posterior)
         new, elbo = _update(state.posterior, sums, total, prior)
         elbo = np.asarray(elbo)
         keep = jax.device_put(active)
@@ -173,7 +174,7 @@ def fit_variational_stream(
         return state, history, np.asarray(going), np.asarray(first + 1)
 
     states, history = segments.run(begin, advance, max_iter=max_iter, what="mx.fit_variational_stream")
-    sums = one_pass(functools.partial(_expected_sums, prior=prior, options=options), states.posterior)
+    sums = one_pass(functools.partial(_expected_sums, options=options), states.posterior)
     result, best = _finish(states, sums, total, tol_device, prior)
     history = np.asarray(history)[int(best)]
     return result._replace(history=checks.to_device(history[: int(result.n_iter)]))
@@ -194,9 +195,9 @@ def _hard_sums(mixtures: Mixture, x, w, *, options):
 
 
 @functools.partial(jax.jit, static_argnames="options")
-def _expected_sums(posteriors: VariationalMixture, x, w, *, prior, options):
+def _expected_sums(posteriors: VariationalMixture, x, w, *, options):
     """Each posterior's variational E-step sums over one batch (its ELBO term: the log-likelihood sum)."""
-    return jax.vmap(lambda p: engine.elbo_sums(p, Rows(x, w), options, prior)[0])(posteriors)
+    return jax.vmap(lambda p: engine.expected_sums(p, Rows(x, w), options)[0])(posteriors)
 
 
 @jax.jit
@@ -228,19 +229,4 @@ def _finish(states, sums, total, tol, prior):
         return elbo / total, em.has_converged(state.log_likelihood, state.previous, tol)
 
     elbo, converged = jax.vmap(one)(states, sums)
-    best = jnp.argmax(jnp.where(jnp.isnan(elbo), -jnp.inf, elbo))
-    chosen = jax.tree.map(lambda a: a[best], states.posterior)
-    counts = sums.counts[best]
-    return VariationalResult(
-        posterior=chosen,
-        mixture=Mixture(mean_weights(chosen.weights), chosen.family.posterior_mean(chosen.components), chosen.family),
-        elbo=elbo[best],
-        history=jnp.zeros((0,), elbo.dtype),
-        n_iter=states.n_iter[best],
-        converged=converged[best],
-        n_effective=jnp.sum(counts >= 1.0, dtype=jnp.int32),
-        counts=counts,
-        all_elbos=elbo,
-        all_n_iter=states.n_iter,
-        all_converged=converged,
-    ), best
+    return best_result(states.posterior, elbo, sums.counts, states.n_iter, converged)

@@ -553,7 +553,7 @@ class Gaussian(domain.SquaredRealData, Family):
         """
         k, d = previous.means.shape
         model = self.model
-        kappa, nu = prior.shrinkage, prior.dof
+        nu = prior.dof
         means, scatter = self.posterior_scatter(stats, counts, previous, prior)
         if model == "identity":
             return GaussianParams(means, previous.precisions_cholesky)
@@ -704,15 +704,8 @@ class Gaussian(domain.SquaredRealData, Family):
           >>> float(p.dof), round(float(p.scale), 6)  # D², D × (4/3 + 16/3)/2
           (4.0, 6.666667)
         """
-        host = np.asarray(x, np.float64)
-        n, d = host.shape
-        w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
-        total = np.sum(w)
-        mean = w @ host / total
-        centred = host - mean[None, :]
-        cov = variational.proper_covariance(
-            (centred * w[:, None]).T @ centred / max(total - 1.0, 1e-12), self.reg_covar
-        )
+        d = np.shape(x)[1]
+        mean, cov = variational.data_moments(x, sample_weight, self.reg_covar)
         var = np.diagonal(cov).copy()
         if self.layout == "full":
             dof, scale = float(d), cov

@@ -35,7 +35,8 @@ from mixtures._src.families.gaussian.params import GaussianParams, precision_cho
 from mixtures._src.families.gaussian.prior import GaussianPrior
 
 __all__ = [
-    "MODELS", "expected_params", "posterior_kl", "posterior_update", "predictive_log_prob", "proper_covariance",
+    "MODELS", "data_moments", "expected_params", "posterior_kl", "posterior_update", "predictive_log_prob",
+    "proper_covariance",
 ]
 
 _HI = lax.Precision.HIGHEST
@@ -44,6 +45,20 @@ MODELS = ("VVV", "EEE", "VVI", "EEI", "VII", "EII", "identity")
 """The covariance models with a conjugate (normal–Wishart or normal–gamma) posterior."""
 
 SHARED = ("EEE", "EEI", "EII")
+
+
+def data_moments(x, sample_weight, reg_covar: float):
+    """The (weighted) mean and covariance of rows ``x`` (host, float64), divided by Σw − 1 and made proper.
+
+    The data-driven prior's moments, as scikit-learn's ``BayesianGaussianMixture``
+    takes them (``np.cov``), with :func:`proper_covariance` applied.
+    """
+    host = np.asarray(x, np.float64)
+    w = np.ones(host.shape[0]) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    total = np.sum(w)
+    mean = w @ host / total
+    centred = host - mean[None, :]
+    return mean, proper_covariance((centred * w[:, None]).T @ centred / max(total - 1.0, 1e-12), reg_covar)
 
 
 def proper_covariance(cov, reg_covar: float):
