@@ -881,6 +881,11 @@ def _with_leaf(name: str, field: str, edit, dtype=np.float64) -> bytes:
     """The saved bytes of FAMILY_CASES[name] with one parameter leaf edited (a valid checksum)."""
     header, payload = _unpack(_file_bytes(name, dtype))
     spec = next(f for f in header["params"]["fields"] if f["name"] == field)
+    return edited_array(header, payload, spec, edit)
+
+
+def edited_array(header: dict, payload: bytes, spec: dict, edit) -> bytes:
+    """A file of ``header`` and ``payload`` with the array ``spec`` describes replaced by ``edit`` of it."""
     leaf = np.frombuffer(payload, spec["dtype"], math.prod(spec["shape"]), spec["offset"]).reshape(spec["shape"])
     new = np.asarray(edit(leaf.copy()), spec["dtype"]).tobytes()
     return _pack(header, payload[: spec["offset"]] + new + payload[spec["offset"] + len(new) :])

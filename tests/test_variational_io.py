@@ -20,7 +20,7 @@ from mixtures import io as mio  # noqa: E402
 from mixtures._src.core.variational import StickBreaking  # noqa: E402
 from mixtures.io import ModelFileError, load, save  # noqa: E402
 from mixtures.priors import DirichletProcessPrior  # noqa: E402
-from tests.test_io import _mutations, _pack, _unpack, load_in_worker  # noqa: E402
+from tests.test_io import _mutations, _pack, _set, _unpack, edited_array, load_in_worker  # noqa: E402
 
 NAME = "posterior.mixture"
 
@@ -253,18 +253,7 @@ def _leaf_spec(node: dict, path: tuple):
 def _with_leaf(data: bytes, path: tuple, edit) -> bytes:
     """``data`` with one array edited (a valid checksum); ``path`` like ("components", 0, "mean")."""
     header, payload = _unpack(data)
-    spec = _leaf_spec(header, path)
-    leaf = np.frombuffer(payload, spec["dtype"], math.prod(spec["shape"]), spec["offset"]).reshape(spec["shape"])
-    new = np.asarray(edit(leaf.copy()), spec["dtype"]).tobytes()
-    return _pack(header, payload[: spec["offset"]] + new + payload[spec["offset"] + len(new) :])
-
-
-def _set(index, value):
-    def edit(a):
-        a[index] = value
-        return a
-
-    return edit
+    return edited_array(header, payload, _leaf_spec(header, path), edit)
 
 
 def _asymmetric(a):
