@@ -238,6 +238,23 @@ def test_callback_does_not_change_the_fit_and_must_be_callable():
         mx.fit(x, mx.Gaussian("diag"), 2, key=jax.random.key(1), callback=3)
 
 
+def test_another_max_iter_or_tol_compiles_nothing():
+    """``max_iter`` is the host loop's and ``tol`` is traced: one set of compiled programs serves all."""
+    from tests.helpers import recording_compilations
+
+    x = mx.datasets.load_old_faithful()
+    for n_init in (1, 3):
+        mx.fit(x, mx.Gaussian("full"), 2, key=jax.random.key(0), n_init=n_init, max_iter=5, tol=1e-3)
+        with recording_compilations() as compiled:
+            again = mx.fit(x, mx.Gaussian("full"), 2, key=jax.random.key(1), n_init=n_init, max_iter=23, tol=0.0)
+        assert compiled == [] and int(again.n_iter) == 23 and again.history.shape == (23,), n_init
+        selected = mx.select(x, mx.Gaussian("full"), [1, 2], key=jax.random.key(0), n_init=n_init, max_iter=4)
+        with recording_compilations() as compiled:
+            again = mx.select(x, mx.Gaussian("full"), [1, 2], key=jax.random.key(0), n_init=n_init, max_iter=9, tol=0.0)
+        assert compiled == [] and [int(r.n_iter) for r in again.results] == [9, 9], n_init
+        assert int(selected.results[1].n_iter) == 4  # K = 1 converges sooner
+
+
 def test_float32_stopping_test_is_on_the_recorded_values():
     """K-means on digits in float32: the history settles, and the fit says so at any tol.
 

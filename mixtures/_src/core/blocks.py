@@ -102,7 +102,9 @@ def vmap_restarts(fn, axes: Axes, in_axes=0):
       in_axes: as for ``jax.vmap``, for ``args``.
 
     Returns:
-      The batched function of ``*args``.
+      The batched function of ``*args`` (mapped axes 0 or None, outputs
+      batched on axis 0). A batch of one is run as one restart, unbatched
+      under ``axes``, and given its leading axis of one.
 
     Example:
       >>> import jax.numpy as jnp
@@ -112,7 +114,19 @@ def vmap_restarts(fn, axes: Axes, in_axes=0):
     """
     name = f"restarts{len(axes.restarts)}"
     inner = dataclasses.replace(axes, restarts=axes.restarts + (name,))
-    return jax.vmap(lambda *args: fn(inner, *args), in_axes=in_axes, axis_name=name)
+    batched = jax.vmap(lambda *args: fn(inner, *args), in_axes=in_axes, axis_name=name)
+
+    def call(*args):
+        mapped = in_axes if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
+        sizes = {leaf.shape[0] for arg, axis in zip(args, mapped) if axis is not None for leaf in jax.tree.leaves(arg)}
+        if sizes != {1}:
+            return batched(*args)
+        # One restart runs unbatched, under the outer axes only: XLA:CPU ran a batch of one
+        # up to twice as slowly, and a per-pass cond stays a branch.
+        one = [arg if axis is None else jax.tree.map(lambda a: a[0], arg) for arg, axis in zip(args, mapped)]
+        return jax.tree.map(lambda a: a[None], fn(axes, *one))
+
+    return call
 
 
 def default_chunk_size(n_components: int, n_features: int) -> int:

@@ -345,8 +345,10 @@ def fit(
     classes = None if isinstance(init, Mixture) else tree_classes(init, x_init, [k], weights)
     classes = None if classes is None else classes[0]
     tol = checks.to_device(tol, x.dtype)
+    # ``max_iter`` is the host loop's (segments.run): the compiled programs are built with the
+    # default, so another ``max_iter`` (like another ``tol``, passed traced) compiles nothing.
     options = EMOptions(
-        chunk_size=chunk, max_iter=max_iter, hard=assignment == "hard", update_weights=update_weights,
+        chunk_size=chunk, hard=assignment == "hard", update_weights=update_weights,
         report=callback is not None, missing=0 if incomplete is None else incomplete.max_missing,
     )
     init_options = options.replace(missing=0)
@@ -382,18 +384,21 @@ def fit(
         # Everything the result depends on; not the callback, which only watches.
         identity = checkpoints.fingerprint(
             "fit", repr(family), k, n_init, init if isinstance(init, str) else start,
-            None if isinstance(init, Mixture) else key, repr(options.replace(report=False)), tol, max_iter, x,
+            None if isinstance(init, Mixture) else key, repr(options.replace(report=False, max_iter=max_iter)), tol, max_iter, x,
             weights, labels, prior, None if plan is None else repr((plan.n_devices, plan.n_rows)),
         )
         saving = checkpoints.Checkpoint(checkpoint, checkpoint_every, identity, lambda: jax.eval_shape(begin))
     batched = plan is not None or not isinstance(init, Mixture)
     with progress.receiving(callback) as receiver:
-        return run(begin, rows, tol, prior, options, receiver=receiver, plan=plan, batched=batched, checkpoint=saving)
+        return run(
+            begin, rows, tol, prior, options, max_iter=max_iter, receiver=receiver, plan=plan, batched=batched,
+            checkpoint=saving,
+        )
 
 
 def run(
-    begin, rows: Rows, tol, prior, options: EMOptions, *, receiver=np.int32(0), plan=None, batched=True,
-    checkpoint=None,
+    begin, rows: Rows, tol, prior, options: EMOptions, *, max_iter: int, receiver=np.int32(0), plan=None,
+    batched=True, checkpoint=None,
 ) -> engine.FitResult:
     """The EM loop from ``begin()`` in segments (:func:`~mixtures._src.fitting.segments.run`), then the finish.
 
@@ -418,7 +423,7 @@ def run(
 
     with segments.interrupts_deferred():
         states, history = segments.run(
-            begin, advance, max_iter=options.max_iter, receiver=receiver, checkpoint=checkpoint, what="mx.fit"
+            begin, advance, max_iter=max_iter, receiver=receiver, checkpoint=checkpoint, what="mx.fit"
         )
         result, best = finish(states)
         try:
@@ -433,9 +438,11 @@ def fit_restarts(keys, rows: Rows, tol, prior=None, classes=None, *, family, k, 
     """The best of ``keys``' restarts on one device, run as :func:`mx.fit` runs them (without progress or checkpoint).
 
     ``classes``: for ``method="hc"``, the rows' classes (:func:`~mixtures._src.fitting.init.tree_classes`).
+    At most ``options.max_iter`` iterations.
     """
+    max_iter, options = options.max_iter, options.replace(max_iter=EMOptions.max_iter)
     begin = functools.partial(_start_restarts, keys, rows, classes, family=family, k=k, method=method, options=options)
-    return run(begin, rows, tol, prior, options)
+    return run(begin, rows, tol, prior, options, max_iter=max_iter)
 
 
 def with_history(result: engine.FitResult, history, best) -> engine.FitResult:

@@ -105,8 +105,9 @@ def advance_all(states, rows, tol, options, *, prior=None, first, until, receive
 
     Traced under ``jit``. Returns ``(states, history, running, n_iter)``:
     the new states, the (R, SEGMENT) or (SEGMENT,) values of iterations
-    ``first``.. (NaN after each restart's last), whether any restart goes
-    on, and the most iterations any restart has run.
+    ``first``.. (NaN after each restart's last), whether any restart has not
+    converged (the host's loop stops at ``max_iter``), and the most
+    iterations any restart has run.
     """
     dtype = rows.x.dtype
 
@@ -122,7 +123,9 @@ def advance_all(states, rows, tol, options, *, prior=None, first, until, receive
         states, history = blocks.vmap_restarts(one, options.axes)(states, jnp.arange(n))
     else:
         states, history = one(options.axes, states, 0)
-    going = jnp.any(engine.running(states, tol, options.max_iter))
+    # ``options.max_iter`` is not read: the host stops at its own ``max_iter`` (see run), so
+    # one compiled segment program serves every ``max_iter``.
+    going = jnp.any(~engine.has_converged(states.log_likelihood, states.previous, tol))
     return states, history, going, jnp.max(states.n_iter)
 
 
@@ -203,7 +206,7 @@ def _run(start, advance, max_iter, receiver, checkpoint, reached):
         began = time.perf_counter()
         states, history, going, last = advance(states, first, until)
         history, going, last = jax.device_get((history, going, last))  # one wait, one transfer
-        going, last = bool(going), int(last)
+        going, last = bool(going) and int(last) < max_iter, int(last)
         progress.raise_pending(receiver)
         elapsed = time.perf_counter() - began
         parts.append(history[..., : last - first])

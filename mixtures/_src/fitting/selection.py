@@ -267,7 +267,8 @@ def select(
 
     n_active = checks.to_device(ks, np.int32)
     table, results = [], []
-    options = EMOptions(chunk_size=chunk, max_iter=max_iter, missing=max_missing)
+    # ``max_iter`` is the host loop's (segments.run), not part of the compiled programs.
+    options = EMOptions(chunk_size=chunk, missing=max_missing)
     x_init = x if incomplete is None else checks.to_device(incomplete.filled)
     for f in families:
         begin = functools.partial(

@@ -343,12 +343,8 @@ def _each(fn, options: EMOptions, *batched):
 
     On a named restart axis (``blocks.vmap_restarts``), so that a choice the
     family makes per pass (the Gaussian's matrix-product form) is made once
-    for all restarts and stays a branch, not both sides under ``vmap``. One
-    restart runs unbatched: XLA:CPU runs the batch-of-one program up to
-    twice as slowly (bench_variational.py, float32).
+    for all restarts and stays a branch, not both sides under ``vmap``.
     """
-    if jax.tree.leaves(batched)[0].shape[0] == 1:
-        return _batch(fn(options, *jax.tree.map(lambda a: a[0], batched)))
     return blocks.vmap_restarts(lambda axes, *one: fn(options.replace(axes=axes), *one), options.axes)(*batched)
 
 
