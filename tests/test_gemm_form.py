@@ -125,7 +125,7 @@ def test_fit_is_the_same_by_either_path(covariance, options):
     np.testing.assert_allclose(auto.all_log_likelihoods, slow.all_log_likelihoods, rtol=1e-10)
 
 
-def test_only_large_wide_float64_passes_compile_two_paths():
+def test_only_large_wide_passes_compile_two_paths(monkeypatch):
     def traced(d, n, mode="auto", dtype=jnp.float64):
         family = mx.Gaussian("full")
         covs = np.broadcast_to(np.eye(d), (3, d, d))
@@ -142,7 +142,13 @@ def test_only_large_wide_float64_passes_compile_two_paths():
     assert "cond[" not in traced(3, 4 * large_n)  # M = 9 < fast.MIN_WIDTH
     assert "cond[" in traced(6, 1000, mode="always") and "cond[" in traced(3, 1000, mode="always")
     assert "cond[" not in traced(6, large_n, mode="never")
-    assert "cond[" not in traced(6, large_n, dtype=jnp.float32)  # no form in float32
+    # float32 rows: the products run in float64 on a CPU, and nowhere in float32.
+    float32 = traced(6, large_n, dtype=jnp.float32)
+    assert "cond[" in float32 and "f64[4096,27]" in float32  # a block's T(rows), in float64
+    assert "f64[1000,27]" not in traced(6, 1000, dtype=jnp.float32)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert fast.statistics_dtype(np.float32) == np.float32
+    assert "cond[" not in traced(6, large_n, dtype=jnp.float32)
 
 
 def test_guard_refuses_float32_far_centres_and_ill_conditioned_covariances():
@@ -153,6 +159,11 @@ def test_guard_refuses_float32_far_centres_and_ill_conditioned_covariances():
     assert fast.product_form(family, f32) is None  # float32: never (ε·D is above the tolerance)
     far = m.params._replace(means=m.params.means.at[0].add(1e5))  # 10⁵ sd from the others
     assert not bool(fast.product_form(family, far).usable)
+    # float32 data, products in float64: a looser bound (ε₃₂/16): q ≈ 6·10⁶ passes it, 10⁵ sd does not.
+    loose = fast.tolerance(np.float32)
+    assert bool(fast.product_form(family, m.params._replace(means=m.params.means.at[0].add(2e3)), tolerance=loose).usable)
+    assert not bool(fast.product_form(family, m.params._replace(means=m.params.means.at[0].add(2e3))).usable)
+    assert not bool(fast.product_form(family, far, tolerance=loose).usable)
     # A thin, rotated component at the centre: its q is about D·cond, the distance term is 0.
     rotation = np.linalg.qr(np.random.default_rng(0).standard_normal((3, 3)))[0]
     thin = rotation @ np.diag([1.0, 1.0, 1e-8]) @ rotation.T

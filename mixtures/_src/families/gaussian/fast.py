@@ -9,13 +9,18 @@ up to rounding:
 * **two matrix products**: log pₖ(x) = T(x)·ηₖ + cₖ with T(x) the moments of
   x about a centre, so a block costs T(rows) @ η and Rᵀ T(rows). Taken, under
   ``lax.cond``, only where float rounding keeps the statistics as accurate as
-  the whitened residuals (:func:`product_form`'s guard: in float64, never in
-  float32) and, in "auto" mode, only for passes large enough to repay the
-  second compiled branch.
+  the whitened residuals (:func:`product_form`'s guard) and, in "auto" mode,
+  only for passes large enough to repay the second compiled branch. The
+  products run in :func:`statistics_dtype`: float64 for float32 data on a
+  CPU (which runs float64 products at half the float32 rate), under a scoped
+  ``jax.enable_x64``; the guard is float64's, and the pass returns float32
+  sums. Float32 products are never accurate enough (ε · D is above the
+  tolerance), so elsewhere float32 keeps the whitened residuals.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import NamedTuple
 
@@ -28,10 +33,11 @@ from mixtures._src.core import blocks
 from mixtures._src.core.posterior import Sums
 from mixtures._src.families.gaussian.params import GaussianParams, GaussianStats, moved, upper_inverse_by_substitution, whitened
 
-__all__ = ["ProductForm", "product_form", "product_sums", "sums", "whitened_sums"]
+__all__ = ["ProductForm", "formulation", "product_form", "product_sums", "statistics_dtype", "sums", "whitened_sums"]
 
 _HI = lax.Precision.HIGHEST
-# The largest ε · maxₖ qₖ at which the product form is used (see product_form).
+# The largest ε · maxₖ qₖ at which the product form is used for float64 data (see
+# product_form); for float32 data (products in float64) see tolerance().
 TOLERANCE = 2.0**-32
 # In "auto" mode the products are compiled only for passes of at least this many
 # multiply-adds (N·K·M) and rows of at least this many statistics (M): below either, they
@@ -61,38 +67,112 @@ class ProductForm(NamedTuple):
 def sums(family, params: GaussianParams, x, weights, posterior, *, chunk_size: int, axes: blocks.Axes, mode: str) -> Sums:
     """The pass :meth:`Gaussian.fast_sums` returns: whitened residuals, or the products where they are usable.
 
-    The products are compiled when the form exists for the dtype, T(rows) of
-    a block is at most 4× the (rows, K, D) block the chunk size is set for,
-    ``mode`` is "always" or, in "auto", the pass is at least
-    :data:`MIN_WORK` multiply-adds with M ≥ :data:`MIN_WIDTH`, and the
-    usability flag can be agreed by every restart traced side by side
-    (never inside a mesh fit's per-device program); the choice is then made
-    per call under ``lax.cond``. Mode "once" compiles the whitened residuals
-    alone.
+    The products are compiled when :func:`compiles_products` says so for
+    these shapes and ``mode``, and the usability flag can be agreed by every
+    restart traced side by side (never inside a mesh fit's per-device
+    program); the choice is then made per call under ``lax.cond``, from the
+    guard :func:`product_form` computes in :func:`statistics_dtype`. Mode
+    "once" compiles the whitened residuals alone.
     """
 
     def by_residuals():
         return whitened_sums(family, params, x, weights, posterior, chunk_size=chunk_size, axes=axes)
 
-    if mode == "once":
+    wide = statistics_dtype(x.dtype)
+    if not compiles_products(family, x.shape, params.means.shape[0], x.dtype, mode):
         return by_residuals()
-    form = product_form(family, params, axes)
-    if form is None:
-        return by_residuals()
-    width, k = form.natural.shape
-    n, d = x.shape
-    if width > 4 * k * d:
-        return by_residuals()
-    if mode == "auto" and (width < MIN_WIDTH or n * k * width < MIN_WORK):
-        return by_residuals()
-    usable = axes.for_all_restarts(form.usable)
-    if usable is None:
-        return by_residuals()
+    # Every float64 operation is traced and bound inside the scope, the branch included:
+    # batched later outside it (a user's plain vmap of a jitted call), float64 would
+    # silently become float32, which the guard's own check then reports (see product_form).
+    with _wide_scope(wide):
+        wide_params = jax.tree.map(lambda a: a.astype(wide), params)
+        form = product_form(family, wide_params, axes, tolerance(x.dtype))
+        usable = axes.for_all_restarts(form.usable)
+        if usable is None:
+            return by_residuals()
 
-    def by_products():
-        return product_sums(family, params, form, x, weights, posterior, chunk_size=chunk_size, axes=axes)
+        def by_products():
+            s = product_sums(family, wide_params, form, x, weights, posterior, chunk_size=chunk_size, axes=axes)
+            return jax.tree.map(lambda a: a.astype(x.dtype), s)
 
-    return lax.cond(usable, by_products, by_residuals)
+        return lax.cond(usable, by_products, by_residuals)
+
+
+def statistics_dtype(dtype) -> np.dtype:
+    """The dtype of the product form's arithmetic for data of ``dtype``: float64 for float32 on a CPU, else ``dtype``.
+
+    Float32 products would lose about ε₃₂ · qₖ (see :func:`product_form`),
+    never within the tolerance; float64 ones on float32 rows are exact in
+    their inputs and cost a CPU about twice the float32 products, still
+    well below the whitened residuals' K small products per block. A GPU's
+    float64 rate is often a small fraction of its float32 rate: there
+    float32 keeps the whitened residuals.
+
+    Example:
+      >>> import numpy as np
+      >>> from mixtures._src.families.gaussian.fast import statistics_dtype
+      >>> statistics_dtype(np.float64)
+      dtype('float64')
+    """
+    dtype = np.dtype(dtype)
+    if dtype == np.float32 and jax.default_backend() == "cpu":
+        return np.dtype(np.float64)
+    return dtype
+
+
+def _wide_scope(wide):
+    """A scope in which arrays of dtype ``wide`` exist (a scoped ``jax.enable_x64`` for float64 without it)."""
+    if np.dtype(wide).itemsize == 8 and not jax.config.jax_enable_x64:
+        return jax.enable_x64(True)
+    return contextlib.nullcontext()
+
+
+def compiles_products(family, shape, n_components: int, dtype, mode: str) -> bool:
+    """Whether a pass over rows of ``shape`` (N, D) and ``dtype`` compiles the products beside the whitened residuals.
+
+    Where the form exists in :func:`statistics_dtype` (ε · D within the
+    tolerance), its T(rows) block takes at most 4× the bytes of the
+    (rows, K, D) block the chunk size is set for, and ``mode`` is "always"
+    or, in "auto", the pass is at least :data:`MIN_WORK` multiply-adds with
+    M ≥ :data:`MIN_WIDTH`. Never in "once" mode.
+    """
+    wide = statistics_dtype(dtype)
+    n, d = shape
+    if mode == "once" or np.finfo(wide).eps * d > tolerance(dtype):
+        return False
+    width = stats_width(family.layout, d)
+    if width * wide.itemsize > 4 * n_components * d * np.dtype(dtype).itemsize:
+        return False
+    return mode != "auto" or (width >= MIN_WIDTH and n * n_components * width >= MIN_WORK)
+
+
+def stats_width(layout: str, d: int) -> int:
+    """M, the number of statistics T(x) holds per row: D + D(D+1)/2 for "full" and "tied", 2D otherwise."""
+    return d + d * (d + 1) // 2 if layout == "full" else 2 * d
+
+
+def formulation(family, params: GaussianParams, n_rows: int, *, mode: str = "auto", axes=blocks.Axes()) -> str:
+    """How an E-step pass of ``n_rows`` rows with these parameters runs: "whitened" or "products-<dtype>".
+
+    The choice :func:`sums` makes, evaluated on the host (for benchmarks and
+    reports): "products-float64" when the products are compiled and the
+    guard holds for ``params``, else "whitened".
+
+    Example:
+      >>> import jax, mixtures as mx
+      >>> from mixtures._src.families.gaussian.fast import formulation
+      >>> m = mx.fit(mx.datasets.load_old_faithful(), mx.Gaussian(), 2, key=jax.random.key(0)).mixture
+      >>> formulation(m.family, m.params, 272)  # too small a pass to repay a second branch
+      'whitened'
+    """
+    dtype = params.means.dtype
+    wide = statistics_dtype(dtype)
+    if not compiles_products(family, (n_rows, params.means.shape[-1]), params.means.shape[0], dtype, mode):
+        return "whitened"
+    with _wide_scope(wide):
+        form = product_form(family, jax.tree.map(lambda a: jnp.asarray(a).astype(wide), params), axes, tolerance(dtype))
+        usable = bool(form.usable)
+    return f"products-{np.dtype(wide).name}" if usable else "whitened"
 
 
 def log_probs_and_residuals(family, params: GaussianParams, x):
@@ -127,7 +207,29 @@ def whitened_sums(family, params: GaussianParams, x, weights, posterior, *, chun
     return blocks.sum_over_chunks(block, x, weights, chunk_size, axes)
 
 
-def product_form(family, params: GaussianParams, axes: blocks.Axes = blocks.Axes()) -> ProductForm | None:
+def tolerance(dtype) -> float:
+    """The largest ε · maxₖ qₖ (ε the products' machine epsilon) at which data of ``dtype`` takes the product form.
+
+    :data:`TOLERANCE` (2⁻³²) for float64 data: statistics within about
+    10⁻¹⁰ of the whitened residuals'. For float32 data, whose products run
+    in float64 (:func:`statistics_dtype`), ε₃₂/16 = 2⁻²⁷: their statistics'
+    rounding stays 16 times below float32's own, so the pass is at least as
+    accurate as the float32 whitened residuals; that admits every qₖ up to
+    about 3·10⁷ (a condition number of 10³ with centres up to about 150
+    standard deviations apart, or 5000 along the axes).
+
+    Example:
+      >>> import numpy as np
+      >>> from mixtures._src.families.gaussian.fast import tolerance
+      >>> tolerance(np.float32) == 2.0**-27, tolerance(np.float64) == 2.0**-32
+      (True, True)
+    """
+    return max(TOLERANCE, float(np.finfo(dtype).eps) / 16)
+
+
+def product_form(
+    family, params: GaussianParams, axes: blocks.Axes = blocks.Axes(), tolerance: float = TOLERANCE
+) -> ProductForm | None:
     """The log-densities as one matrix product of moments about a centre, where float rounding allows.
 
     With c the mean of the component means (averaged over the restarts
@@ -142,8 +244,9 @@ def product_form(family, params: GaussianParams, axes: blocks.Axes = blocks.Axes
     entrywise (qₖ = D + Mahalanobis distance² of the centre for the diagonal
     types). The statistics' relative error is then about ε qₖ / D, ε the
     dtype's machine epsilon, against about ε for the whitened residuals. The
-    form is usable only while ε · maxₖ qₖ ≤ :data:`TOLERANCE` (2⁻³²): in
-    float64 while every qₖ ≤ about 10⁶. Since qₖ ≥ D, a dtype with ε · D
+    form is usable only while ε · maxₖ qₖ ≤ ``tolerance`` (by default
+    :data:`TOLERANCE`, 2⁻³²: in float64 while every qₖ ≤ about 10⁶; see
+    :func:`tolerance` for float32 data). Since qₖ ≥ D, a dtype with ε · D
     above the tolerance never can, and then (float32) there is no form: None.
 
     Example:
@@ -159,7 +262,7 @@ def product_form(family, params: GaussianParams, axes: blocks.Axes = blocks.Axes
     """
     mu, u = params.means, params.precisions_cholesky
     k, d = mu.shape
-    if jnp.finfo(mu.dtype).eps * d > TOLERANCE:
+    if jnp.finfo(mu.dtype).eps * d > tolerance:
         return None
     # Restarts run side by side share one centre, and so one T(rows) per block.
     centre = axes.mean_over_restarts(jnp.mean(mu, axis=0))
@@ -182,8 +285,12 @@ def product_form(family, params: GaussianParams, axes: blocks.Axes = blocks.Axes
         spread = jnp.sum(white**2, axis=-1) + d
     natural = jnp.concatenate([linear, quadratic], axis=1).T
     offset = log_norm - 0.5 * jnp.sum(white**2, axis=-1)
-    usable = jnp.finfo(mu.dtype).eps * jnp.max(spread) <= TOLERANCE
-    return ProductForm(usable & jnp.all(jnp.isfinite(natural)) & jnp.all(jnp.isfinite(offset)), natural, offset, centre)
+    usable = jnp.finfo(mu.dtype).eps * jnp.max(spread) <= tolerance
+    # Computed, not read from the dtype: false if this program was re-traced without float64
+    # (see sums), where the arithmetic above ran in float32 after all.
+    resolves = jnp.asarray(1.0, mu.dtype) + jnp.asarray(tolerance / 2, mu.dtype) > 1.0
+    finite = jnp.all(jnp.isfinite(natural)) & jnp.all(jnp.isfinite(offset))
+    return ProductForm(usable & resolves & finite, natural, offset, centre)
 
 
 def features(layout: str, centre, x) -> jax.Array:
@@ -228,7 +335,7 @@ def expected_log_prob(family, stats: GaussianStats, counts, params: GaussianPara
 
 
 def product_sums(family, params: GaussianParams, form: ProductForm, x, weights, posterior, *, chunk_size: int, axes: blocks.Axes) -> Sums:
-    """The pass as two matrix products per block, T(rows) @ η and Rᵀ T(rows).
+    """The pass as two matrix products per block, T(rows) @ η and Rᵀ T(rows), in the dtype of ``params`` and ``form``.
 
     The log-likelihood is Σₙₖ rₙₖ (log πₖ + log pₖ(xₙ) − log rₙₖ), its E-step
     identity, with Σₙ rₙₖ log pₖ(xₙ) from the statistics
@@ -236,13 +343,17 @@ def product_sums(family, params: GaussianParams, form: ProductForm, x, weights, 
     those carry the form's rounding, which does not average out over rows.
     """
 
+    wide = form.natural.dtype
+
     def block(rows, w, index):
-        t = features(family.layout, form.centre, rows)
+        t = features(family.layout, form.centre, rows.astype(wide))
         logp = jnp.dot(t, form.natural, precision=_HI) + form.offset[None, :]
-        resp, _ = posterior(logp, index)
+        # The responsibilities in the data's dtype, like the whitened residuals'.
+        resp, _ = posterior(logp.astype(rows.dtype), index)
         weighted = resp * w[:, None]
         entropy = jnp.sum(jnp.where(resp > 0, weighted * jnp.log(jnp.where(resp > 0, resp, 1.0)), 0.0))
-        return Sums(jnp.sum(weighted, axis=0), jnp.dot(weighted.T, t, precision=_HI), entropy)
+        weighted = weighted.astype(wide)
+        return Sums(jnp.sum(weighted, axis=0), jnp.dot(weighted.T, t, precision=_HI), entropy.astype(wide))
 
     s = blocks.sum_over_chunks(block, x, weights, chunk_size, axes)
     stats = stats_from_moments(params, form.centre, s.stats, s.counts)
