@@ -34,6 +34,27 @@ def run(*args, cwd=None, command=None):
     return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
+def test_the_command_keeps_its_compiled_programs_in_a_per_user_cache(tmp_path):
+    """Run as a program, the command caches its compiled programs under $XDG_CACHE_HOME; off when asked."""
+    np.savetxt(tmp_path / "blobs.csv", blobs(), delimiter=",")
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+
+    def fit(**settings):
+        command = [sys.executable, "-m", "mixtures.cli", "fit", str(tmp_path / "blobs.csv"), "--components", "3"]
+        out = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**env, **settings})
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    cache = tmp_path / "xdg" / "mixtures" / "jax"
+    first = fit(XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    kept = set(os.listdir(cache))
+    assert kept and oct(cache.stat().st_mode & 0o777) == "0o700"
+    assert fit(XDG_CACHE_HOME=str(tmp_path / "xdg")) == first  # read back: the same fit, nothing new compiled
+    assert set(os.listdir(cache)) == kept
+    fit(XDG_CACHE_HOME=str(tmp_path / "elsewhere"), MIXTURES_COMPILATION_CACHE="off")
+    assert not (tmp_path / "elsewhere").exists()
+
+
 def one_line_error(out):
     """The process failed with exactly one line on stderr, ``mixtures: error: ...``, no traceback."""
     assert out.returncode != 0, out.stdout
