@@ -80,6 +80,8 @@ setting when XLA_FLAGS does not mention it leaves it alone. The
 script checks that "fusion on" compiles a test program as XLA_FLAGS without
 the flag does.
 
+mixtures runs with JAX's x64 mode on for both dtypes (float32 data stays
+float32; with x64 on, its large passes may take float64 matrix products).
 For mixtures rows, "form" is the formulation of the E-step pass the library
 reports for the fitted mixture on the case's rows
 (``mixtures._src.families.gaussian.fast.formulation``: "whitened" or
@@ -423,8 +425,9 @@ class MixturesAdapter(Adapter):
     def __init__(self, spec, dtype):
         import jax
 
-        if dtype == "float64":
-            jax.config.update("jax_enable_x64", True)
+        # x64 on for both dtypes: float32 data stays float32, and its large passes may then
+        # take the float64 products (mixtures/_src/core/precision.py).
+        jax.config.update("jax_enable_x64", True)
         import mixtures as mx
 
         self.jax, self.mx = jax, mx
@@ -605,8 +608,7 @@ def child_restarts(spec):
     import numpy as np
 
     dtype = {"mixtures-f32": "float32", "mixtures-f64": "float64"}[spec["impl"]]
-    if dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_enable_x64", True)  # as MixturesAdapter: float32 data stays float32
     import mixtures as mx
 
     x = jax.device_put(np.load(spec["x_" + dtype]))

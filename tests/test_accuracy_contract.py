@@ -7,12 +7,11 @@ a component of condition number 10⁸ it stays finite and no less accurate
 than the whitened residuals alone. Each case runs the same EM iterations from
 the same start three ways: float64, float32 with the Gaussian's fast pass at
 any size (``EMOptions(fast="always")``: the matrix products where the
-computed guard allows, in float64 on a CPU), and float32 with the whitened
-residuals alone (the same pass with the products never compiled). The rows are
-float32 numbers for all three, so the comparison measures the arithmetic. The
-float32 fits run with float64 switched off, as a user's program runs by
-default; the products then switch it on for themselves (a scoped
-``jax.enable_x64``). One shape for every case: three compiled programs.
+computed guard allows, in float64 on a CPU with x64 on, as in this suite),
+and float32 with the whitened residuals alone (the pass at a size too small
+for the products). The rows are float32 numbers for all three, so the
+comparison measures the arithmetic. One shape for every case: three compiled
+programs.
 """
 
 import functools
@@ -24,7 +23,7 @@ import pytest
 
 import mixtures as mx
 from mixtures._src.families.gaussian import fast
-from mixtures.engine import EMOptions, Rows, fit_loop
+from mixtures.engine import EMOptions, Rows, accumulate, fit_loop
 
 N, D, K = 3000, 8, 3
 ITERATIONS = 12
@@ -72,13 +71,12 @@ def _run(mixture, x, *, mode):
 
 
 def run(case: str, dtype, mode: str):
-    """The fit, with float64 switched off for float32 (as by default) and on for float64."""
+    """The fit from the shared start, in ``dtype`` (x64 on: float32 may take float64 products)."""
     x, means, covs = draw(case)
-    with jax.enable_x64(dtype == np.float64):
-        m = start(x, means, covs, dtype)
-        result = _run(m, jnp.asarray(x, dtype), mode=mode)
-        taken = fast.formulation(m.family, m.params, N, mode=mode)
-        return jax.device_get(result), taken
+    m = start(x, means, covs, dtype)
+    result = _run(m, jnp.asarray(x, dtype), mode=mode)
+    taken = fast.formulation(m.family, m.params, N, mode=mode)
+    return jax.device_get(result), taken
 
 
 def whitened_error(fit, reference):
@@ -125,3 +123,33 @@ def test_a_condition_1e8_component_stays_finite_and_as_accurate_as_the_residuals
         assert all(np.all(np.isfinite(np.asarray(a))) for a in jax.tree.leaves(fit.mixture))
         errors.append(abs(float(fit.log_likelihood) - float(reference.log_likelihood)))
     assert errors[0] <= 1.5 * errors[1] + 1e-6 * abs(float(reference.log_likelihood))
+
+
+def test_float32_takes_float64_products_only_with_x64_on_and_fits_keep_their_dtypes():
+    """With x64 off (JAX's default) float32 keeps the whitened residuals; with it on, the products.
+
+    Either way ``mx.fit``'s restarts (vmapped, from vmapped k-means++ starts) run and
+    keep float32 and int32, and a warm-started fit agrees across the two settings.
+    """
+    x, means, covs = draw("separated")
+    m = start(x, means, covs, np.float32)
+    big = np.tile(x, (43, 1)).astype(np.float32)  # N·K·M = 129000·3·44 ≥ 2²⁴: "auto" takes the products
+
+    def pass_(m, x):
+        return accumulate(m, Rows(x), EMOptions(chunk_size=1024, fast="always"))
+
+    program = str(jax.make_jaxpr(pass_)(m, jnp.asarray(x, jnp.float32)))
+    assert "cond[" in program and "f64[1024,44]" in program  # a block's T(rows), M = 8 + 36
+    assert fast.formulation(m.family, m.params, big.shape[0]) == "products-float64"
+    on = mx.fit(big, mx.Gaussian("full"), K, init=m, max_iter=4, tol=0.0)
+    with jax.enable_x64(False):
+        m32 = start(x, means, covs, np.float32)
+        assert "f64[" not in str(jax.make_jaxpr(pass_)(m32, jnp.asarray(x, jnp.float32)))
+        assert fast.formulation(m32.family, m32.params, big.shape[0]) == "whitened"
+        restarts = mx.fit(big, mx.Gaussian("full"), K, key=jax.random.key(0), n_init=2, max_iter=4)
+        off = mx.fit(big, mx.Gaussian("full"), K, init=m32, max_iter=4, tol=0.0)
+    kinds = {np.dtype(np.float32), np.dtype(np.int32), np.dtype(bool)}
+    for fit in (restarts, off, on):
+        assert {a.dtype for a in jax.tree.leaves(fit)} <= kinds and np.isfinite(float(fit.log_likelihood))
+    np.testing.assert_allclose(off.history, on.history, rtol=1e-6)
+    np.testing.assert_allclose(off.mixture.params.means, on.mixture.params.means, rtol=1e-5, atol=1e-4)

@@ -12,15 +12,16 @@ up to rounding:
   the whitened residuals (:func:`product_form`'s guard) and, in "auto" mode,
   only for passes large enough to repay the second compiled branch. The
   products run in :func:`statistics_dtype`: float64 for float32 data on a
-  CPU (which runs float64 products at half the float32 rate), under a scoped
-  ``jax.enable_x64``; the guard is float64's, and the pass returns float32
-  sums. Float32 products are never accurate enough (ε · D is above the
-  tolerance), so elsewhere float32 keeps the whitened residuals.
+  CPU (which runs float64 products at half the float32 rate) when JAX's x64
+  mode is on (:mod:`mixtures._src.core.precision`); the guard is then
+  float64's, relaxed to float32's needs (:func:`tolerance`), and the pass
+  returns float32 sums. Float32 products are never accurate
+  enough (ε · D is above the tolerance), so elsewhere float32 keeps the
+  whitened residuals.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import NamedTuple
 
@@ -29,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from mixtures._src.core import blocks
+from mixtures._src.core import blocks, precision
 from mixtures._src.core.posterior import Sums
 from mixtures._src.families.gaussian.params import GaussianParams, GaussianStats, moved, upper_inverse_by_substitution, whitened
 
@@ -79,23 +80,21 @@ def sums(family, params: GaussianParams, x, weights, posterior, *, chunk_size: i
         return whitened_sums(family, params, x, weights, posterior, chunk_size=chunk_size, axes=axes)
 
     wide = statistics_dtype(x.dtype)
-    if not compiles_products(family, x.shape, params.means.shape[0], x.dtype, mode):
+    if not precision.wide_available(x.dtype) or not compiles_products(
+        family, x.shape, params.means.shape[0], x.dtype, mode
+    ):
         return by_residuals()
-    # Every float64 operation is traced and bound inside the scope, the branch included:
-    # batched later outside it (a user's plain vmap of a jitted call), float64 would
-    # silently become float32, which the guard's own check then reports (see product_form).
-    with _wide_scope(wide):
-        wide_params = jax.tree.map(lambda a: a.astype(wide), params)
-        form = product_form(family, wide_params, axes, tolerance(x.dtype))
-        usable = axes.for_all_restarts(form.usable)
-        if usable is None:
-            return by_residuals()
+    wide_params = jax.tree.map(lambda a: a.astype(wide), params)
+    form = product_form(family, wide_params, axes, tolerance(x.dtype))
+    usable = axes.for_all_restarts(form.usable)
+    if usable is None:
+        return by_residuals()
 
-        def by_products():
-            s = product_sums(family, wide_params, form, x, weights, posterior, chunk_size=chunk_size, axes=axes)
-            return jax.tree.map(lambda a: a.astype(x.dtype), s)
+    def by_products():
+        s = product_sums(family, wide_params, form, x, weights, posterior, chunk_size=chunk_size, axes=axes)
+        return jax.tree.map(lambda a: a.astype(x.dtype), s)
 
-        return lax.cond(usable, by_products, by_residuals)
+    return lax.cond(usable, by_products, by_residuals)
 
 
 def statistics_dtype(dtype) -> np.dtype:
@@ -104,9 +103,9 @@ def statistics_dtype(dtype) -> np.dtype:
     Float32 products would lose about ε₃₂ · qₖ (see :func:`product_form`),
     never within the tolerance; float64 ones on float32 rows are exact in
     their inputs and cost a CPU about twice the float32 products, still
-    well below the whitened residuals' K small products per block. A GPU's
-    float64 rate is often a small fraction of its float32 rate: there
-    float32 keeps the whitened residuals.
+    below the whitened residuals' K small products per block. Float32 rows
+    take them only where JAX's x64 mode is on
+    (:func:`~mixtures._src.core.precision.wide_available`).
 
     Example:
       >>> import numpy as np
@@ -114,17 +113,7 @@ def statistics_dtype(dtype) -> np.dtype:
       >>> statistics_dtype(np.float64)
       dtype('float64')
     """
-    dtype = np.dtype(dtype)
-    if dtype == np.float32 and jax.default_backend() == "cpu":
-        return np.dtype(np.float64)
-    return dtype
-
-
-def _wide_scope(wide):
-    """A scope in which arrays of dtype ``wide`` exist (a scoped ``jax.enable_x64`` for float64 without it)."""
-    if np.dtype(wide).itemsize == 8 and not jax.config.jax_enable_x64:
-        return jax.enable_x64(True)
-    return contextlib.nullcontext()
+    return precision.wider(dtype)
 
 
 def compiles_products(family, shape, n_components: int, dtype, mode: str) -> bool:
@@ -154,9 +143,10 @@ def stats_width(layout: str, d: int) -> int:
 def formulation(family, params: GaussianParams, n_rows: int, *, mode: str = "auto", axes=blocks.Axes()) -> str:
     """How an E-step pass of ``n_rows`` rows with these parameters runs: "whitened" or "products-<dtype>".
 
-    The choice :func:`sums` makes, evaluated on the host (for benchmarks and
-    reports): "products-float64" when the products are compiled and the
-    guard holds for ``params``, else "whitened".
+    The choice :func:`sums` makes, evaluated on the host under the current
+    x64 setting, for benchmarks and reports: "products-float64" when the
+    products are compiled and the guard holds for ``params``, else
+    "whitened".
 
     Example:
       >>> import jax, mixtures as mx
@@ -166,13 +156,13 @@ def formulation(family, params: GaussianParams, n_rows: int, *, mode: str = "aut
       'whitened'
     """
     dtype = params.means.dtype
-    wide = statistics_dtype(dtype)
-    if not compiles_products(family, (n_rows, params.means.shape[-1]), params.means.shape[0], dtype, mode):
+    if not precision.wide_available(dtype) or not compiles_products(
+        family, (n_rows, params.means.shape[-1]), params.means.shape[0], dtype, mode
+    ):
         return "whitened"
-    with _wide_scope(wide):
-        form = product_form(family, jax.tree.map(lambda a: jnp.asarray(a).astype(wide), params), axes, tolerance(dtype))
-        usable = bool(form.usable)
-    return f"products-{np.dtype(wide).name}" if usable else "whitened"
+    wide = statistics_dtype(dtype)
+    form = product_form(family, jax.tree.map(lambda a: jnp.asarray(a).astype(wide), params), axes, tolerance(dtype))
+    return f"products-{wide.name}" if bool(form.usable) else "whitened"
 
 
 def log_probs_and_residuals(family, params: GaussianParams, x):
@@ -286,8 +276,8 @@ def product_form(
     natural = jnp.concatenate([linear, quadratic], axis=1).T
     offset = log_norm - 0.5 * jnp.sum(white**2, axis=-1)
     usable = jnp.finfo(mu.dtype).eps * jnp.max(spread) <= tolerance
-    # Computed, not read from the dtype: false if this program was re-traced without float64
-    # (see sums), where the arithmetic above ran in float32 after all.
+    # Computed, not read from the dtype: false should this program be re-traced without
+    # x64, where the arithmetic above would run in float32 after all.
     resolves = jnp.asarray(1.0, mu.dtype) + jnp.asarray(tolerance / 2, mu.dtype) > 1.0
     finite = jnp.all(jnp.isfinite(natural)) & jnp.all(jnp.isfinite(offset))
     return ProductForm(usable & resolves & finite, natural, offset, centre)
