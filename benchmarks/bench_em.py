@@ -215,12 +215,19 @@ def make_data(n, d, k, seed=0):
     rng = np.random.default_rng(seed)
     means = rng.normal(0.0, 4.0, size=(k, d))
     factors = rng.normal(0.0, 0.3, size=(k, d, d)) + np.eye(d)
-    z = rng.choice(k, size=n)
-    x = rng.standard_normal((n, d))
-    for j in range(k):
+    return rows_from_factors(rng, n, means, factors), means
+
+
+def rows_from_factors(rng, n, means, factors):
+    """(n, d) rows means[z] + e Fₖ (e standard normal, z uniform over the k clusters), cluster by cluster."""
+    import numpy as np
+
+    z = rng.choice(len(means), size=n)
+    x = rng.standard_normal((n, means.shape[1]))
+    for j in range(len(means)):
         rows = z == j
         x[rows] = means[j] + x[rows] @ factors[j]
-    return x, means
+    return x
 
 
 def random_rotation(rng, d):
@@ -246,12 +253,7 @@ def make_rotated_data(n, d, k, spread, seed=0):
     # Rows are z @ Fₖ with Fₖ = diag(√λₖ) Qₖᵀ, so that FₖᵀFₖ = Σₖ.
     factors = [np.sqrt(10.0 ** rng.uniform(low, high, size=d))[:, None] * random_rotation(rng, d).T
                for _ in range(k)]
-    z = rng.choice(k, size=n)
-    x = rng.standard_normal((n, d))
-    for j in range(k):
-        rows = z == j
-        x[rows] = means[j] + x[rows] @ factors[j]
-    return x, means
+    return rows_from_factors(rng, n, means, factors), means
 
 
 def load_digits_data(k, seed=0):
