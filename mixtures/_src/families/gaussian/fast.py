@@ -136,7 +136,7 @@ def compiles_products(family, shape, n_components: int, dtype, mode: str) -> boo
 
 
 def stats_width(layout: str, d: int) -> int:
-    """M, the number of statistics T(x) holds per row: D + D(D+1)/2 for "full" and "tied", 2D otherwise."""
+    """M, the number of statistics T(x) holds per row: D + D(D+1)/2 for the "full" layout, 2D otherwise."""
     return d + d * (d + 1) // 2 if layout == "full" else 2 * d
 
 
@@ -205,8 +205,9 @@ def tolerance(dtype) -> float:
     in float64 (:func:`statistics_dtype`), ε₃₂/16 = 2⁻²⁷: their statistics'
     rounding stays 16 times below float32's own, so the pass is at least as
     accurate as the float32 whitened residuals; that admits every qₖ up to
-    about 3·10⁷ (a condition number of 10³ with centres up to about 150
-    standard deviations apart, or 5000 along the axes).
+    about 3·10⁷ (tests/test_accuracy_contract.py: clusters with condition
+    numbers to 10³ and means N(0, 60²) take the products; clusters 10⁴
+    standard deviations apart do not).
 
     Example:
       >>> import numpy as np
