@@ -55,6 +55,22 @@ def test_the_command_keeps_its_compiled_programs_in_a_per_user_cache(tmp_path):
     assert not (tmp_path / "elsewhere").exists()
 
 
+def test_the_cache_directory_follows_the_documented_variables(monkeypatch, tmp_path):
+    from mixtures.cli import compilation_cache_dir
+
+    monkeypatch.delenv("MIXTURES_COMPILATION_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compilation_cache_dir() == str(tmp_path / "xdg" / "mixtures" / "jax")
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")  # ignored, as the XDG specification says
+    assert compilation_cache_dir() == str(tmp_path / ".cache" / "mixtures" / "jax")
+    monkeypatch.setenv("MIXTURES_COMPILATION_CACHE", "~/mine")
+    assert compilation_cache_dir() == str(tmp_path / "mine")
+    for off in ("off", "OFF", "0", "false", "No"):
+        monkeypatch.setenv("MIXTURES_COMPILATION_CACHE", off)
+        assert compilation_cache_dir() is None
+
+
 def one_line_error(out):
     """The process failed with exactly one line on stderr, ``mixtures: error: ...``, no traceback."""
     assert out.returncode != 0, out.stdout

@@ -98,8 +98,8 @@ def compilation_cache_dir() -> str | None:
     """The directory :func:`use_compilation_cache` keeps compiled programs in, or None when it is switched off.
 
     ``$MIXTURES_COMPILATION_CACHE`` when it names a directory; none when it
-    is ``off`` (or ``0``, ``false``, ``no``); otherwise ``mixtures/jax``
-    under ``$XDG_CACHE_HOME`` or ``~/.cache``.
+    is ``off`` (or ``0``, ``false``, ``no``, in any case); otherwise
+    ``mixtures/jax`` under ``$XDG_CACHE_HOME`` (when absolute) or ``~/.cache``.
 
     Example:
       >>> import os
@@ -114,7 +114,9 @@ def compilation_cache_dir() -> str | None:
         return None
     if setting:
         return os.path.expanduser(setting)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # unset, empty or relative: ignored, as the XDG specification says
+        base = os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "mixtures", "jax")
 
 
