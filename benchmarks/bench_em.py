@@ -220,7 +220,6 @@ def make_data(n, d, k, seed=0):
 
 def rows_from_factors(rng, n, means, factors):
     """(n, d) rows means[z] + e Fₖ (e standard normal, z uniform over the k clusters), cluster by cluster."""
-    import numpy as np
 
     z = rng.choice(len(means), size=n)
     x = rng.standard_normal((n, means.shape[1]))

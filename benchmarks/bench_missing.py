@@ -52,7 +52,6 @@ ratios within one run. The script asserts nothing about time.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import statistics

@@ -18,6 +18,7 @@ import pytest
 from jax import lax
 
 import mixtures as mx
+from mixtures._src.core import precision
 from mixtures._src.core.blocks import Axes, default_chunk_size, vmap_restarts
 from mixtures._src.families.gaussian import fast
 from mixtures._src.fitting import fit as fitting
@@ -147,7 +148,7 @@ def test_only_large_wide_passes_compile_two_paths(monkeypatch):
     assert "cond[" in float32 and "f64[4096,27]" in float32  # a block's T(rows), in float64
     assert "f64[1000,27]" not in traced(6, 1000, dtype=jnp.float32)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    assert fast.statistics_dtype(np.float32) == np.float32
+    assert precision.wider(np.float32) == np.float32
     assert "cond[" not in traced(6, large_n, dtype=jnp.float32)
 
 

@@ -600,7 +600,6 @@ def test_history_never_falls_on_drawn_data_and_holes(covariance):
 
 
 def test_what_a_newcomer_tripped_on():
-    from mixtures.cli import main
     from mixtures.sklearn import GaussianMixture
 
     _, x = _data(seed=18)

@@ -381,7 +381,8 @@ def fit(
             )
     saving = None
     if checkpoint is not None:
-        # Everything the result depends on; not the callback, which only watches.
+        # Everything the result depends on; not the callback, which only watches. The options
+        # are written with max_iter, as before it left them, so earlier checkpoints still match.
         identity = checkpoints.fingerprint(
             "fit", repr(family), k, n_init, init if isinstance(init, str) else start,
             None if isinstance(init, Mixture) else key, repr(options.replace(report=False, max_iter=max_iter)), tol, max_iter, x,

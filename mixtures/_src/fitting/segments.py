@@ -35,7 +35,7 @@ from mixtures._src.core import blocks, progress
 from mixtures._src.engine import em as engine
 
 __all__ = [
-    "SECONDS", "SEGMENT", "advance_all", "finish_all", "handle_interrupt", "interrupts_deferred",
+    "SECONDS", "SEGMENT", "advance_all", "any_unconverged", "finish_all", "handle_interrupt", "interrupts_deferred",
     "raise_if_interrupted", "run",
 ]
 
@@ -123,10 +123,17 @@ def advance_all(states, rows, tol, options, *, prior=None, first, until, receive
         states, history = blocks.vmap_restarts(one, options.axes)(states, jnp.arange(n))
     else:
         states, history = one(options.axes, states, 0)
-    # ``options.max_iter`` is not read: the host stops at its own ``max_iter`` (see run), so
-    # one compiled segment program serves every ``max_iter``.
-    going = jnp.any(~engine.has_converged(states.log_likelihood, states.previous, tol))
-    return states, history, going, jnp.max(states.n_iter)
+    return states, history, any_unconverged(states, tol), jnp.max(states.n_iter)
+
+
+def any_unconverged(states, tol) -> jax.Array:
+    """Whether any restart's loop state (leading axis R, or one) has not converged.
+
+    A segment reports this rather than :func:`~mixtures.engine.running`:
+    :func:`run` stops at its own ``max_iter``, so one compiled segment program
+    serves every ``max_iter``.
+    """
+    return jnp.any(~engine.has_converged(states.log_likelihood, states.previous, tol))
 
 
 def finish_all(states, rows, tol, options, *, prior=None, batched=True) -> engine.FitResult:

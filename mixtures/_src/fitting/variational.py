@@ -175,7 +175,7 @@ def fit_variational(
         resp = _check_responsibilities(init, n, k, n_init)
     family.check_methods(host)
 
-    # max_iter stays out of the static options (the loop reads it traced): another max_iter compiles nothing.
+    # max_iter stays out of the static options (the host loop stops at it): another max_iter compiles nothing.
     options = EMOptions(chunk_size=chunk, report=callback is not None)
     tol = checks.to_device(tol, x.dtype)
     w = None if weights is None else checks.to_device(weights, x.dtype)
@@ -195,7 +195,7 @@ def fit_variational(
         )
 
     def advance(states, first, until):
-        return _advance(states, rows, tol, prior, receiver, first, until, max_iter, options=options)
+        return _advance(states, rows, tol, prior, receiver, first, until, options=options)
 
     with progress.receiving(callback) as receiver:
         states, history = segments.run(begin, advance, max_iter=max_iter, receiver=receiver, what="mx.fit_variational")
@@ -384,7 +384,7 @@ def _starts(keys, rows: Rows, prior, classes, *, family, k, method, options):
 
 
 @functools.partial(jax.jit, static_argnames="options")
-def _advance(states, rows, tol, prior, receiver, first, until, max_iter, *, options):
+def _advance(states, rows, tol, prior, receiver, first, until, *, options):
     def one(options, state, restart):
         history = jnp.full((segments.SEGMENT,), jnp.nan, rows.x.dtype)
         return engine.advance(
@@ -393,8 +393,7 @@ def _advance(states, rows, tol, prior, receiver, first, until, max_iter, *, opti
         )
 
     states, history = _each(one, options, states, jnp.arange(jax.tree.leaves(states)[0].shape[0]))
-    going = jnp.any(em.running(states, tol, max_iter))
-    return states, history, going, jnp.max(states.n_iter)
+    return states, history, segments.any_unconverged(states, tol), jnp.max(states.n_iter)
 
 
 @functools.partial(jax.jit, static_argnames="options")

@@ -11,9 +11,10 @@ up to rounding:
   ``lax.cond``, only where float rounding keeps the statistics as accurate as
   the whitened residuals (:func:`product_form`'s guard) and, in "auto" mode,
   only for passes large enough to repay the second compiled branch. The
-  products run in :func:`statistics_dtype`: float64 for float32 data on a
-  CPU (which runs float64 products at half the float32 rate) when JAX's x64
-  mode is on (:mod:`mixtures._src.core.precision`); the guard is then
+  products run in ``precision.wider`` of the data's dtype: float64 for
+  float32 data on a CPU (which runs float64 products at half the float32
+  rate; float64 products on float32 rows are exact in their inputs) when
+  JAX's x64 mode is on (:mod:`mixtures._src.core.precision`); the guard is then
   float64's, relaxed to float32's needs (:func:`tolerance`), and the pass
   returns float32 sums. Float32 products are never accurate
   enough (ε · D is above the tolerance), so elsewhere float32 keeps the
@@ -34,7 +35,7 @@ from mixtures._src.core import blocks, precision
 from mixtures._src.core.posterior import Sums
 from mixtures._src.families.gaussian.params import GaussianParams, GaussianStats, moved, upper_inverse_by_substitution, whitened
 
-__all__ = ["ProductForm", "formulation", "product_form", "product_sums", "statistics_dtype", "sums", "whitened_sums"]
+__all__ = ["ProductForm", "compiled_form", "formulation", "product_form", "product_sums", "sums", "whitened_sums"]
 
 _HI = lax.Precision.HIGHEST
 # The largest ε · maxₖ qₖ at which the product form is used for float64 data (see
@@ -68,71 +69,52 @@ class ProductForm(NamedTuple):
 def sums(family, params: GaussianParams, x, weights, posterior, *, chunk_size: int, axes: blocks.Axes, mode: str) -> Sums:
     """The pass :meth:`Gaussian.fast_sums` returns: whitened residuals, or the products where they are usable.
 
-    The products are compiled when :func:`compiles_products` says so for
-    these shapes and ``mode``, and the usability flag can be agreed by every
-    restart traced side by side (never inside a mesh fit's per-device
-    program); the choice is then made per call under ``lax.cond``, from the
-    guard :func:`product_form` computes in :func:`statistics_dtype`. Mode
-    "once" compiles the whitened residuals alone.
+    The products are compiled where :func:`compiled_form` gives a form and
+    its usability flag can be agreed by every restart traced side by side
+    (never inside a mesh fit's per-device program); the choice is then made
+    per call under ``lax.cond``. Mode "once" compiles the whitened
+    residuals alone.
     """
 
     def by_residuals():
         return whitened_sums(family, params, x, weights, posterior, chunk_size=chunk_size, axes=axes)
 
-    wide = statistics_dtype(x.dtype)
-    if not precision.wide_available(x.dtype) or not compiles_products(
-        family, x.shape, params.means.shape[0], x.dtype, mode
-    ):
-        return by_residuals()
-    wide_params = jax.tree.map(lambda a: a.astype(wide), params)
-    form = product_form(family, wide_params, axes, tolerance(x.dtype))
-    usable = axes.for_all_restarts(form.usable)
+    form = compiled_form(family, params, x.shape[0], mode, axes)
+    usable = None if form is None else axes.for_all_restarts(form.usable)
     if usable is None:
         return by_residuals()
 
     def by_products():
-        s = product_sums(family, wide_params, form, x, weights, posterior, chunk_size=chunk_size, axes=axes)
+        wide = jax.tree.map(lambda a: a.astype(form.natural.dtype), params)
+        s = product_sums(family, wide, form, x, weights, posterior, chunk_size=chunk_size, axes=axes)
         return jax.tree.map(lambda a: a.astype(x.dtype), s)
 
     return lax.cond(usable, by_products, by_residuals)
 
 
-def statistics_dtype(dtype) -> np.dtype:
-    """The dtype of the product form's arithmetic for data of ``dtype``: float64 for float32 on a CPU, else ``dtype``.
+def compiled_form(family, params: GaussianParams, n_rows: int, mode: str, axes=blocks.Axes()) -> ProductForm | None:
+    """The :class:`ProductForm` a pass of ``n_rows`` rows compiles beside the whitened residuals, or None.
 
-    Float32 products would lose about ε₃₂ · qₖ (see :func:`product_form`),
-    never within the tolerance; float64 ones on float32 rows are exact in
-    their inputs and cost a CPU about twice the float32 products, still
-    below the whitened residuals' K small products per block. Float32 rows
-    take them only where JAX's x64 mode is on
-    (:func:`~mixtures._src.core.precision.wide_available`).
-
-    Example:
-      >>> import numpy as np
-      >>> from mixtures._src.families.gaussian.fast import statistics_dtype
-      >>> statistics_dtype(np.float64)
-      dtype('float64')
+    The form is built in ``precision.wider`` of the data's dtype (float64
+    for float32 data on a CPU, available to a trace only with x64 on), with
+    :func:`tolerance` for the data's dtype. It is compiled where it exists
+    in that dtype (ε · D within the tolerance), its T(rows) block takes at
+    most 4× the bytes of the (rows, K, D) block the chunk size is set for,
+    and ``mode`` is "always" or, in "auto", the pass is at least
+    :data:`MIN_WORK` multiply-adds with M ≥ :data:`MIN_WIDTH`. Never in
+    "once" mode.
     """
-    return precision.wider(dtype)
-
-
-def compiles_products(family, shape, n_components: int, dtype, mode: str) -> bool:
-    """Whether a pass over rows of ``shape`` (N, D) and ``dtype`` compiles the products beside the whitened residuals.
-
-    Where the form exists in :func:`statistics_dtype` (ε · D within the
-    tolerance), its T(rows) block takes at most 4× the bytes of the
-    (rows, K, D) block the chunk size is set for, and ``mode`` is "always"
-    or, in "auto", the pass is at least :data:`MIN_WORK` multiply-adds with
-    M ≥ :data:`MIN_WIDTH`. Never in "once" mode.
-    """
-    wide = statistics_dtype(dtype)
-    n, d = shape
-    if mode == "once" or np.finfo(wide).eps * d > tolerance(dtype):
-        return False
+    dtype = np.dtype(params.means.dtype)
+    wide = precision.wider(dtype)
+    k, d = params.means.shape
+    if mode == "once" or not precision.wide_available(dtype) or np.finfo(wide).eps * d > tolerance(dtype):
+        return None
     width = stats_width(family.layout, d)
-    if width * wide.itemsize > 4 * n_components * d * np.dtype(dtype).itemsize:
-        return False
-    return mode != "auto" or (width >= MIN_WIDTH and n * n_components * width >= MIN_WORK)
+    if width * wide.itemsize > 4 * k * d * dtype.itemsize:
+        return None
+    if mode == "auto" and (width < MIN_WIDTH or n_rows * k * width < MIN_WORK):
+        return None
+    return product_form(family, jax.tree.map(lambda a: jnp.asarray(a).astype(wide), params), axes, tolerance(dtype))
 
 
 def stats_width(layout: str, d: int) -> int:
@@ -143,10 +125,9 @@ def stats_width(layout: str, d: int) -> int:
 def formulation(family, params: GaussianParams, n_rows: int, *, mode: str = "auto", axes=blocks.Axes()) -> str:
     """How an E-step pass of ``n_rows`` rows with these parameters runs: "whitened" or "products-<dtype>".
 
-    The choice :func:`sums` makes, evaluated on the host under the current
-    x64 setting, for benchmarks and reports: "products-float64" when the
-    products are compiled and the guard holds for ``params``, else
-    "whitened".
+    The choice :func:`sums` makes (:func:`compiled_form` and its guard),
+    evaluated on the host under the current x64 setting, for benchmarks and
+    reports.
 
     Example:
       >>> import jax, mixtures as mx
@@ -155,14 +136,8 @@ def formulation(family, params: GaussianParams, n_rows: int, *, mode: str = "aut
       >>> formulation(m.family, m.params, 272)  # too small a pass to repay a second branch
       'whitened'
     """
-    dtype = params.means.dtype
-    if not precision.wide_available(dtype) or not compiles_products(
-        family, (n_rows, params.means.shape[-1]), params.means.shape[0], dtype, mode
-    ):
-        return "whitened"
-    wide = statistics_dtype(dtype)
-    form = product_form(family, jax.tree.map(lambda a: jnp.asarray(a).astype(wide), params), axes, tolerance(dtype))
-    return f"products-{wide.name}" if bool(form.usable) else "whitened"
+    form = compiled_form(family, params, n_rows, mode, axes)
+    return "whitened" if form is None or not bool(form.usable) else f"products-{form.natural.dtype.name}"
 
 
 def log_probs_and_residuals(family, params: GaussianParams, x):
@@ -202,7 +177,7 @@ def tolerance(dtype) -> float:
 
     :data:`TOLERANCE` (2⁻³²) for float64 data: statistics within about
     10⁻¹⁰ of the whitened residuals'. For float32 data, whose products run
-    in float64 (:func:`statistics_dtype`), ε₃₂/16 = 2⁻²⁷: their statistics'
+    in float64 (:func:`compiled_form`), ε₃₂/16 = 2⁻²⁷: their statistics'
     rounding stays 16 times below float32's own, so the pass is at least as
     accurate as the float32 whitened residuals; that admits every qₖ up to
     about 3·10⁷ (tests/test_accuracy_contract.py: clusters with condition
@@ -277,11 +252,7 @@ def product_form(
     natural = jnp.concatenate([linear, quadratic], axis=1).T
     offset = log_norm - 0.5 * jnp.sum(white**2, axis=-1)
     usable = jnp.finfo(mu.dtype).eps * jnp.max(spread) <= tolerance
-    # Computed, not read from the dtype: false should this program be re-traced without
-    # x64, where the arithmetic above would run in float32 after all.
-    resolves = jnp.asarray(1.0, mu.dtype) + jnp.asarray(tolerance / 2, mu.dtype) > 1.0
-    finite = jnp.all(jnp.isfinite(natural)) & jnp.all(jnp.isfinite(offset))
-    return ProductForm(usable & resolves & finite, natural, offset, centre)
+    return ProductForm(usable & jnp.all(jnp.isfinite(natural)) & jnp.all(jnp.isfinite(offset)), natural, offset, centre)
 
 
 def features(layout: str, centre, x) -> jax.Array:
