@@ -22,9 +22,10 @@ from the same starting mixture (the true one, perturbed), with
   picks, ``default_chunk_size(K, D)``): the cost of the missing-value E-step
   itself, row block for row block;
 - for "missing", also the chunk size the fit would pick for these rows,
-  ``default_chunk_size(K, D·(1 + M))`` (a row missing M entries holds M + 1
-  D-vectors per component, so the fit uses smaller blocks), against
-  "complete" at its own default: the ratio a user of ``mx.fit`` sees.
+  ``default_chunk_size(K, row_width(D, M))`` (a row missing M entries also
+  holds the M (M + 1) / 2 entries of its precision's missing block per
+  component, so the fit may use smaller blocks), against "complete" at its
+  own default: the ratio a user of ``mx.fit`` sees.
 
 The ratio missing/complete is printed per dtype (the issue's target is ≤ 4×).
 A breakdown then times the two family hooks of the missing-value path alone,
@@ -145,7 +146,7 @@ def measure_dtype(args, dtype, x_full, x_missing, max_missing, start):
     n = x_full.shape[0]
     same_chunk = args.chunk_size or blocks.default_chunk_size(k, d)
     fit_chunk_full = blocks.default_chunk_size(k, d)
-    fit_chunk_missing = blocks.default_chunk_size(k, d * (1 + max_missing))
+    fit_chunk_missing = rows_chunk(k, d, max_missing)
 
     def step_program(options):
         return lambda m, r: engine.step(m, r, options)
@@ -276,14 +277,15 @@ def print_tables(results, n, d, k, max_missing, rate, n_refilled, repeats):
     print("  - mean ll: mean log-likelihood per row before the step (observed entries only for 'missing'); "
           "refused: components whose M-step update was refused (0 expected).")
     print(f"  - fit default chunk: default_chunk_size(K, D) = {rows_chunk(k, d, 0)} rows complete, "
-          f"default_chunk_size(K, D·(1+M)) = {rows_chunk(k, d, max_missing)} rows missing.")
+          f"default_chunk_size(K, row_width(D, M)) = {rows_chunk(k, d, max_missing)} rows missing.")
     print(f"  - {repeats} timed calls after a warm-up call; N={n}, D={d}, K={k}, full covariance.")
 
 
 def rows_chunk(k, d, m):
     from mixtures._src.core import blocks
+    from mixtures._src.core.incomplete import row_width
 
-    return blocks.default_chunk_size(k, d * (1 + m))
+    return blocks.default_chunk_size(k, row_width(d, m))
 
 
 # ---------------------------------------------------------------------------

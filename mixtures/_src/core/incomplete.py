@@ -27,7 +27,7 @@ from mixtures._src.core import checks
 
 __all__ = [
     "MISSING", "Incomplete", "by_missing", "check_missing", "incomplete_rows", "max_missing", "median_filled",
-    "without_empty_rows",
+    "row_width", "without_empty_rows",
 ]
 
 MISSING = (None, "marginalize")
@@ -80,6 +80,20 @@ class Incomplete(NamedTuple):
 def max_missing(x: np.ndarray) -> int:
     """The most NaN entries in any row of ``x`` (host)."""
     return int(np.max(np.sum(np.isnan(x), axis=1), initial=0))
+
+
+def row_width(n_features: int, max_missing: int) -> int:
+    """Elements per row and component of a block's widest temporary, for sizing the blocks.
+
+    A complete row's whitened residual holds D; a row missing M entries also
+    holds the M (M + 1) / 2 entries of its precision's missing block (and of
+    that block's factor, inverse and conditional covariance).
+
+    Example:
+      >>> row_width(16, 0), row_width(16, 4), row_width(16, 11)
+      (16, 16, 66)
+    """
+    return max(n_features, max_missing * (max_missing + 1) // 2)
 
 
 def incomplete_rows(

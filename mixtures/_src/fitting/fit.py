@@ -14,7 +14,7 @@ from mixtures._src.fitting import checkpoints, devices, processes, segments
 from mixtures._src.core import progress
 from mixtures._src.engine import em as engine
 from mixtures._src.core.family import Family
-from mixtures._src.core.incomplete import by_missing, check_missing, incomplete_rows
+from mixtures._src.core.incomplete import by_missing, check_missing, incomplete_rows, row_width
 from mixtures._src.fitting.init import INIT_METHODS, check_method, initialize, start_key, tree_classes
 from mixtures._src.core.mixture import Mixture
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
@@ -275,10 +275,10 @@ def fit(
         n_init = checks.positive_int(n_init, "n_init")
         max_iter = checks.max_iter(max_iter)
         tol = checks.non_negative_float(tol, "tol")
-        # Restarts run side by side under vmap; a row missing M entries holds M + 1 D-vectors per component.
-        widen = 1 if incomplete is None else 1 + incomplete.max_missing
+        # Restarts run side by side under vmap.
+        width = d if incomplete is None else row_width(d, incomplete.max_missing)
         chunk = (
-            blocks.default_chunk_size(k * n_init, d * widen)
+            blocks.default_chunk_size(k * n_init, width)
             if chunk_size is None
             else checks.positive_int(chunk_size, "chunk_size")
         )

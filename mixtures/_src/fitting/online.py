@@ -58,7 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mixtures._src.core import checks
-from mixtures._src.core.incomplete import by_missing, check_missing, incomplete_rows, without_empty_rows
+from mixtures._src.core.incomplete import by_missing, check_missing, incomplete_rows, row_width, without_empty_rows
 from mixtures._src.core import blocks
 from mixtures._src.fitting import checkpoints, segments, sources
 from mixtures._src.engine import em as engine
@@ -457,7 +457,7 @@ def _init(config: _Config, mixture: Mixture, x, weights, max_missing: int = 0) -
 @functools.partial(jax.jit, static_argnames=("chunk_size", "max_missing"))
 def _sample_stats(mixture: Mixture, x, weights, chunk_size, max_missing=0):
     """Per-row counts, statistics and mean log-likelihood of the sample x under ``mixture``."""
-    chunk = chunk_size or blocks.default_chunk_size(mixture.n_components, mixture.n_features * (1 + max_missing))
+    chunk = chunk_size or blocks.default_chunk_size(mixture.n_components, row_width(mixture.n_features, max_missing))
     sums = engine.accumulate(mixture, Rows(x, weights), EMOptions(chunk_size=chunk, missing=max_missing), once=True)
     total = jnp.asarray(x.shape[0], x.dtype) if weights is None else jnp.sum(weights)
     return sums.counts / total, jax.tree.map(lambda s: s / total, sums.stats), sums.log_likelihood / total
@@ -475,7 +475,7 @@ def _update(config: _Config, state: OnlineState, x, weights, max_missing: int = 
     mixture = state.mixture
     family = mixture.family
     dtype = mixture.dtype
-    chunk = config.chunk_size or blocks.default_chunk_size(mixture.n_components, mixture.n_features * (1 + max_missing))
+    chunk = config.chunk_size or blocks.default_chunk_size(mixture.n_components, row_width(mixture.n_features, max_missing))
     sums = engine.accumulate(mixture, Rows(x, weights), EMOptions(chunk_size=chunk, missing=max_missing))
     total = jnp.asarray(x.shape[0], dtype) if weights is None else jnp.sum(weights)
     has_rows = total > 0

@@ -33,7 +33,7 @@ from mixtures._src.fitting import segments
 from mixtures._src.fitting.grid import GRID_CRITERIA, SelectionGrid, criterion_grid
 from mixtures._src.fitting.models import model_families, model_name
 from mixtures._src.fitting.fit import best_restart, start_restart
-from mixtures._src.core.incomplete import by_missing, check_missing, incomplete_rows
+from mixtures._src.core.incomplete import by_missing, check_missing, incomplete_rows, row_width
 from mixtures._src.fitting.init import INIT_METHODS, check_method, start_key, tree_classes
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
 from mixtures._src.core.mixture import Mixture, information_criteria, log_likelihood_and_entropy
@@ -241,7 +241,7 @@ def select(
     k_max = max(ks)
     max_missing = 0 if incomplete is None else incomplete.max_missing
     if chunk_size is None:
-        chunk = blocks.default_chunk_size(k_max * len(ks) * n_init, d * (1 + max_missing))
+        chunk = blocks.default_chunk_size(k_max * len(ks) * n_init, row_width(d, max_missing))
     else:
         chunk = checks.positive_int(chunk_size, "chunk_size")
     checks.restarts_fit_in_memory(  # every candidate's restarts run side by side

@@ -27,7 +27,7 @@ from mixtures._src.engine import em as engine
 from mixtures._src.fitting import fit as fitting
 from mixtures._src.core.progress import Progress
 from mixtures._src.core.family import Family
-from mixtures._src.core.incomplete import by_missing, check_missing
+from mixtures._src.core.incomplete import by_missing, check_missing, row_width
 from mixtures._src.fitting.init import INIT_METHODS, check_method, tree_classes
 from mixtures._src.core.mixture import Mixture
 from mixtures._src.engine.options import DEFAULT_TOL, EMOptions, Rows
@@ -200,7 +200,7 @@ def fit_stream(
     scale = 1.0 if prior is not None or seen.sample_weights is None else n / seen.total_weight
     if sample_weights is not None:
         sample_weights = checks.to_device(sample_weights * scale, dtype)
-    chunk = chunk_size or blocks.default_chunk_size(k * n_init, d * (1 + seen.max_missing))
+    chunk = chunk_size or blocks.default_chunk_size(k * n_init, row_width(d, seen.max_missing))
     checks.restarts_fit_in_memory(
         n_init, n_components=k, n_features=d, history=0, chunk_size=chunk, n_rows=n,
         itemsize=np.dtype(dtype).itemsize,
