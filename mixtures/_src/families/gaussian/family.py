@@ -309,7 +309,7 @@ class Gaussian(domain.SquaredRealData, Family):
         def block(m):
             done = missing.complete(self.layout, log_det, params, x, m)
             resp, ll_sum = posterior.weighted(done.log_probs, index, weights)
-            return Sums(jnp.sum(resp, axis=0), missing.stats(self.layout, resp, done, observed), ll_sum)
+            return Sums(jnp.sum(resp, axis=0), missing.stats(self.layout, params, resp, done, observed), ll_sum)
 
         if self.layout != "full":
             return block(1)
@@ -318,7 +318,7 @@ class Gaussian(domain.SquaredRealData, Family):
     def accumulate_observed(self, params: GaussianParams, x, resp, max_missing: int) -> GaussianStats:
         """Whitened statistics completed by the missing entries' conditional means and covariances."""
         done = missing.complete(self.layout, self.log_det(params.precisions_cholesky, x.shape[-1]), params, x, max_missing)
-        return missing.stats(self.layout, resp, done, ~jnp.isnan(x))
+        return missing.stats(self.layout, params, resp, done, ~jnp.isnan(x))
 
     def conditional_rows(self, params: GaussianParams, x, max_missing: int):
         """Per component, each row's observed-entry log-density, its conditional mean, and a conditional draw.

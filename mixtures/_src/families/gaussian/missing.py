@@ -55,43 +55,31 @@ UNROLLED = 12
 
 
 class Pattern(NamedTuple):
-    """Where a block of rows is observed.
+    """Where a block of rows misses entries.
 
     Attributes:
-      observed: (B, D) bool.
-      filled: (B, D) the rows with 0 at the missing entries.
       index: (B, M) int32 the missing columns of each row, in order, padded with 0.
       valid: (B, M) bool whether an index entry is a missing column (not padding).
-      onehot: (B, M, D) row i of each row's block is the unit vector of its i-th missing column (0 for padding).
-      slot: (B, D) int32 a missing entry's place among its row's missing entries (clipped to M − 1).
-      covered: (B, D) bool a missing entry among the first M of its row.
+      hit: (B, M, D) bool row i of each row's block marks its i-th missing column (none for padding).
     """
 
-    observed: jax.Array
-    filled: jax.Array
     index: jax.Array
     valid: jax.Array
-    onehot: jax.Array
-    slot: jax.Array
-    covered: jax.Array
+    hit: jax.Array
 
 
 def pattern(x: jax.Array, max_missing: int) -> Pattern:
     """The :class:`Pattern` of a block of rows whose missing entries are NaN."""
     d = x.shape[-1]
     max_missing = min(max_missing, d)
-    observed = ~jnp.isnan(x)
-    filled = jnp.where(observed, x, 0)
-    missing = (~observed).astype(x.dtype)
+    missing = jnp.isnan(x)
     # A missing entry's place among its row's missing entries: a product with a triangle of ones (exact
     # counts), which XLA:CPU runs faster than a cumulative sum.
-    rank = jnp.dot(missing, jnp.triu(jnp.ones((d, d), x.dtype)), precision=_HI).astype(jnp.int32) - 1
-    hit = ~observed[:, None, :] & (rank[:, None, :] == jnp.arange(max_missing)[None, :, None])  # (B, M, D)
+    rank = jnp.dot(missing.astype(x.dtype), jnp.triu(jnp.ones((d, d), x.dtype)), precision=_HI).astype(jnp.int32) - 1
+    hit = missing[:, None, :] & (rank[:, None, :] == jnp.arange(max_missing)[None, :, None])  # (B, M, D)
     index = jnp.sum(jnp.where(hit, jnp.arange(d)[None, None, :], 0), axis=-1).astype(jnp.int32)
-    valid = jnp.arange(max_missing)[None, :] < jnp.sum(~observed, axis=-1)[:, None]
-    slot = jnp.clip(rank, 0, max_missing - 1)
-    covered = ~observed & (rank < max_missing)
-    return Pattern(observed, filled, index, valid, hit.astype(x.dtype), slot, covered)
+    valid = jnp.arange(max_missing)[None, :] < jnp.sum(missing, axis=-1)[:, None]
+    return Pattern(index, valid, hit)
 
 
 class Completed(NamedTuple):
@@ -106,7 +94,6 @@ class Completed(NamedTuple):
         (where it is the component's own variance on the missing entries).
       pairs: (T, B) int32 where each of those entries belongs in a D × D matrix, row · D + column; or None.
       factor: the rows of L (A = L Lᵀ) as a list of M lists of (B, K) arrays, or None (diagonal layouts).
-      whitener: (K, D, D) the components' U, or None (diagonal layouts).
     """
 
     log_probs: jax.Array
@@ -115,7 +102,6 @@ class Completed(NamedTuple):
     covariance: jax.Array | None
     pairs: jax.Array | None
     factor: list | None
-    whitener: jax.Array | None
 
 
 def complete(layout: str, log_det, params: GaussianParams, x: jax.Array, max_missing: int) -> Completed:
@@ -143,7 +129,7 @@ def complete(layout: str, log_det, params: GaussianParams, x: jax.Array, max_mis
         y = diff * scale[:, None, :]
         log_scale = jnp.einsum("bd,kd->kb", obs, jnp.log(scale), precision=_HI)
         logp = -0.5 * (n_obs[None, :] * math.log(2 * math.pi) + jnp.sum(y * y, axis=-1)) + log_scale
-        return Completed(logp.T, y, diff, None, None, None, None)
+        return Completed(logp.T, y, diff, None, None, None)
     m = min(max_missing, d)
     p = pattern(x, m)
     precision = jnp.einsum("kde,kfe->kdf", u, u, precision=_HI)  # Λ = U Uᵀ
@@ -186,14 +172,14 @@ def complete(layout: str, log_det, params: GaussianParams, x: jax.Array, max_mis
     # E[x | xₒ, k] − μₖ: the residual at the observed entries, −A⁻¹b at the missing ones.
     residual = diff
     for i in range(m):
-        residual = jnp.where((p.covered & (p.slot == i))[None], -t[i].T[:, :, None], residual)
+        residual = jnp.where(p.hit[None, :, i, :], -t[i].T[:, :, None], residual)
     completed = jax.lax.dot_general(residual, u, batched, precision=_HI)
     # The conditional mean minimises (x − μ)ᵀ Λ (x − μ) over the missing entries, to (xₒ − μₒ)ᵀ Σₒₒ⁻¹ (xₒ − μₒ):
     # a sum of squares, with no cancellation.
     quad = jnp.sum(completed * completed, axis=-1).T
     logp = -0.5 * (n_obs[:, None] * math.log(2 * math.pi) + quad) + log_det[None, :] - log_det_a
     logp = jnp.where(n_obs[:, None] > 0, logp, 0)  # nothing observed: density one, not its rounding
-    return Completed(logp, completed, residual, jnp.where(both[..., None], cov, 0), pairs.T, factor, u)
+    return Completed(logp, completed, residual, jnp.where(both[..., None], cov, 0), pairs.T, factor)
 
 
 def sizes(max_missing: int, d: int) -> list[int]:
@@ -229,7 +215,7 @@ def by_block(fn, x: jax.Array, max_missing: int, weights: jax.Array | None = Non
     return jax.lax.switch(jnp.minimum(branch, len(options) - 1), [functools.partial(fn, m) for m in options])
 
 
-def stats(layout: str, resp: jax.Array, done: Completed, observed: jax.Array) -> GaussianStats:
+def stats(layout: str, params: GaussianParams, resp: jax.Array, done: Completed, observed: jax.Array) -> GaussianStats:
     """Σₙ rₙₖ E[yₙₖ] and Σₙ rₙₖ E[yₙₖ yₙₖᵀ] (its diagonal for the diagonal layouts) given the observed entries.
 
     For full covariances, E[y yᵀ] = E[y] E[y]ᵀ + Uᵀ Cov[x | xₒ] U: the
@@ -249,7 +235,7 @@ def stats(layout: str, resp: jax.Array, done: Completed, observed: jax.Array) ->
     low = jax.ops.segment_sum(weighted, done.pairs.reshape(-1), num_segments=d * d).T.reshape(k, d, d)
     # The pairs are the lower triangle (the missing columns are in order), the diagonal counted once.
     spread = low + jnp.swapaxes(low, 1, 2) - jnp.eye(d, dtype=y.dtype)[None] * low
-    u = done.whitener
+    u = params.precisions_cholesky
     return GaussianStats(first, second + jnp.einsum("kde,kdf,kfg->keg", u, spread, u, precision=_HI))
 
 
@@ -264,7 +250,7 @@ def conditional_moments(layout: str, params: GaussianParams, done: Completed, x:
     d = x.shape[-1]
     max_missing = min(max_missing, d)
     p = pattern(x, max_missing)
-    onehot = p.onehot
+    onehot = p.hit.astype(x.dtype)
     if layout != "full":
         u = params.precisions_cholesky
         scale = u if u.ndim == 2 else jnp.broadcast_to(u[:, None], (u.shape[0], d))
