@@ -467,6 +467,9 @@ def test_the_command_line_reads_empty_cells_as_missing(tmp_path, capsys):
         np.testing.assert_array_equal(printed, np.asarray(saved.predict(x, missing="marginalize")))
     assert main(["fit", str(tmp_path / "holes.csv"), "-k", "2"]) != 0
     assert "is empty (--missing reads empty cells as missing entries)" in capsys.readouterr().err
+    (tmp_path / "na.csv").write_text("a,b\n1.0,2.0\nNA,3.0\n")
+    assert main(["fit", str(tmp_path / "na.csv"), "-k", "1"]) != 0
+    assert "holds 'NA', not a number (--missing reads it as a missing entry)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("offset", [0.0, 1e4])

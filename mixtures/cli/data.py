@@ -146,7 +146,12 @@ def _read_csv(path: str, delimiter: str, columns: str | None, missing: bool = Fa
             try:
                 values[i, j] = float(text)
             except ValueError:
-                what = "is empty (--missing reads empty cells as missing entries)" if not text else f"holds {text!r:.40}, not a number"
+                if not text:
+                    what = "is empty (--missing reads empty cells as missing entries)"
+                elif text.lower() in MISSING_CELLS:
+                    what = f"holds {text!r}, not a number (--missing reads it as a missing entry)"
+                else:
+                    what = f"holds {text!r:.40}, not a number"
                 raise CommandError(f"{path!r}, line {lines[i]}, column {c + 1} ({names[c]}) {what}.") from None
     data = Data(values, tuple(names[c] for c in chosen), path, np.asarray(lines), tuple(c + 1 for c in chosen))
     _check_finite(data, missing)
